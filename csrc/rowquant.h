@@ -1,0 +1,63 @@
+/* rowquant kernels: per-row symmetric 8-bit quantization (Botha et al. 2017, section 2.2).
+ *
+ * Plain C99, no Python. Every function takes raw pointers, sizes and row strides (in elements),
+ * never allocates, and returns an int status. Where a kernel can reject its input it reports the
+ * position of the first offending element through an out-parameter, so the caller can name it.
+ *
+ * The arithmetic is the contract of DESIGN.md section 1:
+ *   scale  s = float32(max_j |E[i, j]| / 127)           (one float32 division)
+ *   code   q = floor(E / s + 128.5), evaluated exactly   (s == 0 gives 128)
+ *   value  x = float32((q - 128) * s)                    (one float32 multiply)
+ */
+#ifndef ROWQUANT_H
+#define ROWQUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum rq_status {
+    RQ_OK = 0,
+    RQ_NONFINITE = 1,   /* quantize: *bad = flat index (row * dim + column) of the first NaN/inf */
+    RQ_ID_RANGE = 2,    /* take/bag: *bad = position in ids of the first id outside [0, n_rows) */
+};
+
+enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1 };
+
+/* Quantize n_rows rows of dim floats. On RQ_NONFINITE the contents of codes and scales are
+ * unspecified. codes and scales must not overlap values. */
+int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
+                     uint8_t *codes, int64_t codes_stride, float *scales,
+                     int n_threads, int64_t *bad);
+
+/* out[i, j] = (codes[i, j] - 128) * scales[i] for every row. */
+int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                  int64_t codes_stride, float *out, int64_t out_stride, int n_threads);
+
+/* out[k, :] = dequantized row ids[k]. Every id is checked before anything is written. */
+int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+            float *out, int64_t out_stride, int n_threads, int64_t *bad);
+
+/* Pooled lookup. Bag b holds ids[bounds[b] .. bounds[b + 1]); bounds has n_bags + 1 entries,
+ * non-decreasing, from 0 to at most n_ids (the caller checks this). weights (one per id) may be
+ * NULL. Ids equal to padding_idx (pass -1 for none) are skipped and not counted. Each bag is
+ * summed in id order by one thread, so results do not depend on the thread count. Every id is
+ * checked before anything is written. */
+int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+           int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+           const int64_t *bounds, int64_t n_bags, const float *weights,
+           int mode, int64_t padding_idx,
+           float *out, int64_t out_stride, int n_threads, int64_t *bad);
+
+/* Whether the library was built with OpenMP (1) or runs every kernel on one thread (0). */
+int rq_have_openmp(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ROWQUANT_H */

@@ -1,0 +1,409 @@
+"""The operations over plain arrays: check the arguments, allocate the output, make one kernel
+call (or one call into :mod:`rowquant.reference` on the numpy backend), raise what it reported."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import _checks, reference
+from ._threads import get_num_threads, resolve_threads
+from ._version import __version__
+
+
+def _load_extension():
+    """The compiled kernels, or None with the reason the numpy backend is in use."""
+    if os.environ.get("ROWQUANT_PUREPYTHON", "").strip() not in ("", "0"):
+        return None, "ROWQUANT_PUREPYTHON is set"
+    try:
+        from . import _ext
+    except ImportError as error:  # not built: the package still works, on numpy
+        return None, f"the C extension could not be imported ({error})"
+    return _ext, None
+
+
+_ext, _fallback_reason = _load_extension()
+
+_MODES = {"sum": 0, "mean": 1}
+
+
+def backend_info() -> dict:
+    """Which implementation runs the operations, and with what.
+
+    Returns a dict with ``backend`` (``"c"`` or ``"numpy"``), ``simd`` (the instruction set the
+    kernels use, None on numpy), ``threads`` (the default thread count), ``openmp`` (whether the
+    kernels can use more than one thread), ``version`` and, on numpy, ``reason``.
+
+    Examples
+    --------
+    >>> import rowquant as rq
+    >>> rq.backend_info()["backend"] in ("c", "numpy")
+    True
+    """
+    info = {
+        "backend": "c" if _ext is not None else "numpy",
+        "simd": "scalar" if _ext is not None else None,
+        "threads": get_num_threads(),
+        "openmp": bool(_ext is not None and _ext.have_openmp()),
+        "version": __version__,
+    }
+    if _ext is None:
+        info["reason"] = _fallback_reason
+    return info
+
+
+def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
+    """Quantize a float matrix row by row into uint8 codes and float32 scales.
+
+    ``s[i] = float32(max|E[i]| / 127)`` and ``codes[i, j] = floor(E[i, j] / s[i] + 128.5)``,
+    evaluated exactly (ties round up); an all-zero row gets scale 0 and codes 128.
+
+    Parameters
+    ----------
+    E : array_like, shape (N, D)
+        Real floating-point values. float16, float64, strided, Fortran-order and byte-swapped
+        arrays are first converted to float32 in C order (a copy); float32 arrays whose rows are
+        contiguous are read in place. ``E`` is never modified.
+    codes_out : ndarray of uint8, shape (N, D), optional
+        Where to write the codes (C-contiguous, writable).
+    scales_out : ndarray of float32, shape (N,), optional
+        Where to write the scales.
+    threads : int, optional
+        Threads to use; default :func:`rowquant.get_num_threads`.
+
+    Returns
+    -------
+    codes : ndarray of uint8, shape (N, D)
+    scales : ndarray of float32, shape (N,)
+
+    Raises
+    ------
+    TypeError
+        ``E`` is not a floating-point array (integer, bool, complex, object).
+    ValueError
+        ``E`` is not 2-D, holds NaN or inf (or a float64 value past float32's range; the message
+        names the first such row and column), or an output buffer is unfit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> codes, scales = rq.quantize_rows(np.array([[20000, 3000, 1000, 1000]], np.float32))
+    >>> codes
+    array([[255, 147, 134, 134]], dtype=uint8)
+    >>> scales
+    array([157.48032], dtype=float32)
+    """
+    values = _checks.float_matrix(E)
+    n_rows, dim = values.shape
+    codes = _checks.output(codes_out, (n_rows, dim), np.uint8, "codes_out", (values,))
+    scales = _checks.output(scales_out, (n_rows,), np.float32, "scales_out", (values, codes))
+    n_threads = resolve_threads(threads)
+    if _ext is not None:
+        bad = _ext.quantize_rows(values, codes, scales, n_threads)
+    else:
+        finite = np.isfinite(values)
+        bad = -1 if finite.all() else int(np.argmin(finite))
+        if bad < 0:
+            codes[...], scales[...] = reference.quantize_rows(values)
+    if bad >= 0:
+        raise _checks.nonfinite_error(E, values, bad)
+    return codes, scales
+
+
+def dequantize(codes, scales, *, out=None, threads=None):
+    """The whole float32 table ``(codes - 128) * scales[:, None]``.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (N, D)
+    scales : ndarray of float32, shape (N,)
+        Finite and non-negative.
+    out : ndarray of float32, shape (N, D), optional
+        Where to write the result (C-contiguous, writable).
+    threads : int, optional
+
+    Returns
+    -------
+    ndarray of float32, shape (N, D)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> rq.dequantize(np.array([[255, 128, 1]], np.uint8), np.array([2.0], np.float32))
+    array([[ 254.,    0., -254.]], dtype=float32)
+    """
+    codes, scales = _checks.codes_and_scales(codes, scales)
+    return dequantize_checked(codes, scales, out, threads)
+
+
+def dequantize_checked(codes, scales, out, threads):
+    """:func:`dequantize` for a table already checked."""
+    out = _checks.output(out, codes.shape, np.float32, "out", (codes, scales))
+    n_threads = resolve_threads(threads)
+    if _ext is not None:
+        _ext.dequantize(codes, scales, out, n_threads)
+    else:
+        out[...] = reference.dequantize(codes, scales)
+    return out
+
+
+def take(codes, scales, ids, *, out=None, threads=None):
+    """Embedding lookup: the dequantized rows ``ids``, shape ``ids.shape + (D,)``.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (N, D)
+    scales : ndarray of float32, shape (N,)
+    ids : array_like of int, any shape
+        Row numbers in ``[0, N)`` (negative ids are an error, as in ``torch.nn.Embedding``), of
+        any integer dtype.
+    out : ndarray of float32, shape ``ids.shape + (D,)``, optional
+    threads : int, optional
+
+    Raises
+    ------
+    TypeError
+        ``ids`` does not hold integers.
+    IndexError
+        An id is outside ``[0, N)``; the message names its position and value, and nothing is
+        written to ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> codes, scales = rq.quantize_rows(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
+    >>> rq.take(codes, scales, [1, 0, 1])
+    array([[ 0.503937,  2.      ],
+           [ 1.      , -1.      ],
+           [ 0.503937,  2.      ]], dtype=float32)
+    """
+    codes, scales = _checks.codes_and_scales(codes, scales)
+    return take_checked(codes, scales, ids, out, threads)
+
+
+def take_checked(codes, scales, ids, out, threads):
+    """:func:`take` for a table already checked."""
+    ids = _checks.integer_array(ids, "ids")
+    n_rows, dim = codes.shape
+    out = _checks.output(out, ids.shape + (dim,), np.float32, "out", (codes, scales, ids))
+    ids64 = _checks.as_int64(ids)
+    if _ext is not None:
+        bad = _ext.take(codes, scales, ids64, out.reshape(ids.size, dim), resolve_threads(threads))
+    else:
+        bad = _checks.first_out_of_range(ids64, n_rows)
+        if bad < 0:
+            out[...] = reference.take(codes, scales, ids64).reshape(out.shape)
+    if bad >= 0:
+        raise _checks.id_range_error(ids, bad, n_rows)
+    return out
+
+
+def embedding_bag(
+    codes,
+    scales,
+    ids,
+    offsets=None,
+    *,
+    lengths=None,
+    weights=None,
+    mode="sum",
+    include_last_offset=False,
+    padding_idx=None,
+    out=None,
+    threads=None,
+):
+    """Pooled lookup: sum or mean of the dequantized rows of each bag of ids.
+
+    The semantics of ``torch.nn.functional.embedding_bag`` on the dequantized table, except that
+    ``mode="mean"`` is honoured (PyTorch's quantized bag ops sum regardless) and that no id is
+    ever silently dropped.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (N, D)
+    scales : ndarray of float32, shape (N,)
+    ids : array_like of int, shape (n,) or (B, L)
+        Row numbers in ``[0, N)``. 2-D ids are B bags of L ids each.
+    offsets : array_like of int, optional
+        For 1-D ids: where each bag starts, from 0, non-decreasing, at most ``len(ids)``. With
+        ``include_last_offset=True`` the last entry ends the last bag and must equal ``len(ids)``.
+    lengths : array_like of int, optional
+        For 1-D ids, instead of offsets: how many ids each bag holds (summing to ``len(ids)``).
+    weights : array_like of float, shape of ids, optional
+        One weight per id, multiplied into its row (``mode="sum"`` only).
+    mode : {"sum", "mean"}
+        ``"mean"`` divides each bag by the number of its ids that are not ``padding_idx``.
+    include_last_offset : bool
+        As in PyTorch: ``offsets`` has one entry more than there are bags.
+    padding_idx : int, optional
+        Ids equal to this row (negative counts from the end) are skipped and not counted.
+    out : ndarray of float32, shape (B, D), optional
+    threads : int, optional
+
+    Returns
+    -------
+    ndarray of float32, shape (B, D)
+        Empty bags (and bags of padding only) are zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> codes, scales = rq.quantize_rows(np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]))
+    >>> rq.embedding_bag(codes, scales, [0, 1, 2, 1], offsets=[0, 3])
+    array([[ 4.007874,  1.007874],
+           [ 3.      , -0.992126]], dtype=float32)
+    >>> rq.embedding_bag(codes, scales, [[0, 1], [1, 2]], mode="mean", padding_idx=2)
+    array([[ 2.003937,  0.503937],
+           [ 3.      , -0.992126]], dtype=float32)
+    """
+    codes, scales = _checks.codes_and_scales(codes, scales)
+    return bag_checked(
+        codes, scales, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx,
+        out, threads,
+    )
+
+
+def bag_checked(
+    codes, scales, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out,
+    threads,
+):
+    """:func:`embedding_bag` for a table already checked."""
+    n_rows, dim = codes.shape
+    ids = _checks.integer_array(ids, "ids")
+    bounds = _bag_bounds(ids, offsets, lengths, include_last_offset)
+    mode_number = _mode_number(mode)
+    padding = _padding_row(padding_idx, n_rows)
+    flat_weights = _bag_weights(weights, ids, mode)
+    n_bags = len(bounds) - 1
+    inputs = (codes, scales, ids, flat_weights)
+    out = _checks.output(out, (n_bags, dim), np.float32, "out", inputs)
+    ids64 = _checks.as_int64(ids)
+    if _ext is not None:
+        n_threads = resolve_threads(threads)
+        bad = _ext.bag(
+            codes, scales, ids64, bounds, flat_weights, mode_number, padding, out, n_threads
+        )
+    else:
+        bad = _checks.first_out_of_range(ids64, n_rows)
+        if bad < 0:
+            padding_row = None if padding < 0 else padding
+            out[...] = reference.pool_bags(
+                codes, scales, ids64, bounds, flat_weights, mode, padding_row
+            )
+    if bad >= 0:
+        raise _checks.id_range_error(ids, bad, n_rows)
+    return out
+
+
+def _bag_bounds(ids, offsets, lengths, include_last_offset) -> np.ndarray:
+    """Checked int64 bounds (see reference.bag_bounds) from 2-D ids, offsets or lengths."""
+    if ids.ndim == 2:
+        if offsets is not None or lengths is not None:
+            raise ValueError(
+                "2-D ids are already bags of equal size; pass offsets= or lengths= only with 1-D ids"
+            )
+        n_bags, length = ids.shape
+        return np.arange(n_bags + 1, dtype=np.int64) * length
+    if ids.ndim != 1:
+        raise ValueError(
+            f"ids must be 1-D (with offsets= or lengths=) or 2-D (bags, length), "
+            f"got shape {ids.shape}"
+        )
+    n_ids = ids.shape[0]
+    if offsets is not None and lengths is not None:
+        raise ValueError("pass offsets= or lengths=, not both")
+    if lengths is not None:
+        if include_last_offset:
+            raise ValueError("include_last_offset=True applies to offsets=, not lengths=")
+        return _bounds_from_lengths(lengths, n_ids)
+    if offsets is None:
+        raise ValueError(
+            "1-D ids need offsets= or lengths= to say where each bag starts; "
+            "pass 2-D ids (bags, length) for bags of equal size"
+        )
+    return _bounds_from_offsets(offsets, n_ids, include_last_offset)
+
+
+def _bounds_from_lengths(lengths, n_ids) -> np.ndarray:
+    lengths = _checks.integer_array(lengths, "lengths")
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
+    negative = lengths < 0
+    if negative.any():
+        k = int(np.argmax(negative))
+        raise ValueError(f"lengths[{k}] = {lengths[k]} is negative")
+    total = int(lengths.sum(dtype=np.uint64)) if lengths.size else 0
+    if total != n_ids:
+        raise ValueError(f"lengths sum to {total}, but ids holds {n_ids} ids")
+    return reference.bag_bounds(n_ids, lengths=lengths)
+
+
+def _bounds_from_offsets(offsets, n_ids, include_last_offset) -> np.ndarray:
+    offsets = _checks.integer_array(offsets, "offsets")
+    if offsets.ndim != 1:
+        raise ValueError(f"offsets must be 1-D, got shape {offsets.shape}")
+    if offsets.size == 0:
+        if include_last_offset:
+            raise ValueError("offsets must hold at least one entry with include_last_offset=True")
+        if n_ids:
+            raise ValueError(f"offsets is empty, so the {n_ids} ids would belong to no bag")
+        return np.zeros(1, dtype=np.int64)
+    if offsets[0] != 0:
+        raise ValueError(f"offsets[0] = {offsets[0]}, but the first bag must start at 0")
+    past_end = offsets > n_ids
+    if past_end.any():
+        k = int(np.argmax(past_end))
+        raise ValueError(f"offsets[{k}] = {offsets[k]} is past the end of ids (len(ids) = {n_ids})")
+    decreasing = offsets[1:] < offsets[:-1]
+    if decreasing.any():
+        k = int(np.argmax(decreasing)) + 1
+        raise ValueError(
+            f"offsets must be non-decreasing, but offsets[{k}] = {offsets[k]} "
+            f"< offsets[{k - 1}] = {offsets[k - 1]}"
+        )
+    if include_last_offset and offsets[-1] != n_ids:
+        raise ValueError(
+            f"with include_last_offset=True the last offset ends the last bag and must equal "
+            f"len(ids) = {n_ids}, got offsets[-1] = {offsets[-1]}"
+        )
+    return reference.bag_bounds(n_ids, offsets=offsets, include_last_offset=include_last_offset)
+
+
+def _mode_number(mode) -> int:
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+    return _MODES[mode]
+
+
+def _padding_row(padding_idx, n_rows) -> int:
+    """padding_idx as a row in [0, n_rows), or -1 for none."""
+    if padding_idx is None:
+        return -1
+    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(
+        padding_idx, (int, np.integer)
+    ):
+        raise TypeError(f"padding_idx must be an integer or None, got {padding_idx!r}")
+    if not -n_rows <= padding_idx < n_rows:
+        raise ValueError(
+            f"padding_idx = {padding_idx} is out of range for a table of {n_rows} rows"
+        )
+    return int(padding_idx) % n_rows
+
+
+def _bag_weights(weights, ids, mode):
+    """One float32 weight per id, flat, or None."""
+    if weights is None:
+        return None
+    if mode != "sum":
+        raise ValueError(f"weights are only supported with mode='sum', got mode={mode!r}")
+    weights = np.asarray(weights)
+    if weights.dtype.kind not in "fiu":
+        raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
+    if weights.shape != ids.shape:
+        raise ValueError(f"weights must have the shape of ids {ids.shape}, got {weights.shape}")
+    return np.ascontiguousarray(weights.reshape(-1), dtype=np.float32)

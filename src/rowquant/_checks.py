@@ -1,0 +1,137 @@
+"""Argument checks shared by the public functions. Each returns the array the kernels can use
+(converted only where the contract allows) or raises an error that names the argument and, where
+there is one, the offending position and value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FLOAT32_MAX = np.finfo(np.float32).max
+
+
+def position(shape: tuple[int, ...], flat_index: int) -> str:
+    """``"17"`` or ``"1, 2"``: the index of a flat position in an array of ``shape``."""
+    return ", ".join(str(int(i)) for i in np.unravel_index(flat_index, shape))
+
+
+def float_matrix(E, name: str = "E") -> np.ndarray:
+    """``E`` as float32 with contiguous rows; float16/float64, strided, F-order and byte-swapped
+    input is converted (a copy), float32 with contiguous rows is used as it is."""
+    array = np.asarray(E)
+    if array.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must be a real floating-point array (float16, float32 or float64), "
+            f"got dtype {array.dtype}"
+        )
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, dim), got shape {array.shape}")
+    if has_contiguous_rows(array, np.float32):
+        return array
+    with np.errstate(over="ignore"):  # values past float32's range are reported by the caller
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def nonfinite_error(original, converted: np.ndarray, flat_index: int, name: str = "E"):
+    """The ValueError for the first NaN or inf (found at ``flat_index`` of ``converted``)."""
+    row, column = divmod(int(flat_index), converted.shape[1])
+    value = np.asarray(original)[row, column]
+    if np.isfinite(value):
+        found = f"{value!r}, which overflows float32,"
+    else:
+        found = str(float(value))
+    return ValueError(
+        f"{name} has {found} at row {row}, column {column}: rowquant quantizes finite values only"
+    )
+
+
+def has_contiguous_rows(array: np.ndarray, dtype) -> bool:
+    """Native ``dtype``, 2-D, unit stride along each row: what the kernels read directly."""
+    return (
+        array.dtype == dtype
+        and array.dtype.isnative
+        and array.ndim == 2
+        and (array.strides[1] == array.itemsize or array.shape[1] <= 1)
+        and array.strides[0] >= 0
+    )
+
+
+def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Check a quantized table: uint8 codes ``(N, D)`` and finite non-negative float32 scales
+    ``(N,)``. Codes whose rows are not contiguous are copied."""
+    codes = np.asarray(codes)
+    scales = np.asarray(scales)
+    if codes.dtype != np.uint8:
+        raise TypeError(f"codes must be a uint8 array, got dtype {codes.dtype}")
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be 2-D (rows, dim), got shape {codes.shape}")
+    if scales.dtype.kind != "f" or scales.dtype.itemsize != 4:
+        raise TypeError(f"scales must be a float32 array, got dtype {scales.dtype}")
+    if scales.shape != (codes.shape[0],):
+        raise ValueError(
+            f"scales must have shape ({codes.shape[0]},), one per row of codes, "
+            f"got shape {scales.shape}"
+        )
+    if not has_contiguous_rows(codes, np.uint8):
+        codes = np.ascontiguousarray(codes)
+    scales = np.ascontiguousarray(scales, dtype=np.float32)
+    if check_values:
+        usable = (scales >= 0) & (scales <= _FLOAT32_MAX)  # false for NaN too
+        if not usable.all():
+            i = int(np.argmin(usable))
+            raise ValueError(
+                f"scales[{i}] = {scales[i]!r} is not a valid scale: scales must be finite and >= 0"
+            )
+    return codes, scales
+
+
+def integer_array(values, name: str) -> np.ndarray:
+    """``values`` as an integer ndarray (any integer dtype, any shape), else TypeError."""
+    array = np.asarray(values)
+    if array.size == 0 and not isinstance(values, np.ndarray):
+        array = array.astype(np.int64)  # np.asarray([]) is float64
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    return array
+
+
+def as_int64(array: np.ndarray) -> np.ndarray:
+    """A flat C-contiguous int64 copy or view; uint64 values past int64 wrap to negative, which
+    every range check rejects, and the error quotes the original value."""
+    return np.ascontiguousarray(array.reshape(-1)).astype(np.int64, copy=False)
+
+
+def id_range_error(ids: np.ndarray, flat_index: int, n_rows: int, name: str = "ids"):
+    """The IndexError for ``ids`` at ``flat_index`` outside ``[0, n_rows)``."""
+    where = position(ids.shape, flat_index)
+    value = ids.reshape(-1)[flat_index]
+    return IndexError(
+        f"{name}[{where}] = {value} is out of range for a table of {n_rows} rows "
+        f"(ids must be in [0, {n_rows}))"
+    )
+
+
+def first_out_of_range(ids64: np.ndarray, n_rows: int) -> int:
+    """Position of the first id outside ``[0, n_rows)``, or -1 (numpy backend)."""
+    bad = (ids64 < 0) | (ids64 >= n_rows)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=()) -> np.ndarray:
+    """``out`` checked (exact shape and dtype, C-contiguous, writable, not overlapping an input),
+    or a new array when ``out`` is None."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype or not out.dtype.isnative:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    for array in inputs:
+        if array is not None and np.may_share_memory(out, array):
+            raise ValueError(f"{name} overlaps an input array; pass a separate buffer")
+    return out

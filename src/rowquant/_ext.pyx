@@ -1,0 +1,82 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Thin glue between typed memoryviews and the C kernels in csrc/.
+
+The Python layer (_api.py) has already checked dtypes, shapes and strides: every 2-D array here
+has contiguous rows (unit stride along a row) and every output has the right shape. Each function
+makes one kernel call with the GIL released and returns what the kernel reported; exceptions are
+raised by the caller. Pointers are taken with ``&a[0, 0]`` under boundscheck=False, which is the
+data pointer even for empty arrays; kernels never dereference it then.
+"""
+from libc.stdint cimport int64_t, uint8_t
+
+
+cdef extern from "rowquant.h" nogil:
+    int RQ_OK
+    int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
+                         uint8_t *codes, int64_t codes_stride, float *scales,
+                         int n_threads, int64_t *bad)
+    int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                      int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
+    int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+                float *out, int64_t out_stride, int n_threads, int64_t *bad)
+    int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+               int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+               const int64_t *bounds, int64_t n_bags, const float *weights,
+               int mode, int64_t padding_idx,
+               float *out, int64_t out_stride, int n_threads, int64_t *bad)
+    int rq_have_openmp()
+
+
+def have_openmp():
+    """Whether the kernels were compiled with OpenMP."""
+    return bool(rq_have_openmp())
+
+
+def quantize_rows(const float[:, :] values, uint8_t[:, :] codes, float[::1] scales,
+                  int n_threads):
+    """Quantize into codes and scales; -1, or the flat index of the first NaN or inf."""
+    cdef int64_t bad = -1
+    cdef int status
+    with nogil:
+        status = rq_quantize_rows(&values[0, 0], values.shape[0], values.shape[1],
+                                  values.strides[0] // sizeof(float),
+                                  &codes[0, 0], codes.strides[0], &scales[0], n_threads, &bad)
+    return -1 if status == RQ_OK else bad
+
+
+def dequantize(const uint8_t[:, :] codes, const float[::1] scales, float[:, ::1] out,
+               int n_threads):
+    """Dequantize every row of codes into out."""
+    with nogil:
+        rq_dequantize(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes.strides[0],
+                      &out[0, 0], out.shape[1], n_threads)
+
+
+def take(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] ids,
+         float[:, ::1] out, int n_threads):
+    """Dequantize rows ids into out; -1, or the position of the first id out of range."""
+    cdef int64_t bad = -1
+    cdef int status
+    with nogil:
+        status = rq_take(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
+                         codes.strides[0], &ids[0], ids.shape[0], &out[0, 0], out.shape[1],
+                         n_threads, &bad)
+    return -1 if status == RQ_OK else bad
+
+
+def bag(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] ids,
+        const int64_t[::1] bounds, const float[::1] weights, int mode, int64_t padding_idx,
+        float[:, ::1] out, int n_threads):
+    """Pool ids into bags; -1, or the position of the first id out of range."""
+    cdef int64_t bad = -1
+    cdef int status
+    cdef const float *weights_ptr = NULL
+    if weights is not None:
+        weights_ptr = &weights[0]
+    with nogil:
+        status = rq_bag(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
+                        codes.strides[0], &ids[0], ids.shape[0], &bounds[0],
+                        bounds.shape[0] - 1, weights_ptr, mode, padding_idx,
+                        &out[0, 0], out.shape[1], n_threads, &bad)
+    return -1 if status == RQ_OK else bad

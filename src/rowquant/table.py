@@ -1,0 +1,204 @@
+"""QuantizedEmbedding: a quantized table that serves dequantized rows and bags on demand."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _api, _checks
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+class QuantizedEmbedding:
+    """A float32 embedding table stored as uint8 codes and one float32 scale per row.
+
+    Make one with :func:`rowquant.quantize`, or from existing arrays with
+    ``QuantizedEmbedding(codes, scales)`` (checked: uint8 ``(N, D)`` codes, finite non-negative
+    float32 ``(N,)`` scales). Rows come back dequantized, ``(codes - 128) * scale``, only those
+    asked for: the float table is never rebuilt unless :meth:`dequantize` asks for it.
+
+    Indexing follows numpy on the dequantized table: ``qe[i]`` and ``qe[-1]`` give one row,
+    ``qe[2:9:3]``, ``qe[int_array]`` and ``qe[bool_mask]`` give rows, and ``qe[i, j]`` or
+    ``qe[:, :8]`` index rows and columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> E = np.array([[20000, 3000, 1000, 1000], [1, -2, 3, -4], [0, 0, 0, 0]], np.float32)
+    >>> qe = rq.quantize(E)
+    >>> qe
+    QuantizedEmbedding(rows=3, dim=4, 24 B, 2.0x smaller than float32)
+    >>> qe[0]
+    array([20000.    ,  2992.126 ,   944.8819,   944.8819], dtype=float32)
+    >>> qe[[1, 2]]
+    array([[ 1.007874, -2.015748,  2.992126, -4.      ],
+           [ 0.      ,  0.      ,  0.      ,  0.      ]], dtype=float32)
+    >>> qe.bag([[1, 2], [1, 1]], mode="mean")
+    array([[ 0.503937, -1.007874,  1.496063, -2.      ],
+           [ 1.007874, -2.015748,  2.992126, -4.      ]], dtype=float32)
+    """
+
+    __slots__ = ("_codes", "_scales")
+
+    def __init__(self, codes, scales):
+        codes, scales = _checks.codes_and_scales(codes, scales)
+        self._codes = _read_only(codes)
+        self._scales = _read_only(scales)
+
+    @classmethod
+    def _from_checked(cls, codes: np.ndarray, scales: np.ndarray) -> QuantizedEmbedding:
+        table = cls.__new__(cls)
+        table._codes = _read_only(codes)
+        table._scales = _read_only(scales)
+        return table
+
+    @property
+    def codes(self) -> np.ndarray:
+        """uint8 codes, shape (N, D), read-only: ``floor(E / scale + 128.5)``."""
+        return self._codes
+
+    @property
+    def scales(self) -> np.ndarray:
+        """float32 scales, shape (N,), read-only: ``max|row| / 127``."""
+        return self._scales
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, dim) of the table."""
+        return self._codes.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by codes and scales."""
+        return self._codes.nbytes + self._scales.nbytes
+
+    def __len__(self) -> int:
+        return self._codes.shape[0]
+
+    def __repr__(self) -> str:
+        n_rows, dim = self.shape
+        float_bytes = 4 * n_rows * dim
+        ratio = f", {float_bytes / self.nbytes:.1f}x smaller than float32" if self.nbytes else ""
+        return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {_human_bytes(self.nbytes)}{ratio})"
+
+    def __reduce__(self):
+        return (type(self), (np.array(self._codes), np.array(self._scales)))
+
+    def take(self, ids, out=None, *, threads=None) -> np.ndarray:
+        """Embedding lookup: dequantized rows ``ids`` (in ``[0, N)``), shape ``ids.shape + (D,)``.
+
+        See :func:`rowquant.take`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
+        >>> qe.take([1, 0])
+        array([[ 0.503937,  2.      ],
+               [ 1.      , -1.      ]], dtype=float32)
+        """
+        return _api.take_checked(self._codes, self._scales, ids, out, threads)
+
+    def bag(
+        self,
+        ids,
+        offsets=None,
+        *,
+        lengths=None,
+        weights=None,
+        mode="sum",
+        include_last_offset=False,
+        padding_idx=None,
+        out=None,
+        threads=None,
+    ) -> np.ndarray:
+        """Pooled lookup with the semantics of ``torch.nn.functional.embedding_bag``.
+
+        See :func:`rowquant.embedding_bag` for the arguments.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
+        >>> qe.bag([0, 1, 1], offsets=[0, 1])
+        array([[ 1.      , -1.      ],
+               [ 1.007874,  4.      ]], dtype=float32)
+        """
+        return _api.bag_checked(
+            self._codes, self._scales, ids, offsets, lengths, weights, mode,
+            include_last_offset, padding_idx, out, threads,
+        )
+
+    def dequantize(self, out=None, *, threads=None) -> np.ndarray:
+        """The whole float32 table, shape (N, D).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> rq.quantize(np.array([[1.0, -0.5]], np.float32)).dequantize()
+        array([[ 1.      , -0.503937]], dtype=float32)
+        """
+        return _api.dequantize_checked(self._codes, self._scales, out, threads)
+
+    def __getitem__(self, key) -> np.ndarray:
+        n_rows = len(self)
+        if isinstance(key, slice):
+            return self._slice_rows(key)
+        try:
+            row = operator.index(key)
+        except TypeError:
+            pass
+        else:
+            if not -n_rows <= row < n_rows:
+                raise IndexError(f"index {row} is out of bounds for a table of {n_rows} rows")
+            return self.take(np.array([row % n_rows]))[0]
+        if not isinstance(key, tuple):
+            rows = np.asarray(key)
+            if rows.dtype == np.bool_ and rows.ndim == 1:
+                if rows.shape[0] != n_rows:
+                    raise IndexError(
+                        f"boolean index has {rows.shape[0]} entries, the table has {n_rows} rows"
+                    )
+                return self.take(np.flatnonzero(rows))
+            if rows.dtype.kind in "iu" and rows.size > 0:
+                outside = (rows < -n_rows) | (rows >= n_rows)
+                if outside.any():
+                    value = rows.reshape(-1)[np.argmax(outside)]
+                    raise IndexError(
+                        f"index {value} is out of bounds for a table of {n_rows} rows"
+                    )
+                return self.take(np.where(rows < 0, rows + n_rows, rows))
+        return self._elements(key)
+
+    def _slice_rows(self, rows: slice) -> np.ndarray:
+        """Rows selected by a slice, dequantized straight from a view of the codes."""
+        codes = self._codes[rows]
+        scales = np.ascontiguousarray(self._scales[rows])
+        return _api.dequantize_checked(codes, scales, None, None)
+
+    def _elements(self, key) -> np.ndarray:
+        """Any other numpy index, with exactly numpy's semantics on the dequantized table: find
+        which (row, column) each result element comes from, then dequantize just those."""
+        grid = np.broadcast_to(np.arange(len(self))[:, None], self.shape)[key]
+        columns = np.broadcast_to(np.arange(self.shape[1]), self.shape)[key]
+        centered = self._codes[grid, columns].astype(np.float32) - np.float32(128)
+        return centered * self._scales[grid]
