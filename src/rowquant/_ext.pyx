@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, autotestdict=False
 """Thin glue between typed memoryviews and the C kernels in csrc/.
 
 The Python layer (_api.py) has already checked dtypes, shapes and strides: every 2-D array here
