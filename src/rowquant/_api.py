@@ -337,7 +337,16 @@ def _bounds_from_lengths(lengths, n_ids) -> np.ndarray:
     if negative.any():
         k = int(np.argmax(negative))
         raise ValueError(f"lengths[{k}] = {lengths[k]} is negative")
-    total = int(lengths.sum(dtype=np.uint64)) if lengths.size else 0
+    too_long = lengths > n_ids
+    if too_long.any():
+        k = int(np.argmax(too_long))
+        raise ValueError(f"lengths[{k}] = {lengths[k]} is more than the {n_ids} ids there are")
+    # each length is at most n_ids now, so an int64 sum cannot wrap unless it is astronomically
+    # long; then Python's integers add it up
+    if lengths.size * max(n_ids, 1) < 2**62:
+        total = int(lengths.sum(dtype=np.int64))
+    else:
+        total = sum(int(length) for length in lengths)
     if total != n_ids:
         raise ValueError(f"lengths sum to {total}, but ids holds {n_ids} ids")
     return reference.bag_bounds(n_ids, lengths=lengths)

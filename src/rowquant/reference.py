@@ -90,7 +90,8 @@ def dequantize(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """
     # codes - 128 is an exact small integer in float32, so the product is rounded exactly once.
     centered = codes.astype(np.float32) - np.float32(BIAS)
-    return centered * np.asarray(scales, dtype=np.float32)[:, None]
+    with np.errstate(over="ignore"):  # huge scales overflow to inf, as the kernels do
+        return centered * np.asarray(scales, dtype=np.float32)[:, None]
 
 
 def take(codes: np.ndarray, scales: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -170,9 +171,10 @@ def pool_bags(
             keep = rows != padding_idx
             bags, positions, rows = bags[keep], positions[keep], rows[keep]
         terms = take(codes, scales, rows)
-        if weights is not None:
-            terms *= np.asarray(weights, dtype=np.float32).reshape(-1)[positions][:, None]
-        sums[bags] += terms
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and nan as float32 gives them
+            if weights is not None:
+                terms *= np.asarray(weights, dtype=np.float32).reshape(-1)[positions][:, None]
+            sums[bags] += terms
         counts[bags] += 1
     if mode == "mean":
         pooled = counts > 0

@@ -163,6 +163,8 @@ class QuantizedEmbedding:
         n_rows = len(self)
         if isinstance(key, slice):
             return self._slice_rows(key)
+        if isinstance(key, bool):  # numpy treats True/False as a mask, not as rows 1/0
+            return self._elements(key)
         try:
             row = operator.index(key)
         except TypeError:
@@ -186,6 +188,7 @@ class QuantizedEmbedding:
                     raise IndexError(
                         f"index {value} is out of bounds for a table of {n_rows} rows"
                     )
+                rows = rows.astype(np.int64)  # in [-n_rows, n_rows) now: no overflow below
                 return self.take(np.where(rows < 0, rows + n_rows, rows))
         return self._elements(key)
 
