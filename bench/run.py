@@ -1,0 +1,12 @@
+"""Run rowquant's benchmark: ``python bench/run.py [--full] [--json PATH] ...``.
+
+The same as ``rowquant bench``; every option is that command's (``python bench/run.py --help``).
+For the README table: ``python bench/run.py --full --json bench/results.json``.
+"""
+
+import sys
+
+from rowquant.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))

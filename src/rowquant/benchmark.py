@@ -1,0 +1,923 @@
+"""Side-by-side benchmark of rowquant against numpy, PyTorch/FBGEMM and a memory-copy floor.
+
+Every case (an operation on a table at a thread count) times rowquant and its peers in the same
+run, on the same data, so the ratios hold on a busy machine where absolute times do not. Run it
+with ``rowquant bench`` (see ``rowquant bench --help``), :func:`bench` or :func:`run`.
+
+rowquant is timed as an application serves lookups: ``rq.quantize(E)``, then the methods of the
+:class:`~rowquant.QuantizedEmbedding` it returns (``dequantize``, ``take``, ``bag``), whose table
+was checked once when it was made. (The functions over plain arrays, such as
+``rq.take(codes, scales, ids)``, check every scale on every call.)
+
+How a time is taken: one warm-up call, then the median of repeated samples; each sample runs the
+call enough times to last about a millisecond, and the number of samples adapts so that every
+measurement lasts about ``budget`` seconds (at least 3 samples; peers that take longer than the
+budget per call, such as the numpy reference on big tables, may use a single sample). Tables are
+float32 standard-normal random values, generated once per table with a fixed seed and freed
+before the next table. Ids are drawn once per table and count, with a fixed seed: uniform over
+the rows, or Zipf with exponent 1.1 truncated to the table (``P(id = k)`` proportional to
+``(k + 1) ** -1.1``: a few hot rows, as in a vocabulary sorted by frequency). Bags hold uniform
+ids, and their weights are uniform in ``[0, 1)``.
+
+The peers, each on the same table and ids:
+
+``reference``
+    :mod:`rowquant.reference`, the numpy implementation (single-threaded; it always allocates
+    its result, also in the ``out=`` cases).
+``torch``
+    quantize only: ``torch.quantize_per_channel`` with rowquant's scales (``max|row| / 127``,
+    computed in the timed call) and zero point 128, then ``int_repr()``.
+``FBGEMM``
+    PyTorch's quantized embedding-bag operators: ``embedding_bag_byte_prepack`` (quantize, from
+    a float32 tensor), ``embedding_bag_byte_unpack`` (dequantize) and
+    ``embedding_bag_byte_rowwise_offsets`` (take as bags of one id, and bags). The unpack and
+    lookup operators read rowquant's own codes in FBGEMM's row layout
+    ``[D codes | float32 scale | float32 bias]`` with ``scale = s`` and ``bias = -128 * s``, so
+    they dequantize exactly as rowquant does; the layout is checked against :func:`rowquant.take`
+    before use. FBGEMM ignores ``mode`` and always sums, so its "mean" times are those of a sum.
+    ``torch.set_num_threads`` is set to the case's thread count.
+``np.take``
+    take only: ``np.take(E, ids, axis=0)`` on the float32 table (an unquantized lookup, reading
+    four times the bytes), with ``out=`` in the ``out=`` cases (numpy buffers ``out=`` when
+    ``mode="raise"``, its default, so that variant is rarely faster).
+``floor``
+    The memory-copy floor. For an operation that must read ``R`` bytes and write ``W`` bytes, the
+    floor is the time of ``np.copyto(dst, src)`` between two preallocated uint8 buffers of
+    ``(R + W) / 2`` bytes each, so that the copy moves the same ``R + W`` bytes. With ``threads``
+    above 1 it is the faster of that copy and the same copy split into ``threads`` slices copied
+    concurrently. ``R`` and ``W`` count the table bytes an operation cannot avoid: quantize reads
+    ``4ND`` and writes ``ND + 4N``; dequantize reads ``ND + 4N`` and writes ``4ND``; a take of
+    ``k`` ids reads ``k (D + 4)`` and writes ``4kD``; ``B`` bags of ``L`` ids read ``BL (D + 4)``
+    and write ``4BD``. Ids, offsets and weights are not counted. ``rowquant / floor`` near 1 means
+    the operation runs at copy speed; tiny cases are dominated by call overhead instead.
+
+Ratios are ``peer time / rowquant time``: above 1 means rowquant is faster.
+
+Examples
+--------
+>>> from rowquant import benchmark
+>>> cases = benchmark.plan(tables=["cache"], threads=[1])
+>>> len(cases), cases[3].label, cases[5].label
+(6, 'take 4096 uniform', 'bag 8192x20 sum')
+>>> cases[3].traffic(1000, 64)   # bytes read, bytes written
+(278528, 1048576)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from . import backend_info, quantize, reference
+from ._version import __version__
+
+__all__ = [
+    "TABLES",
+    "QUICK_TABLES",
+    "FULL_TABLES",
+    "PEERS",
+    "Case",
+    "plan",
+    "run",
+    "machine_info",
+    "bench",
+    "format_time",
+    "format_header",
+    "format_row",
+    "format_table",
+    "format_markdown",
+]
+
+#: Table shapes by name: (rows, dim).
+TABLES = {
+    "glove": (400_000, 300),
+    "glove-100k": (100_000, 300),
+    "bert": (30_522, 384),
+    "recsys": (2_000_000, 64),
+    "cache": (1_000, 64),
+}
+QUICK_TABLES = ("glove-100k", "cache")
+FULL_TABLES = ("glove", "bert", "recsys", "cache")
+#: The peers, in the order of the columns.
+PEERS = ("reference", "torch", "fbgemm", "np.take", "floor")
+_PEER_OPS = {
+    "reference": ("quantize", "dequantize", "take", "bag"),
+    "torch": ("quantize",),
+    "fbgemm": ("quantize", "dequantize", "take", "bag"),
+    "np.take": ("take",),
+    "floor": ("quantize", "dequantize", "take", "bag"),
+}
+_RESULT_KEYS = {peer: peer.replace(".", "_") + "_s" for peer in PEERS}
+
+QUICK_BUDGET = 0.1
+FULL_BUDGET = 0.25
+_SAMPLE_SECONDS = 1e-3  # calls shorter than this are looped within one sample
+_MAX_SAMPLES = 200
+_SPLIT_COPY_BYTES = 4 << 20  # below this a thread hand-off costs more than the copy
+_ZIPF_EXPONENT = 1.1
+_BAG_LENGTH = 20
+_SEED = 2017
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One measurement: an operation on a named table at a thread count.
+
+    ``out`` (dequantize, take): into a preallocated ``out=`` buffer rather than allocating.
+    ``ids`` and ``dist`` (take): how many ids, drawn ``"uniform"`` or ``"zipf"``.
+    ``bags``, ``length`` and ``mode`` (bag): ``bags`` bags of ``length`` ids,
+    ``"sum"``, ``"mean"`` or ``"weighted"`` (a sum with one random weight per id).
+    """
+
+    op: str
+    table: str
+    threads: int
+    out: bool | None = None
+    ids: int | None = None
+    dist: str | None = None
+    bags: int | None = None
+    length: int | None = None
+    mode: str | None = None
+
+    @property
+    def params(self) -> dict:
+        """The operation's parameters (the fields that apply to it)."""
+        skip = ("op", "table", "threads")
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in skip and getattr(self, field.name) is not None
+        }
+
+    @property
+    def label(self) -> str:
+        """A short description: ``"take 4096 zipf out="``, ``"bag 8192x20 mean"``."""
+        words = [self.op]
+        if self.op == "take":
+            words += [str(self.ids), self.dist]
+        if self.op == "bag":
+            words += [f"{self.bags}x{self.length}", self.mode]
+        if self.out:
+            words.append("out=")
+        return " ".join(words)
+
+    def traffic(self, n_rows: int, dim: int) -> tuple[int, int]:
+        """Bytes the operation must read and write on a table of ``n_rows x dim``."""
+        if self.op == "quantize":
+            return 4 * n_rows * dim, n_rows * dim + 4 * n_rows
+        if self.op == "dequantize":
+            return n_rows * dim + 4 * n_rows, 4 * n_rows * dim
+        if self.op == "take":
+            return self.ids * (dim + 4), 4 * self.ids * dim
+        if self.op == "bag":
+            return self.bags * self.length * (dim + 4), 4 * self.bags * dim
+        raise ValueError(f"unknown operation {self.op!r}")
+
+    def without(self, *names: str) -> Case:
+        """The same case with the fields ``names`` cleared (a key for shared measurements)."""
+        return dataclasses.replace(self, **{name: None for name in names})
+
+
+def _operations(full: bool) -> list[dict]:
+    if not full:
+        return [
+            dict(op="quantize"),
+            dict(op="dequantize", out=True),
+            *(dict(op="take", ids=k, dist="uniform", out=False) for k in (1, 4096, 65536)),
+            dict(op="bag", bags=8192, length=_BAG_LENGTH, mode="sum"),
+        ]
+    return [
+        dict(op="quantize"),
+        *(dict(op="dequantize", out=out) for out in (True, False)),
+        *(
+            dict(op="take", ids=k, dist=dist, out=out)
+            for k in (1, 64, 4096, 65536)
+            for dist in ("uniform", "zipf")
+            for out in (True, False)
+        ),
+        *(
+            dict(op="bag", bags=bags, length=_BAG_LENGTH, mode=mode)
+            for bags in (512, 8192)
+            for mode in ("sum", "mean", "weighted")
+        ),
+    ]
+
+
+def _all_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plan(full: bool = False, tables=None, threads=None) -> list[Case]:
+    """The cases a run measures, grouped by table (each table is generated once).
+
+    Parameters
+    ----------
+    full : bool
+        Every operation of the benchmark; otherwise a representative subset: quantize,
+        dequantize into ``out=``, takes of 1, 4096 and 65536 uniform ids, and 8192 bags of 20.
+    tables : sequence of str, optional
+        Names from :data:`TABLES`; default :data:`FULL_TABLES` or :data:`QUICK_TABLES`.
+    threads : sequence of int, optional
+        Thread counts; default 1 and all cores.
+
+    Returns
+    -------
+    list of Case
+
+    Examples
+    --------
+    >>> from rowquant import benchmark
+    >>> len(benchmark.plan(full=True, tables=["bert"], threads=[1, 2]))
+    50
+    """
+    tables = list(tables) if tables is not None else list(FULL_TABLES if full else QUICK_TABLES)
+    unknown = [name for name in tables if name not in TABLES]
+    if unknown:
+        raise ValueError(f"unknown table {unknown[0]!r}; the tables are {', '.join(TABLES)}")
+    counts = sorted({1, _all_cores()}) if threads is None else list(dict.fromkeys(threads))
+    if not counts or any(int(n) < 1 for n in counts):
+        raise ValueError(f"thread counts must be at least 1, got {counts}")
+    return [
+        Case(table=name, threads=int(n), **operation)
+        for name in dict.fromkeys(tables)
+        for operation in _operations(full)
+        for n in counts
+    ]
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on: CPU, cores, memory, versions and rowquant's backend.
+
+    Examples
+    --------
+    >>> from rowquant import benchmark
+    >>> info = benchmark.machine_info()
+    >>> info["cores"] >= 1, info["backend"]["backend"] in ("c", "numpy")
+    (True, True)
+    """
+    return {
+        "cpu": _cpu_model(),
+        "cores": _all_cores(),
+        "memory_gb": _memory_gb(),
+        "load_average": _load_average(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": _installed_version("torch"),
+        "rowquant": __version__,
+        "backend": backend_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith(("model name", "Model", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews multi-thread times."""
+    try:
+        return [round(load, 2) for load in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_clock() -> tuple[float, float, float] | None:
+    """(CPU seconds used by every process on the machine, by this process, wall seconds), or None
+    without ``/proc/stat``. Two readings tell how much CPU other processes took in between."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:9]]
+        per_second = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    ours = os.times()
+    return (sum(ticks) - idle) / per_second, ours.user + ours.system, time.perf_counter()
+
+
+def _cores_used_elsewhere(start, end) -> float | None:
+    """Cores that other processes kept busy between two :func:`_cpu_clock` readings (roughly:
+    the clocks tick every 10 ms or so)."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return round(min(max(0.0, others / (end[2] - start[2])), _all_cores()), 2)
+
+
+def _installed_version(package: str) -> str | None:
+    """The installed version of ``package``, found without importing it (torch takes seconds)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_torch_cache: list = []
+
+
+def _import_torch():
+    """(torch, None), or (None, why not). Imported on first use: it takes seconds."""
+    if not _torch_cache:
+        try:
+            import torch
+        except ImportError:
+            _torch_cache.append((None, "not installed"))
+        except Exception as error:  # a broken install should not stop the benchmark
+            _torch_cache.append((None, f"import failed: {error}"))
+        else:
+            _torch_cache.append((torch, None))
+    return _torch_cache[0]
+
+
+def _time_call(fn: Callable[[], object], budget: float, min_samples: int = 3) -> float:
+    """Median seconds per call of ``fn``, after a warm-up, in about ``budget`` seconds."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+        if seconds < budget / 10:  # the warm-up may be slow (page faults): calibrate again
+            start = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - start
+        seconds = max(seconds, 1e-8)
+        loops = max(1, min(10_000, int(_SAMPLE_SECONDS / seconds)))
+        n_samples = max(min_samples, min(_MAX_SAMPLES, int(budget / (loops * seconds))))
+        samples = []
+        for _ in range(n_samples):
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            samples.append((time.perf_counter() - start) / loops)
+        return statistics.median(samples)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Table:
+    """One generated table and everything the cases on it share: codes, FBGEMM's packed copy,
+    ids, weights and output buffers, each made once."""
+
+    def __init__(self, name: str, torch):
+        self.name = name
+        self.n_rows, self.dim = TABLES[name]
+        self.seed = _SEED + list(TABLES).index(name)
+        rng = np.random.default_rng(self.seed)
+        self.values = rng.standard_normal((self.n_rows, self.dim), dtype=np.float32)
+        self.embedding = quantize(self.values)
+        self.codes, self.scales = self.embedding.codes, self.embedding.scales
+        self.torch = torch
+        self.fbgemm_note = None
+        self._ids: dict = {}
+        self._buffers: dict = {}
+        if torch is not None:
+            self._pack_for_fbgemm()
+
+    def _pack_for_fbgemm(self):
+        torch = self.torch
+        ops = getattr(torch.ops, "quantized", None)
+        try:
+            self.prepack = ops.embedding_bag_byte_prepack
+            self.unpack = ops.embedding_bag_byte_unpack
+            self.lookup = ops.embedding_bag_byte_rowwise_offsets
+        except (AttributeError, RuntimeError):
+            self.fbgemm_note = "unavailable"
+            return
+        packed = np.empty((self.n_rows, self.dim + 8), dtype=np.uint8)
+        packed[:, : self.dim] = self.codes
+        scale_and_bias = packed[:, self.dim :].view(np.float32)
+        scale_and_bias[:, 0] = self.scales
+        scale_and_bias[:, 1] = np.float32(-128) * self.scales
+        self.packed = torch.from_numpy(packed)
+        self.values_tensor = torch.from_numpy(self.values)
+        self.zero_points = torch.full((self.n_rows,), 128, dtype=torch.long)
+        # The comparison holds only if FBGEMM reads this layout as rowquant's values.
+        ids = np.linspace(0, self.n_rows - 1, 16).astype(np.int64)
+        theirs = self.lookup(
+            self.packed, torch.from_numpy(ids), torch.arange(len(ids)), mode=0
+        ).numpy()
+        ours = self.embedding.take(ids)
+        tolerance = 1e-6 * float(self.scales.max()) * 128
+        if not np.allclose(theirs, ours, rtol=0, atol=tolerance):
+            self.fbgemm_note = "layout check failed"
+
+    def _rng(self, count: int, kind: int) -> np.random.Generator:
+        # Seeded by what is drawn, so the same ids come back whichever cases run, in any order.
+        return np.random.default_rng([self.seed, count, kind])
+
+    def ids(self, count: int, dist: str) -> np.ndarray:
+        """``count`` ids in [0, N), ``"uniform"`` or ``"zipf"``, drawn once with a fixed seed."""
+        key = (count, dist)
+        if key not in self._ids:
+            if dist == "uniform":
+                ids = self._rng(count, 0).integers(0, self.n_rows, count, dtype=np.int64)
+            else:
+                ids = _zipf_ids(self._rng(count, 1), count, self.n_rows)
+            self._ids[key] = ids
+        return self._ids[key]
+
+    def weights(self, count: int) -> np.ndarray:
+        """``count`` bag weights, uniform in [0, 1)."""
+        key = ("weights", count)
+        if key not in self._ids:
+            self._ids[key] = self._rng(count, 2).random(count, dtype=np.float32)
+        return self._ids[key]
+
+    def buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 output buffer of ``shape``, shared by the cases that write that shape."""
+        if shape not in self._buffers:
+            self._buffers[shape] = np.zeros(shape, dtype=np.float32)
+        return self._buffers[shape]
+
+
+def _zipf_ids(rng: np.random.Generator, count: int, n_rows: int) -> np.ndarray:
+    """Ids with ``P(id = k)`` proportional to ``(k + 1) ** -1.1`` for ``k`` in ``[0, n_rows)``.
+
+    Drawn from the Zipf law truncated to the table rather than by clipping numpy's unbounded
+    ``zipf``, which would pile about a quarter of the ids onto the last row of a big table.
+    """
+    weights = np.arange(1, n_rows + 1, dtype=np.float64) ** -_ZIPF_EXPONENT
+    cumulative = np.cumsum(weights)
+    cumulative /= cumulative[-1]
+    ids = np.searchsorted(cumulative, rng.random(count), side="right")
+    return np.minimum(ids, n_rows - 1).astype(np.int64)
+
+
+def _rowquant_call(case: Case, table: _Table):
+    embedding, threads = table.embedding, case.threads
+    if case.op == "quantize":
+        return lambda: quantize(table.values, threads=threads)
+    if case.op == "dequantize":
+        out = table.buffer(embedding.shape) if case.out else None
+        return lambda: embedding.dequantize(out, threads=threads)
+    if case.op == "take":
+        ids = table.ids(case.ids, case.dist)
+        out = table.buffer((case.ids, table.dim)) if case.out else None
+        return lambda: embedding.take(ids, out, threads=threads)
+    ids, offsets, weights, mode = _bag_inputs(case, table)
+    return lambda: embedding.bag(ids, offsets, weights=weights, mode=mode, threads=threads)
+
+
+def _bag_inputs(case: Case, table: _Table):
+    ids = table.ids(case.bags * case.length, "uniform")
+    offsets = np.arange(0, case.bags * case.length, case.length, dtype=np.int64)
+    weights = table.weights(len(ids)) if case.mode == "weighted" else None
+    mode = "mean" if case.mode == "mean" else "sum"
+    return ids, offsets, weights, mode
+
+
+def _reference_call(case: Case, table: _Table):
+    codes, scales = table.codes, table.scales
+    if case.op == "quantize":
+        return lambda: reference.quantize_rows(table.values)
+    if case.op == "dequantize":
+        return lambda: reference.dequantize(codes, scales)
+    if case.op == "take":
+        ids = table.ids(case.ids, case.dist)
+        return lambda: reference.take(codes, scales, ids)
+    ids, offsets, weights, mode = _bag_inputs(case, table)
+    return lambda: reference.embedding_bag(codes, scales, ids, offsets, weights=weights, mode=mode)
+
+
+def _torch_call(case: Case, table: _Table):
+    torch, values, zero_points = table.torch, table.values_tensor, table.zero_points
+
+    def quantize():
+        scales = values.abs().amax(dim=1) / 127
+        return torch.quantize_per_channel(values, scales, zero_points, 0, torch.quint8).int_repr()
+
+    return quantize
+
+
+def _fbgemm_call(case: Case, table: _Table):
+    torch = table.torch
+    if case.op == "quantize":
+        values = table.values_tensor
+        return lambda: table.prepack(values)
+    if case.op == "dequantize":
+        packed = table.packed
+        return lambda: table.unpack(packed)
+    if case.op == "take":
+        ids = torch.from_numpy(table.ids(case.ids, case.dist))
+        offsets = torch.arange(case.ids)
+        return lambda: table.lookup(table.packed, ids, offsets, mode=0)
+    ids, offsets, weights, mode = _bag_inputs(case, table)
+    ids, offsets = torch.from_numpy(ids), torch.from_numpy(offsets)
+    weights = torch.from_numpy(weights) if weights is not None else None
+    number = 1 if mode == "mean" else 0
+    return lambda: table.lookup(
+        table.packed, ids, offsets, mode=number, per_sample_weights=weights
+    )
+
+
+def _np_take_call(case: Case, table: _Table):
+    values, ids = table.values, table.ids(case.ids, case.dist)
+    if case.out:
+        out = table.buffer((case.ids, table.dim))
+        return lambda: np.take(values, ids, axis=0, out=out)
+    return lambda: np.take(values, ids, axis=0)
+
+
+class _Floor:
+    """Copy times by size (and thread count), measured once per run."""
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        self.times: dict = {}
+        self.pool: ThreadPoolExecutor | None = None
+        self.workers = 0
+
+    def seconds(self, n_bytes: int, threads: int) -> float:
+        size = max(1, (n_bytes + 1) // 2)
+        best = self._measure(size, 1)
+        if threads > 1 and size >= _SPLIT_COPY_BYTES:
+            best = min(best, self._measure(size, threads))
+        return best
+
+    def _measure(self, size: int, threads: int) -> float:
+        key = (size, threads)
+        if key not in self.times:
+            source = np.ones(size, dtype=np.uint8)
+            target = np.zeros(size, dtype=np.uint8)
+            if threads == 1:
+                self.times[key] = _time_call(lambda: np.copyto(target, source), self.budget)
+            else:
+                if self.workers < threads - 1:
+                    self.close()
+                    self.pool = ThreadPoolExecutor(threads - 1)
+                    self.workers = threads - 1
+                bounds = np.linspace(0, size, threads + 1).astype(int)
+                slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+                pool = self.pool
+
+                def split_copy():
+                    pending = [pool.submit(np.copyto, target[s], source[s]) for s in slices[1:]]
+                    np.copyto(target[slices[0]], source[slices[0]])
+                    for future in pending:
+                        future.result()
+
+                self.times[key] = _time_call(split_copy, self.budget)
+            del source, target
+        return self.times[key]
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+            self.workers = 0
+
+
+_CALLS = {
+    "reference": _reference_call,
+    "torch": _torch_call,
+    "fbgemm": _fbgemm_call,
+    "np.take": _np_take_call,
+}
+# Peers whose time does not depend on the thread count (nor, for the reference, on out=): measured
+# once and shared by the cases that differ only in that.
+_SHARED = {"reference": ("threads", "out"), "np.take": ("threads",)}
+
+
+def run(
+    full: bool = False,
+    *,
+    tables=None,
+    threads=None,
+    budget: float | None = None,
+    peers=None,
+    on_result: Callable[[dict], None] | None = None,
+    on_table: Callable[[str, tuple[int, int], float], None] | None = None,
+) -> list[dict]:
+    """Measure rowquant and its peers; return one dict per case.
+
+    Parameters
+    ----------
+    full : bool
+        Every case (many minutes); default a representative subset (well under a minute).
+    tables : sequence of str, optional
+        Names from :data:`TABLES`; see :func:`plan`.
+    threads : sequence of int, optional
+        Thread counts; default 1 and all cores.
+    budget : float, optional
+        Seconds per measurement (default 0.1, or 0.25 with ``full``).
+    peers : sequence of str, optional
+        The peers to measure, from :data:`PEERS`; default all of them.
+    on_result : callable, optional
+        Called with each result as soon as it is measured (to print progress).
+    on_table : callable, optional
+        Called with the name, shape and generation seconds of each table once it is made.
+
+    Returns
+    -------
+    list of dict
+        Each with ``op``, ``table``, ``shape``, ``params``, ``threads``, ``rowquant_s``, one
+        ``<peer>_s`` per peer (``reference_s``, ``torch_s``, ``fbgemm_s``, ``np_take_s``,
+        ``floor_s``: seconds, or None where the peer does not apply or could not run),
+        ``bytes_read``, ``bytes_written``, ``missing`` (peer -> why it has no time, for
+        peers that apply but did not run: ``"not installed"``, ``"skipped"``, ...) and
+        ``busy_elsewhere``: how many cores other processes kept busy while the case was
+        measured (from ``/proc/stat``; None where unknown). On a shared machine a case with
+        ``threads`` above the idle cores waits for the busy ones, so its times mean little.
+
+    Examples
+    --------
+    >>> from rowquant import benchmark
+    >>> results = benchmark.run(tables=["cache"], threads=[1], budget=0.001,
+    ...                         peers=["reference", "floor"])
+    >>> [result["op"] for result in results]
+    ['quantize', 'dequantize', 'take', 'take', 'take', 'bag']
+    >>> results[0]["rowquant_s"] > 0, results[0]["missing"]
+    (True, {'fbgemm': 'skipped', 'torch': 'skipped'})
+    """
+    cases = plan(full, tables, threads)
+    budget = (FULL_BUDGET if full else QUICK_BUDGET) if budget is None else float(budget)
+    if not budget > 0:
+        raise ValueError(f"budget must be a positive number of seconds, got {budget}")
+    wanted = list(PEERS) if peers is None else list(dict.fromkeys(peers))
+    unknown = [peer for peer in wanted if peer not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer {unknown[0]!r}; the peers are {', '.join(PEERS)}")
+    torch, torch_reason = _import_torch() if {"torch", "fbgemm"} & set(wanted) else (None, None)
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    floor = _Floor(budget)
+    shared: dict = {}
+    results = []
+    table = None
+    try:
+        for case in cases:
+            if table is None or table.name != case.table:
+                table = None
+                gc.collect()
+                start = time.perf_counter()
+                table = _Table(case.table, torch)
+                if on_table is not None:
+                    on_table(case.table, TABLES[case.table], time.perf_counter() - start)
+            result = _measure_case(case, table, wanted, torch_reason, floor, shared, budget)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        table = None
+        floor.close()
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        gc.collect()
+    return results
+
+
+def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> dict:
+    read, written = case.traffic(table.n_rows, table.dim)
+    clock = _cpu_clock()
+    result = {
+        "op": case.op,
+        "table": case.table,
+        "shape": [table.n_rows, table.dim],
+        "params": case.params,
+        "threads": case.threads,
+        "rowquant_s": _time_call(_rowquant_call(case, table), budget),
+    }
+    missing = {}
+    for peer in PEERS:
+        seconds = None
+        if case.op not in _PEER_OPS[peer]:
+            pass
+        elif peer not in wanted:
+            missing[peer] = "skipped"
+        elif peer in ("torch", "fbgemm") and table.torch is None:
+            missing[peer] = torch_reason
+        elif peer == "fbgemm" and table.fbgemm_note is not None:
+            missing[peer] = table.fbgemm_note
+        elif peer == "floor":
+            seconds = floor.seconds(read + written, case.threads)
+        else:
+            key = (peer, case.without(*_SHARED.get(peer, ())))
+            if key not in shared:
+                shared[key] = _time_peer(peer, case, table, budget)
+            seconds = shared[key]
+        result[_RESULT_KEYS[peer]] = seconds
+    result["bytes_read"], result["bytes_written"] = read, written
+    result["missing"] = dict(sorted(missing.items()))
+    result["busy_elsewhere"] = _cores_used_elsewhere(clock, _cpu_clock())
+    return result
+
+
+def _time_peer(peer: str, case: Case, table: _Table, budget: float) -> float:
+    call = _CALLS[peer](case, table)
+    if peer in ("torch", "fbgemm"):
+        table.torch.set_num_threads(case.threads)
+    # The reference quantizes a big table in seconds: one sample after the warm-up is enough.
+    min_samples = 1 if peer == "reference" else 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates quint8 tensors
+        return _time_call(call, budget, min_samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# The printed table
+
+
+_COLUMNS = (
+    ("reference", "numpy ref"),
+    ("torch", "torch"),
+    ("fbgemm", "FBGEMM"),
+    ("np.take", "np.take"),
+    ("floor", "floor"),
+)
+_WIDTHS = {"op": 26, "threads": 3, "rowquant": 9, "peer": 16, "ratio": 8, "busy": 6}
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` with three significant digits in a fitting unit.
+
+    Examples
+    --------
+    >>> from rowquant.benchmark import format_time
+    >>> format_time(0.0123), format_time(2.5e-6), format_time(3.0)
+    ('12.3 ms', '2.50 us', '3.00 s')
+    """
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        # Choose the unit and the digits after rounding, so 0.99999 s reads "1.00 s".
+        if round(seconds / scale, 2) >= 1 or unit == "ns":
+            value = seconds / scale
+            digits = 2 if round(value, 2) < 10 else 1 if round(value, 1) < 100 else 0
+            return f"{value:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _format_ratio(ratio: float) -> str:
+    # Three significant digits, choosing the digits after rounding (9.996 -> "10.0x").
+    digits = 2 if round(ratio, 2) < 10 else 1 if round(ratio, 1) < 100 else 0
+    return f"{ratio:.{digits}f}x"
+
+
+def format_header(info: dict) -> str:
+    """The lines above the table: the machine, the versions and how to read the ratios."""
+    backend = info["backend"]
+    backend_text = ", ".join(f"{key}={value}" for key, value in backend.items())
+    torch_text = info["torch"] or "not installed"
+    memory = f", {info['memory_gb']} GB" if info.get("memory_gb") else ""
+    load = info.get("load_average")
+    load_text = f", load average {' '.join(map(str, load))} at start" if load else ""
+    return "\n".join(
+        [
+            f"rowquant {info['rowquant']} benchmark, {info['date']}",
+            f"cpu: {info['cpu']}, {info['cores']} cores{memory}{load_text}",
+            f"{info['platform']}",
+            f"python {info['python']}, numpy {info['numpy']}, torch {torch_text}",
+            f"rowquant backend: {backend_text}",
+            "peer columns: peer time and peer/rowquant (>1x: rowquant is faster); "
+            "rq/floor: rowquant time / memory-copy floor",
+            "(floor: np.copyto moving the bytes the operation must read and write; "
+            "FBGEMM 'mean' bags are sums: it ignores mode)",
+            "busy: cores kept busy by other processes during the case; when threads + busy "
+            "exceed the cores, multi-thread times measure the contention",
+        ]
+    )
+
+
+def _column_titles() -> str:
+    cells = [
+        "case".ljust(_WIDTHS["op"]),
+        "thr".rjust(_WIDTHS["threads"]),
+        "rowquant".rjust(_WIDTHS["rowquant"]),
+        *(title.rjust(_WIDTHS["peer"]) for _, title in _COLUMNS),
+        "rq/floor".rjust(_WIDTHS["ratio"]),
+        "busy".rjust(_WIDTHS["busy"]),
+    ]
+    return "  ".join(cells)
+
+
+def format_table_title(name: str, shape: tuple[int, int], seconds: float | None = None) -> str:
+    """The line that opens the rows of one table: name, shape and float32 size."""
+    n_rows, dim = shape
+    size = 4 * n_rows * dim / 1e6
+    made = f", generated in {seconds:.1f} s" if seconds is not None else ""
+    title = f"-- {name}: {n_rows} x {dim} float32 ({size:.0f} MB){made} "
+    return title.ljust(len(_column_titles()), "-")
+
+
+def format_row(result: dict) -> str:
+    """One line of the table for one result of :func:`run`."""
+    ours = result["rowquant_s"]
+    case = Case(result["op"], result["table"], result["threads"], **result["params"])
+    cells = [
+        case.label.ljust(_WIDTHS["op"]),
+        str(result["threads"]).rjust(_WIDTHS["threads"]),
+        format_time(ours).rjust(_WIDTHS["rowquant"]),
+    ]
+    for peer, _ in _COLUMNS:
+        seconds = result.get(_RESULT_KEYS[peer])
+        if seconds is not None:
+            text = f"{format_time(seconds)} {_format_ratio(seconds / ours)}"
+        else:
+            text = result["missing"].get(peer, "-")
+        cells.append(text.rjust(_WIDTHS["peer"]))
+    floor = result.get("floor_s")
+    cells.append((_format_ratio(ours / floor) if floor else "-").rjust(_WIDTHS["ratio"]))
+    busy = result.get("busy_elsewhere")
+    cells.append(("?" if busy is None else f"{busy:.1f}").rjust(_WIDTHS["busy"]))
+    return "  ".join(cells)
+
+
+def format_table(results: list[dict], info: dict | None = None) -> str:
+    """The whole report: header (if ``info`` is given), column titles and one row per result."""
+    lines = [format_header(info), ""] if info is not None else []
+    lines.append(_column_titles())
+    table = None
+    for result in results:
+        if result["table"] != table:
+            table = result["table"]
+            lines.append(format_table_title(table, tuple(result["shape"])))
+        lines.append(format_row(result))
+    return "\n".join(lines)
+
+
+def format_markdown(results: list[dict]) -> str:
+    """The results as a Markdown table (for a README): times, with peer/rowquant in brackets."""
+    titles = ["table", "case", "threads", "rowquant", *(t for _, t in _COLUMNS), "rq/floor"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for result in results:
+        ours = result["rowquant_s"]
+        n_rows, dim = result["shape"]
+        case = Case(result["op"], result["table"], result["threads"], **result["params"])
+        cells = [f"{result['table']} {n_rows}x{dim}", case.label, str(result["threads"])]
+        cells.append(format_time(ours))
+        for peer, _ in _COLUMNS:
+            seconds = result.get(_RESULT_KEYS[peer])
+            if seconds is None:
+                cells.append(result["missing"].get(peer, ""))
+            else:
+                cells.append(f"{format_time(seconds)} ({_format_ratio(seconds / ours)})")
+        floor = result.get("floor_s")
+        cells.append(_format_ratio(ours / floor) if floor else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bench(stream=None, **options) -> dict:
+    """Run the benchmark and print the report as it goes: header, then each row once measured.
+
+    Parameters
+    ----------
+    stream : file, optional
+        Where to print; default ``sys.stdout``.
+    **options
+        Passed to :func:`run`.
+
+    Returns
+    -------
+    dict
+        ``{"machine": machine_info(), "results": run(...)}``: what ``rowquant bench --json``
+        writes.
+    """
+    stream = sys.stdout if stream is None else stream
+
+    def show(line: str):
+        print(line, file=stream, flush=True)
+
+    info = machine_info()
+    show(format_header(info))
+    show("")
+    show(_column_titles())
+    results = run(
+        **options,
+        on_table=lambda name, shape, seconds: show(format_table_title(name, shape, seconds)),
+        on_result=lambda result: show(format_row(result)),
+    )
+    return {"machine": info, "results": results}
