@@ -5,6 +5,7 @@ never -ffast-math and never -march=native, so a wheel built here runs on any x86
 reference's bits. OpenMP is used when the compiler accepts -fopenmp; without it every kernel
 runs single-threaded.
 """
+import glob
 import os
 import sys
 import tempfile
@@ -46,7 +47,7 @@ class BuildExt(build_ext):
 
 extension = Extension(
     "rowquant._ext",
-    sources=["src/rowquant/_ext.pyx", "csrc/rowquant.c"],
+    sources=["src/rowquant/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
     include_dirs=["csrc"],
     extra_compile_args=list(COMPILE_ARGS),
 )

@@ -1,21 +1,30 @@
-/* Portable kernels. Inner loops run along one row with restrict pointers and no branches, so
- * that -O3 vectorizes them for the baseline instruction set. The build must not use -ffast-math
- * and uses -ffp-contract=off: every operation here is rounded exactly as DESIGN.md states. */
+/* The public entry points: check ids, split rows, ids or bags across threads, prefetch the rows
+ * a gather will need, and call the row kernels of the active instruction set (dispatch.c). */
 #include "rowquant.h"
 
 #include <limits.h>
-#include <string.h>
+
+#include "kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Below this many bytes touched, a call runs on one thread: starting a team costs a few
- * microseconds, more than the work it would share. */
-#define RQ_PARALLEL_MIN_BYTES ((int64_t)1 << 18)
+extern const rq_kernels *rq_active;
 
-#define RQ_ABS_MASK 0x7fffffffu
-#define RQ_INF_BITS 0x7f800000u
+/* Below this many bytes touched per thread, a call keeps to fewer threads: starting a team costs
+ * microseconds, and a team member that the system has descheduled costs a whole time slice
+ * (milliseconds) at the closing barrier, so only work of a millisecond or more is shared. */
+#define RQ_PARALLEL_MIN_BYTES ((int64_t)4 << 20)
+/* Outputs larger than this bypass the caches (non-temporal stores): they would only evict the
+ * table's rows, and streaming skips reading each output line before overwriting it. */
+#define RQ_STREAM_MIN_BYTES ((int64_t)16 << 20)
+
+static const rq_kernels *kernels(void)
+{
+    if (!rq_active) rq_simd_select(NULL);
+    return rq_active;
+}
 
 static int team_size(int n_threads, int64_t bytes)
 {
@@ -24,61 +33,57 @@ static int team_size(int n_threads, int64_t bytes)
     return most_useful < n_threads ? (int)most_useful : n_threads;
 }
 
-static uint32_t float_bits(float value)
+/* Dequantize rows (or 0..n_rows when rows is NULL) into out, row i at out + i * out_stride,
+ * split across the team in contiguous ranges; each range streams its output when it is large. */
+static void dequantize_rows(const rq_kernels *k, const uint8_t *codes, int64_t codes_stride,
+                            const float *scales, const int64_t *rows, int64_t n_rows,
+                            int64_t dim, float *out, int64_t out_stride, int n_threads)
 {
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof bits);
-    return bits;
-}
-
-/* Quantize one row; returns the column of the first NaN or inf, or -1. */
-static int64_t quantize_row(const float *restrict values, int64_t dim,
-                            uint8_t *restrict codes, float *restrict scale)
-{
-    /* The magnitude bits of a float order like its absolute value, and NaN and inf sort above
-     * every finite value: one integer max finds the row max and detects non-finite input. */
-    uint32_t max_bits = 0;
-    for (int64_t j = 0; j < dim; j++) {
-        uint32_t bits = float_bits(values[j]) & RQ_ABS_MASK;
-        max_bits = bits > max_bits ? bits : max_bits;
+    const int64_t out_bytes = n_rows * dim * (int64_t)sizeof(float);
+    const int stream = out_bytes >= RQ_STREAM_MIN_BYTES && out_stride == dim;
+    const int team = team_size(n_threads, out_bytes + n_rows * dim);
+    (void)team;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int64_t begin = 0, end = n_rows;
+#ifdef _OPENMP
+        const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
+        begin = n_rows * me / members;
+        end = n_rows * (me + 1) / members;
+#endif
+        if (stream) {
+            k->dequantize_rows_stream(rows ? codes : codes + begin * codes_stride, codes_stride,
+                                      rows ? scales : scales + begin, rows ? rows + begin : NULL,
+                                      end - begin, dim, out + begin * out_stride);
+        } else {
+            for (int64_t i = begin; i < end; i++) {
+                int64_t row = i;
+                if (rows) {
+                    row = rows[i];
+                    if (i + RQ_PREFETCH_IDS < end) {
+                        const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
+                        rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
+                    }
+                }
+                k->dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * out_stride);
+            }
+        }
     }
-    if (max_bits >= RQ_INF_BITS) {
-        for (int64_t j = 0; j < dim; j++)
-            if ((float_bits(values[j]) & RQ_ABS_MASK) >= RQ_INF_BITS) return j;
-    }
-    float row_max;
-    memcpy(&row_max, &max_bits, sizeof row_max);
-    const float s = row_max / 127.0f;
-    *scale = s;
-    if (s == 0.0f) {
-        memset(codes, 128, (size_t)dim);
-        return -1;
-    }
-    /* Both operands are float32, so one float64 division is close enough to decide floor()
-     * exactly (DESIGN.md section 1); a reciprocal multiply would not be. The clamp only acts
-     * when s is subnormal and too coarse for max/s to stay below 127.5. */
-    const double s64 = (double)s;
-    for (int64_t j = 0; j < dim; j++) {
-        double shifted = (double)values[j] / s64 + 128.5;
-        shifted = shifted < 1.0 ? 1.0 : shifted;
-        shifted = shifted > 255.0 ? 255.0 : shifted;
-        codes[j] = (uint8_t)(int32_t)shifted;  /* truncation is floor: shifted >= 1 */
-    }
-    return -1;
 }
 
 int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                      uint8_t *codes, int64_t codes_stride, float *scales,
                      int n_threads, int64_t *bad)
 {
+    const rq_kernels *k = kernels();
     int64_t first_bad = INT64_MAX;
     const int team = team_size(n_threads, n_rows * dim * 5);
     (void)team;
 #pragma omp parallel for num_threads(team) schedule(static) reduction(min : first_bad) if (team > 1)
     for (int64_t i = 0; i < n_rows; i++) {
         if (first_bad != INT64_MAX) continue; /* this thread already met a bad row */
-        int64_t column = quantize_row(values + i * values_stride, dim,
-                                      codes + i * codes_stride, scales + i);
+        int64_t column = k->quantize_row(values + i * values_stride, dim,
+                                         codes + i * codes_stride, scales + i);
         if (column >= 0) first_bad = i * dim + column;
     }
     if (first_bad != INT64_MAX) {
@@ -88,20 +93,11 @@ int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t v
     return RQ_OK;
 }
 
-static void dequantize_row(const uint8_t *restrict codes, float scale, int64_t dim,
-                           float *restrict out)
-{
-    for (int64_t j = 0; j < dim; j++) out[j] = (float)((int32_t)codes[j] - 128) * scale;
-}
-
 int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
                   int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
 {
-    const int team = team_size(n_threads, n_rows * dim * 5);
-    (void)team;
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-    for (int64_t i = 0; i < n_rows; i++)
-        dequantize_row(codes + i * codes_stride, scales[i], dim, out + i * out_stride);
+    dequantize_rows(kernels(), codes, codes_stride, scales, NULL, n_rows, dim, out, out_stride,
+                    n_threads);
     return RQ_OK;
 }
 
@@ -122,41 +118,9 @@ int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t d
         *bad = position;
         return RQ_ID_RANGE;
     }
-    const int team = team_size(n_threads, n_ids * dim * 5);
-    (void)team;
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-    for (int64_t k = 0; k < n_ids; k++) {
-        const int64_t row = ids[k];
-        dequantize_row(codes + row * codes_stride, scales[row], dim, out + k * out_stride);
-    }
+    dequantize_rows(kernels(), codes, codes_stride, scales, ids, n_ids, dim, out, out_stride,
+                    n_threads);
     return RQ_OK;
-}
-
-/* Sum one bag into out, in id order; returns how many ids were pooled. */
-static int64_t pool_bag(const uint8_t *codes, const float *scales, int64_t dim,
-                        int64_t codes_stride, const int64_t *ids, const float *weights,
-                        int64_t begin, int64_t end, int64_t padding_idx, float *restrict out)
-{
-    int64_t count = 0;
-    for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
-    for (int64_t k = begin; k < end; k++) {
-        const int64_t row = ids[k];
-        if (row == padding_idx) continue;
-        count++;
-        const uint8_t *restrict row_codes = codes + row * codes_stride;
-        const float scale = scales[row];
-        /* Each term is the dequantized value, rounded as rq_dequantize rounds it, then weighted:
-         * the sum is the reference's float32 sum in the same order. */
-        if (weights) {
-            const float weight = weights[k];
-            for (int64_t j = 0; j < dim; j++)
-                out[j] += weight * ((float)((int32_t)row_codes[j] - 128) * scale);
-        } else {
-            for (int64_t j = 0; j < dim; j++)
-                out[j] += (float)((int32_t)row_codes[j] - 128) * scale;
-        }
-    }
-    return count;
 }
 
 int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
@@ -170,16 +134,25 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
         *bad = position;
         return RQ_ID_RANGE;
     }
+    const rq_kernels *k = kernels();
     const int team = team_size(n_threads, (n_ids + n_bags) * dim * 5);
     (void)team;
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
     for (int64_t b = 0; b < n_bags; b++) {
-        float *restrict bag_out = out + b * out_stride;
-        int64_t count = pool_bag(codes, scales, dim, codes_stride, ids, weights,
-                                 bounds[b], bounds[b + 1], padding_idx, bag_out);
-        if (mode == RQ_BAG_MEAN && count > 0) {
-            const float divisor = (float)count;
-            for (int64_t j = 0; j < dim; j++) bag_out[j] /= divisor;
+        /* the next bag's rows arrive while this one is summed */
+        if (b + 1 < n_bags)
+            for (int64_t i = bounds[b + 1]; i < bounds[b + 2]; i++)
+                rq_prefetch_row(codes + ids[i] * codes_stride, scales + ids[i], dim);
+        float *bag_out = out + b * out_stride;
+        k->pool_bag(codes, scales, codes_stride, dim, ids, weights, bounds[b], bounds[b + 1],
+                    padding_idx, bag_out);
+        if (mode == RQ_BAG_MEAN) {
+            int64_t count = 0;
+            for (int64_t i = bounds[b]; i < bounds[b + 1]; i++) count += ids[i] != padding_idx;
+            if (count > 0) {
+                const float divisor = (float)count;
+                for (int64_t j = 0; j < dim; j++) bag_out[j] /= divisor;
+            }
         }
     }
     return RQ_OK;

@@ -23,6 +23,8 @@ enum rq_status {
     RQ_OK = 0,
     RQ_NONFINITE = 1,   /* quantize: *bad = flat index (row * dim + column) of the first NaN/inf */
     RQ_ID_RANGE = 2,    /* take/bag: *bad = position in ids of the first id outside [0, n_rows) */
+    RQ_SIMD_UNKNOWN = 3,     /* rq_simd_select: no such instruction set */
+    RQ_SIMD_UNAVAILABLE = 4, /* rq_simd_select: this processor cannot run it */
 };
 
 enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1 };
@@ -52,6 +54,14 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
            const int64_t *bounds, int64_t n_bags, const float *weights,
            int mode, int64_t padding_idx,
            float *out, int64_t out_stride, int n_threads, int64_t *bad);
+
+/* Choose the kernels: "scalar", "avx2" or "avx512", or NULL for the best this processor runs.
+ * Until called, the first kernel call chooses the best. Not to be called while kernels run. */
+int rq_simd_select(const char *name);
+/* The name of the kernels in use. */
+const char *rq_simd_name(void);
+/* Whether this processor can run the named kernels (1) or not (0). */
+int rq_simd_available(const char *name);
 
 /* Whether the library was built with OpenMP (1) or runs every kernel on one thread (0). */
 int rq_have_openmp(void);

@@ -4,6 +4,7 @@ call (or one call into :mod:`rowquant.reference` on the numpy backend), raise wh
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -25,6 +26,41 @@ def _load_extension():
 
 _ext, _fallback_reason = _load_extension()
 
+
+def simd_paths() -> list[str]:
+    """The kernel variants this processor runs, slowest first (empty on numpy)."""
+    if _ext is None:
+        return []
+    return [name for name in _ext.SIMD_NAMES if _ext.simd_available(name)]
+
+
+def use_simd(name: str | None) -> str:
+    """Run the kernels of one instruction set ("scalar", "avx2", "avx512"), or the best this
+    processor has for None; returns the name in use. For tests and benchmarks: not while other
+    threads call rowquant."""
+    if _ext is None:
+        raise RuntimeError("the numpy backend has no SIMD kernels to choose from")
+    if name is not None and name not in _ext.SIMD_NAMES:
+        raise ValueError(f"unknown SIMD path {name!r}; choose from {', '.join(_ext.SIMD_NAMES)}")
+    if _ext.simd_select(name) != 0:
+        raise ValueError(
+            f"this processor cannot run the {name} kernels; available: {', '.join(simd_paths())}"
+        )
+    return _ext.simd_name()
+
+
+def _select_simd_from_environment() -> None:
+    requested = os.environ.get("ROWQUANT_SIMD", "").strip().lower()
+    if _ext is None or requested in ("", "auto", "best"):
+        return
+    try:
+        use_simd(requested)
+    except ValueError as error:
+        warnings.warn(f"ignoring ROWQUANT_SIMD={requested!r}: {error}", RuntimeWarning, stacklevel=2)
+
+
+_select_simd_from_environment()
+
 _MODES = {"sum": 0, "mean": 1}
 
 
@@ -32,7 +68,8 @@ def backend_info() -> dict:
     """Which implementation runs the operations, and with what.
 
     Returns a dict with ``backend`` (``"c"`` or ``"numpy"``), ``simd`` (the instruction set the
-    kernels use, None on numpy), ``threads`` (the default thread count), ``openmp`` (whether the
+    kernels use: ``"scalar"``, ``"avx2"`` or ``"avx512"``, None on numpy; ``ROWQUANT_SIMD`` set at
+    import chooses one), ``simd_available`` (those this processor runs), ``threads`` (the default thread count), ``openmp`` (whether the
     kernels can use more than one thread), ``version`` and, on numpy, ``reason``.
 
     Examples
@@ -43,7 +80,8 @@ def backend_info() -> dict:
     """
     info = {
         "backend": "c" if _ext is not None else "numpy",
-        "simd": "scalar" if _ext is not None else None,
+        "simd": _ext.simd_name() if _ext is not None else None,
+        "simd_available": simd_paths(),
         "threads": get_num_threads(),
         "openmp": bool(_ext is not None and _ext.have_openmp()),
         "version": __version__,

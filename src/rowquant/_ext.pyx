@@ -26,6 +26,32 @@ cdef extern from "rowquant.h" nogil:
                int mode, int64_t padding_idx,
                float *out, int64_t out_stride, int n_threads, int64_t *bad)
     int rq_have_openmp()
+    int rq_simd_select(const char *name)
+    const char *rq_simd_name()
+    int rq_simd_available(const char *name)
+    int RQ_SIMD_UNKNOWN
+
+
+SIMD_NAMES = ("scalar", "avx2", "avx512")
+
+
+def simd_select(name):
+    """Use the named kernels ("scalar", "avx2", "avx512"), or the best available for None.
+    Returns 0 on success, else a nonzero status (unknown name, or not runnable here)."""
+    if name is None:
+        return rq_simd_select(NULL)
+    cdef bytes encoded = name.encode("ascii")
+    return rq_simd_select(encoded)
+
+
+def simd_name():
+    """The name of the kernels in use."""
+    return rq_simd_name().decode("ascii")
+
+
+def simd_available(name):
+    """Whether this processor runs the named kernels (and they pass the self-check)."""
+    return bool(rq_simd_available(name.encode("ascii")))
 
 
 def have_openmp():

@@ -1,0 +1,119 @@
+/* Run-time choice of the kernel table: the best instruction set this processor (and its
+ * operating system) supports, or the one ROWQUANT_SIMD names, via rq_simd_select. A variant is
+ * used only after it reproduced the scalar kernels' bits on a built-in table, so a miscompiled
+ * or untested path (AVX-512 has no machine in our CI) falls back instead of giving wrong bits. */
+#include <stddef.h>
+
+#include "kernels.h"
+#include "rowquant.h"
+
+const rq_kernels *rq_active = NULL;
+
+static const rq_kernels *const variants[] = {
+#ifdef RQ_X86
+    &rq_kernels_avx512,
+    &rq_kernels_avx2,
+#endif
+    &rq_kernels_scalar,
+};
+#define N_VARIANTS (sizeof variants / sizeof variants[0])
+
+static int cpu_supports(const rq_kernels *kernels)
+{
+#ifdef RQ_X86
+    __builtin_cpu_init();
+    if (kernels == &rq_kernels_avx2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (kernels == &rq_kernels_avx512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("fma");
+#endif
+    return kernels == &rq_kernels_scalar;
+}
+
+/* A small table with ties, near-ties, zero and subnormal rows, negative values and a width
+ * that leaves every loop tail: the variant must match the scalar kernels bit for bit. */
+#define CHECK_ROWS 6
+#define CHECK_DIM 83
+
+static void check_table(float *values)
+{
+    uint32_t state = 12345u;
+    for (int i = 0; i < CHECK_ROWS; i++) {
+        for (int j = 0; j < CHECK_DIM; j++) {
+            state = state * 1664525u + 1013904223u;
+            float noise = (float)((int32_t)(state >> 8) - (1 << 23)) / (float)(1 << 23);
+            float value;
+            switch (i) {
+            case 0: value = (float)((j % 255) - 127) * 0.5f; break;  /* ties at scale 1 */
+            case 1: value = (float)((j % 255) - 127); break;         /* exact codes */
+            case 2: value = 0.0f; break;
+            case 3: value = noise * 0x1p-140f; break;                /* subnormal scale */
+            default: value = noise * (i == 4 ? 3.0e38f : 1.7f);
+            }
+            values[i * CHECK_DIM + j] = value;
+        }
+    }
+    values[0] = 127.0f; /* row 0 max 127: scale 1, so (k + 0.5) are exact ties */
+    values[CHECK_DIM] = 127.0f;
+}
+
+static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+
+static int reproduces_scalar(const rq_kernels *kernels)
+{
+    if (kernels == &rq_kernels_scalar) return 1;
+    static float values[CHECK_ROWS * CHECK_DIM];
+    uint8_t codes[2][CHECK_ROWS * CHECK_DIM];
+    float scales[2][CHECK_ROWS], out[2][CHECK_ROWS * CHECK_DIM], bag[2][CHECK_DIM];
+    const int64_t ids[] = {1, 4, 0, 2, 4, 5, 3};
+    const float weights[] = {0.5f, -2.0f, 1.0f, 3.0f, 0.25f, 1.0f, 7.0f};
+    const rq_kernels *pair[2] = {&rq_kernels_scalar, kernels};
+    check_table(values);
+    for (int v = 0; v < 2; v++) {
+        for (int i = 0; i < CHECK_ROWS; i++) {
+            pair[v]->quantize_row(values + i * CHECK_DIM, CHECK_DIM, codes[v] + i * CHECK_DIM,
+                                  scales[v] + i);
+            pair[v]->dequantize_row(codes[v] + i * CHECK_DIM, scales[v][i], CHECK_DIM,
+                                    out[v] + i * CHECK_DIM);
+        }
+        pair[v]->pool_bag(codes[v], scales[v], CHECK_DIM, CHECK_DIM, ids, weights, 0, 7, 5,
+                          bag[v]);
+    }
+    return same_bits(codes[0], codes[1], sizeof codes[0]) &&
+           same_bits(scales[0], scales[1], sizeof scales[0]) &&
+           same_bits(out[0], out[1], sizeof out[0]) && same_bits(bag[0], bag[1], sizeof bag[0]);
+}
+
+static int usable(const rq_kernels *kernels)
+{
+    return cpu_supports(kernels) && reproduces_scalar(kernels);
+}
+
+int rq_simd_select(const char *name)
+{
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        if (name && strcmp(name, variants[v]->name) != 0) continue;
+        if (!usable(variants[v])) {
+            if (name) return RQ_SIMD_UNAVAILABLE;
+            continue;
+        }
+        rq_active = variants[v];
+        return RQ_OK;
+    }
+    return name ? RQ_SIMD_UNKNOWN : RQ_SIMD_UNAVAILABLE;
+}
+
+const char *rq_simd_name(void)
+{
+    if (!rq_active) rq_simd_select(NULL);
+    return rq_active->name;
+}
+
+int rq_simd_available(const char *name)
+{
+    for (size_t v = 0; v < N_VARIANTS; v++)
+        if (strcmp(name, variants[v]->name) == 0) return usable(variants[v]);
+    return 0;
+}

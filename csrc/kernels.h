@@ -1,0 +1,103 @@
+/* Internal: the per-instruction-set kernel table and the scalar pieces every variant shares.
+ * Not part of the public header; only csrc/ includes it. */
+#ifndef ROWQUANT_KERNELS_H
+#define ROWQUANT_KERNELS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define RQ_ABS_MASK 0x7fffffffu
+#define RQ_INF_BITS 0x7f800000u
+#define RQ_BIAS 128
+
+/* Row kernels for one instruction set. Every variant gives the same bits as the scalar one. */
+typedef struct rq_kernels {
+    const char *name;
+    /* Scale and codes of one row; the column of the first NaN/inf, or -1. */
+    int64_t (*quantize_row)(const float *values, int64_t dim, uint8_t *codes, float *scale);
+    /* out[j] = (codes[j] - 128) * scale. */
+    void (*dequantize_row)(const uint8_t *codes, float scale, int64_t dim, float *out);
+    /* Rows rows[0..n_rows) (0..n_rows when rows is NULL) dequantized back to back into out,
+     * bypassing the caches where the instruction set allows (for outputs far larger than
+     * them); the stores are complete when it returns. */
+    void (*dequantize_rows_stream)(const uint8_t *codes, int64_t codes_stride,
+                                   const float *scales, const int64_t *rows, int64_t n_rows,
+                                   int64_t dim, float *out);
+    /* Sum ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out, in id
+     * order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
+     * product rounded to float32. */
+    void (*pool_bag)(const uint8_t *codes, const float *scales, int64_t codes_stride,
+                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
+                     int64_t end, int64_t padding_idx, float *out);
+} rq_kernels;
+
+extern const rq_kernels rq_kernels_scalar;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RQ_X86 1
+extern const rq_kernels rq_kernels_avx2;
+extern const rq_kernels rq_kernels_avx512;
+/* The memory-bound AVX2 kernels, which the AVX-512 table shares: wider registers do not make
+ * memory faster, and one copy of them is one copy to test. */
+void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out);
+void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
+                                    const float *scales, const int64_t *rows, int64_t n_rows,
+                                    int64_t dim, float *out);
+void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
+                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
+                      int64_t end, int64_t padding_idx, float *out);
+#endif
+
+static inline uint32_t rq_float_bits(float value)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+
+/* Column of the first NaN or inf in values[0..dim), or -1. */
+static inline int64_t rq_first_nonfinite(const float *values, int64_t dim)
+{
+    for (int64_t j = 0; j < dim; j++)
+        if ((rq_float_bits(values[j]) & RQ_ABS_MASK) >= RQ_INF_BITS) return j;
+    return -1;
+}
+
+/* The scale of a row whose largest magnitude has the bits max_bits (finite). */
+static inline float rq_scale_from_max_bits(uint32_t max_bits)
+{
+    float row_max;
+    memcpy(&row_max, &max_bits, sizeof row_max);
+    return row_max / 127.0f; /* one float32 division, as the contract says */
+}
+
+/* Codes of values[0..n) for a scale s > 0, by the definition: both operands are float32, so one
+ * float64 division is close enough to take floor(v / s + 128.5) exactly (DESIGN.md section 1);
+ * a reciprocal multiply would not be. The clamp only acts when s is a subnormal too coarse for
+ * max / s to stay below 127.5. Truncation is floor here: the shifted value is >= 1. */
+static inline void rq_codes_exact(const float *restrict values, int64_t n, float s,
+                                  uint8_t *restrict codes)
+{
+    const double s64 = (double)s;
+    for (int64_t j = 0; j < n; j++) {
+        double shifted = (double)values[j] / s64 + 128.5;
+        shifted = shifted < 1.0 ? 1.0 : shifted;
+        shifted = shifted > 255.0 ? 255.0 : shifted;
+        codes[j] = (uint8_t)(int32_t)shifted;
+    }
+}
+
+/* Gathers prefetch the row this many ids ahead: enough to cover a memory access while the
+ * rows before it are converted. */
+#define RQ_PREFETCH_IDS 8
+
+static inline void rq_prefetch_row(const uint8_t *codes, const float *scale, int64_t dim)
+{
+    for (int64_t offset = 0; offset < dim; offset += 64) __builtin_prefetch(codes + offset);
+    __builtin_prefetch(scale);
+}
+
+/* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof
+ * needs products of the scale to stay clear of float32's subnormal range. */
+#define RQ_FAST_MIN_SCALE 0x1p-100f
+
+#endif /* ROWQUANT_KERNELS_H */

@@ -1,0 +1,265 @@
+/* AVX2 + FMA kernels, compiled for that target only inside this file and chosen at run time
+ * (dispatch.c) when the processor has both. Same bits as kernels_scalar.c. */
+#include "kernels.h"
+
+#ifdef RQ_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+/* Largest magnitude bits of the row (see kernels_scalar.c: NaN/inf sort above finite values). */
+static uint32_t max_abs_bits(const float *values, int64_t dim)
+{
+    const __m256i mask = _mm256_set1_epi32((int)RQ_ABS_MASK);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+    int64_t j = 0;
+    for (; j + 32 <= dim; j += 32) {
+        m0 = _mm256_max_epu32(m0, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(values + j))));
+        m1 = _mm256_max_epu32(m1, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(values + j + 8))));
+        m2 = _mm256_max_epu32(m2, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(values + j + 16))));
+        m3 = _mm256_max_epu32(m3, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(values + j + 24))));
+    }
+    for (; j + 8 <= dim; j += 8)
+        m0 = _mm256_max_epu32(m0, _mm256_and_si256(mask, _mm256_loadu_si256((const __m256i *)(values + j))));
+    __m256i m = _mm256_max_epu32(_mm256_max_epu32(m0, m1), _mm256_max_epu32(m2, m3));
+    __m128i h = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    h = _mm_max_epu32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_max_epu32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    uint32_t max_bits = (uint32_t)_mm_cvtsi128_si32(h);
+    for (; j < dim; j++) {
+        uint32_t bits = rq_float_bits(values[j]) & RQ_ABS_MASK;
+        max_bits = bits > max_bits ? bits : max_bits;
+    }
+    return max_bits;
+}
+
+/* Codes of 8 values as int32. A candidate from the reciprocal is within one of the exact code;
+ * c is exact iff (c - 128.5) * s <= v < (c - 127.5) * s, and an FMA evaluates each side's
+ * difference with one rounding, which keeps its sign (scales >= RQ_FAST_MIN_SCALE keep the
+ * products far from subnormals). So the two comparisons decide the exact code. */
+static inline __m256i codes8(__m256 v, __m256 s, __m256 inv)
+{
+    const __m256 half_up = _mm256_set1_ps(128.5f), half_down = _mm256_set1_ps(127.5f);
+    const __m256 one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(255.0f);
+    __m256 c = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(v, inv), half_up));
+    __m256 too_big = _mm256_cmp_ps(_mm256_fmsub_ps(_mm256_sub_ps(c, half_up), s, v),
+                                   _mm256_setzero_ps(), _CMP_GT_OQ);
+    __m256 too_small = _mm256_cmp_ps(_mm256_fmsub_ps(_mm256_sub_ps(c, half_down), s, v),
+                                     _mm256_setzero_ps(), _CMP_LE_OQ);
+    c = _mm256_sub_ps(c, _mm256_and_ps(too_big, one));
+    c = _mm256_add_ps(c, _mm256_and_ps(too_small, one));
+    c = _mm256_min_ps(_mm256_max_ps(c, one), top);
+    return _mm256_cvttps_epi32(c);
+}
+
+/* floor(v * inv + 128.5) computed in float32 is within 2.3e-5 of the exact v / s + 128.5
+ * (inv and the product each round by at most 2^-24 relative, |v / s| <= 127.0001, and the
+ * addition by at most 2^-17). So wherever its fraction lies in [2^-14, 1 - 2^-14) its floor is
+ * the exact code; lanes nearer an integer (exact ties among them) go through codes8. */
+static inline __m256 shifted8(__m256 v, __m256 inv)
+{
+    return _mm256_add_ps(_mm256_mul_ps(v, inv), _mm256_set1_ps(128.5f));
+}
+
+static inline __m256 unsure8(__m256 shifted)
+{
+    const __m256 margin = _mm256_set1_ps(0.5f - 0x1p-14f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32((int)RQ_ABS_MASK));
+    __m256 fraction = _mm256_sub_ps(shifted, _mm256_floor_ps(shifted));
+    __m256 off_middle = _mm256_and_ps(_mm256_sub_ps(fraction, _mm256_set1_ps(0.5f)), abs_mask);
+    return _mm256_cmp_ps(off_middle, margin, _CMP_GT_OQ);
+}
+
+static void codes_fast(const float *values, int64_t dim, float scale, uint8_t *codes)
+{
+    const __m256 s = _mm256_set1_ps(scale), inv = _mm256_set1_ps(1.0f / scale);
+    /* packs work within 128-bit lanes; this puts the four dwords of each lane back in order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t j = 0;
+    for (; j + 32 <= dim; j += 32) {
+        const float *v = values + j;
+        __m256 t0 = shifted8(_mm256_loadu_ps(v), inv), t1 = shifted8(_mm256_loadu_ps(v + 8), inv);
+        __m256 t2 = shifted8(_mm256_loadu_ps(v + 16), inv), t3 = shifted8(_mm256_loadu_ps(v + 24), inv);
+        __m256 unsure = _mm256_or_ps(_mm256_or_ps(unsure8(t0), unsure8(t1)),
+                                     _mm256_or_ps(unsure8(t2), unsure8(t3)));
+        __m256i c0, c1, c2, c3;
+        if (_mm256_movemask_ps(unsure)) {
+            c0 = codes8(_mm256_loadu_ps(v), s, inv);
+            c1 = codes8(_mm256_loadu_ps(v + 8), s, inv);
+            c2 = codes8(_mm256_loadu_ps(v + 16), s, inv);
+            c3 = codes8(_mm256_loadu_ps(v + 24), s, inv);
+        } else {
+            c0 = _mm256_cvttps_epi32(t0);
+            c1 = _mm256_cvttps_epi32(t1);
+            c2 = _mm256_cvttps_epi32(t2);
+            c3 = _mm256_cvttps_epi32(t3);
+        }
+        __m256i words = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3));
+        _mm256_storeu_si256((__m256i *)(codes + j), _mm256_permutevar8x32_epi32(words, order));
+    }
+    for (; j + 8 <= dim; j += 8) {
+        __m256i c = codes8(_mm256_loadu_ps(values + j), s, inv);
+        __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
+        bytes = _mm256_permutevar8x32_epi32(bytes, order);
+        _mm_storel_epi64((__m128i *)(codes + j), _mm256_castsi256_si128(bytes));
+    }
+    rq_codes_exact(values + j, dim - j, scale, codes + j);
+}
+
+static int64_t quantize_row(const float *values, int64_t dim, uint8_t *codes, float *scale)
+{
+    const uint32_t max_bits = max_abs_bits(values, dim);
+    if (max_bits >= RQ_INF_BITS) return rq_first_nonfinite(values, dim);
+    const float s = rq_scale_from_max_bits(max_bits);
+    *scale = s;
+    if (s == 0.0f)
+        memset(codes, RQ_BIAS, (size_t)dim);
+    else if (s < RQ_FAST_MIN_SCALE)
+        rq_codes_exact(values, dim, s, codes);
+    else
+        codes_fast(values, dim, s, codes);
+    return -1;
+}
+
+/* 8 dequantized values from 8 codes. */
+static inline __m256 values8(const uint8_t *codes, __m256 s)
+{
+    __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)codes));
+    wide = _mm256_sub_epi32(wide, _mm256_set1_epi32(RQ_BIAS));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(wide), s);
+}
+
+static void dequantize_tail(const uint8_t *codes, float scale, int64_t n, float *out)
+{
+    for (int64_t j = 0; j < n; j++) out[j] = (float)((int32_t)codes[j] - RQ_BIAS) * scale;
+}
+
+void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out)
+{
+    const __m256 s = _mm256_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 32 <= dim; j += 32) {
+        _mm256_storeu_ps(out + j, values8(codes + j, s));
+        _mm256_storeu_ps(out + j + 8, values8(codes + j + 8, s));
+        _mm256_storeu_ps(out + j + 16, values8(codes + j + 16, s));
+        _mm256_storeu_ps(out + j + 24, values8(codes + j + 24, s));
+    }
+    for (; j + 8 <= dim; j += 8) _mm256_storeu_ps(out + j, values8(codes + j, s));
+    dequantize_tail(codes + j, scale, dim - j, out + j);
+}
+
+/* Rows of the table (rows[i], or i when rows is NULL) dequantized one after another into out,
+ * with non-temporal stores: every aligned 32-byte block of out is streamed, including blocks
+ * that straddle two rows, so whole cache lines go to memory without first being read. */
+void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
+                                   const float *scales, const int64_t *rows, int64_t n_rows,
+                                   int64_t dim, float *out)
+{
+    const int64_t total = n_rows * dim;
+    if (dim < 8) { /* no vector fits in a row: plain stores */
+        for (int64_t i = 0; i < n_rows; i++) {
+            const int64_t row = rows ? rows[i] : i;
+            for (int64_t j = 0; j < dim; j++)
+                out[i * dim + j] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+        }
+        return;
+    }
+    int64_t f = (int64_t)(((32 - ((uintptr_t)out & 31)) & 31) / sizeof(float));
+    f = f < total ? f : total;
+    int64_t i = 0, j = 0; /* the (row, column) of output position f */
+    for (int64_t g = 0; g < f; g++) {
+        const int64_t row = rows ? rows[i] : i;
+        out[g] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+        if (++j == dim) i++, j = 0;
+    }
+    for (; f + 8 <= total; f += 8) {
+        const int64_t row = rows ? rows[i] : i;
+        if (j == 0 && rows && i + RQ_PREFETCH_IDS < n_rows) {
+            const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
+            rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
+        }
+        if (j + 8 <= dim) {
+            _mm256_stream_ps(out + f, values8(codes + row * codes_stride + j, _mm256_set1_ps(scales[row])));
+            j += 8;
+            if (j == dim) i++, j = 0;
+        } else {
+            /* the block holds the last `left` values of this row, then the next row's first:
+             * rotate the last 8 of this row and the first 8 of the next into place, blend */
+            const int64_t next = rows ? rows[i + 1] : i + 1;
+            const int left = (int)(dim - j);
+            const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i rotate = _mm256_and_si256(_mm256_sub_epi32(lane, _mm256_set1_epi32(left)),
+                                                    _mm256_set1_epi32(7));
+            __m256 tail = values8(codes + row * codes_stride + dim - 8, _mm256_set1_ps(scales[row]));
+            __m256 head = values8(codes + next * codes_stride, _mm256_set1_ps(scales[next]));
+            __m256 from_tail = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane));
+            __m256 block = _mm256_blendv_ps(_mm256_permutevar8x32_ps(head, rotate),
+                                            _mm256_permutevar8x32_ps(tail, rotate), from_tail);
+            _mm256_stream_ps(out + f, block);
+            i++;
+            j = 8 - left;
+        }
+    }
+    for (; f < total; f++) {
+        const int64_t row = rows ? rows[i] : i;
+        out[f] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+        if (++j == dim) i++, j = 0;
+    }
+    _mm_sfence();
+}
+
+/* Accumulate one bag over columns [j, j + 8 * BLOCKS) in registers, ids in order. */
+#define RQ_POOL_BLOCK(BLOCKS)                                                                 \
+    do {                                                                                      \
+        __m256 acc[BLOCKS];                                                                   \
+        for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
+        for (int64_t k = begin; k < end; k++) {                                               \
+            const int64_t row = ids[k];                                                       \
+            if (row == padding_idx) continue;                                                 \
+            const uint8_t *row_codes = codes + row * codes_stride + j;                        \
+            const __m256 s = _mm256_set1_ps(scales[row]);                                     \
+            if (weights) {                                                                    \
+                const __m256 w = _mm256_set1_ps(weights[k]);                                  \
+                for (int b = 0; b < (BLOCKS); b++)                                            \
+                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, values8(row_codes + 8 * b, s))); \
+            } else {                                                                          \
+                for (int b = 0; b < (BLOCKS); b++)                                            \
+                    acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s));            \
+            }                                                                                 \
+        }                                                                                     \
+        for (int b = 0; b < (BLOCKS); b++) _mm256_storeu_ps(out + j + 8 * b, acc[b]);         \
+    } while (0)
+
+void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
+                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
+                     int64_t end, int64_t padding_idx, float *out)
+{
+    int64_t j = 0;
+    for (; j + 64 <= dim; j += 64) RQ_POOL_BLOCK(8);
+    for (; j + 8 <= dim; j += 8) RQ_POOL_BLOCK(1);
+    if (j < dim) {
+        /* the last columns, as the scalar kernel sums them */
+        for (int64_t t = j; t < dim; t++) out[t] = 0.0f;
+        for (int64_t k = begin; k < end; k++) {
+            const int64_t row = ids[k];
+            if (row == padding_idx) continue;
+            const uint8_t *row_codes = codes + row * codes_stride;
+            const float scale = scales[row];
+            for (int64_t t = j; t < dim; t++) {
+                const float value = (float)((int32_t)row_codes[t] - RQ_BIAS) * scale;
+                out[t] += weights ? weights[k] * value : value;
+            }
+        }
+    }
+}
+
+const rq_kernels rq_kernels_avx2 = {
+    .name = "avx2",
+    .quantize_row = quantize_row,
+    .dequantize_row = rq_avx2_dequantize_row,
+    .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
+    .pool_bag = rq_avx2_pool_bag,
+};
+
+#pragma GCC pop_options
+#endif /* RQ_X86 */

@@ -1,0 +1,69 @@
+/* The portable kernels: plain loops along one row, restrict pointers, no branches inside, so
+ * that -O3 vectorizes them for the baseline instruction set. Every other variant must give the
+ * same bits as these. */
+#include "kernels.h"
+
+static int64_t quantize_row(const float *restrict values, int64_t dim,
+                            uint8_t *restrict codes, float *restrict scale)
+{
+    /* The magnitude bits of a float order like its absolute value, and NaN and inf sort above
+     * every finite value: one integer max finds the row max and detects non-finite input. */
+    uint32_t max_bits = 0;
+    for (int64_t j = 0; j < dim; j++) {
+        uint32_t bits = rq_float_bits(values[j]) & RQ_ABS_MASK;
+        max_bits = bits > max_bits ? bits : max_bits;
+    }
+    if (max_bits >= RQ_INF_BITS) return rq_first_nonfinite(values, dim);
+    const float s = rq_scale_from_max_bits(max_bits);
+    *scale = s;
+    if (s == 0.0f)
+        memset(codes, RQ_BIAS, (size_t)dim);
+    else
+        rq_codes_exact(values, dim, s, codes);
+    return -1;
+}
+
+static void dequantize_row(const uint8_t *restrict codes, float scale, int64_t dim,
+                           float *restrict out)
+{
+    /* codes - 128 is exact in float32, so each value is rounded once, by the multiply. */
+    for (int64_t j = 0; j < dim; j++) out[j] = (float)((int32_t)codes[j] - RQ_BIAS) * scale;
+}
+
+static void dequantize_rows(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                            const int64_t *rows, int64_t n_rows, int64_t dim, float *out)
+{
+    for (int64_t i = 0; i < n_rows; i++) {
+        const int64_t row = rows ? rows[i] : i;
+        dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * dim);
+    }
+}
+
+static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
+                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
+                     int64_t end, int64_t padding_idx, float *restrict out)
+{
+    for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
+    for (int64_t k = begin; k < end; k++) {
+        const int64_t row = ids[k];
+        if (row == padding_idx) continue;
+        const uint8_t *restrict row_codes = codes + row * codes_stride;
+        const float scale = scales[row];
+        const float weight = weights ? weights[k] : 1.0f;
+        if (weights) {
+            for (int64_t j = 0; j < dim; j++)
+                out[j] += weight * ((float)((int32_t)row_codes[j] - RQ_BIAS) * scale);
+        } else {
+            for (int64_t j = 0; j < dim; j++)
+                out[j] += (float)((int32_t)row_codes[j] - RQ_BIAS) * scale;
+        }
+    }
+}
+
+const rq_kernels rq_kernels_scalar = {
+    .name = "scalar",
+    .quantize_row = quantize_row,
+    .dequantize_row = dequantize_row,
+    .dequantize_rows_stream = dequantize_rows,
+    .pool_bag = pool_bag,
+};
