@@ -73,13 +73,18 @@ static int reproduces_scalar(const rq_kernels *kernels)
     check_table(values);
     for (int v = 0; v < 2; v++) {
         for (int i = 0; i < CHECK_ROWS; i++) {
-            pair[v]->quantize_row(values + i * CHECK_DIM, CHECK_DIM, codes[v] + i * CHECK_DIM,
-                                  scales[v] + i);
+            uint32_t max_bits = pair[v]->max_abs_bits(values + i * CHECK_DIM, CHECK_DIM);
+            scales[v][i] = rq_scale_from_max_bits(max_bits);
+            if (scales[v][i] > 0.0f)
+                pair[v]->encode_row(values + i * CHECK_DIM, CHECK_DIM, scales[v][i],
+                                    codes[v] + i * CHECK_DIM);
+            else
+                memset(codes[v] + i * CHECK_DIM, RQ_BIAS, CHECK_DIM);
             pair[v]->dequantize_row(codes[v] + i * CHECK_DIM, scales[v][i], CHECK_DIM,
                                     out[v] + i * CHECK_DIM);
         }
         pair[v]->pool_bag(codes[v], scales[v], CHECK_DIM, CHECK_DIM, ids, weights, 0, 7, 5,
-                          bag[v]);
+                          ids, 7, bag[v]);
     }
     return same_bits(codes[0], codes[1], sizeof codes[0]) &&
            same_bits(scales[0], scales[1], sizeof scales[0]) &&

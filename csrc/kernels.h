@@ -13,8 +13,10 @@
 /* Row kernels for one instruction set. Every variant gives the same bits as the scalar one. */
 typedef struct rq_kernels {
     const char *name;
-    /* Scale and codes of one row; the column of the first NaN/inf, or -1. */
-    int64_t (*quantize_row)(const float *values, int64_t dim, uint8_t *codes, float *scale);
+    /* The largest magnitude bits of a row (NaN and inf sort above every finite value). */
+    uint32_t (*max_abs_bits)(const float *values, int64_t dim);
+    /* Codes of a row whose scale is > 0 (see rq_codes_exact). */
+    void (*encode_row)(const float *values, int64_t dim, float scale, uint8_t *codes);
     /* out[j] = (codes[j] - 128) * scale. */
     void (*dequantize_row)(const uint8_t *codes, float scale, int64_t dim, float *out);
     /* Rows rows[0..n_rows) (0..n_rows when rows is NULL) dequantized back to back into out,
@@ -25,10 +27,12 @@ typedef struct rq_kernels {
                                    int64_t dim, float *out);
     /* Sum ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out, in id
      * order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
-     * product rounded to float32. */
+     * product rounded to float32. The rows ahead[0..n_ahead) (the next bag's) are prefetched
+     * on the way. */
     void (*pool_bag)(const uint8_t *codes, const float *scales, int64_t codes_stride,
                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, float *out);
+                     int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
+                     float *out);
 } rq_kernels;
 
 extern const rq_kernels rq_kernels_scalar;
@@ -44,7 +48,8 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                     int64_t dim, float *out);
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                      int64_t end, int64_t padding_idx, float *out);
+                      int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
+                      float *out);
 #endif
 
 static inline uint32_t rq_float_bits(float value)

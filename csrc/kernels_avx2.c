@@ -70,9 +70,28 @@ static inline __m256 unsure8(__m256 shifted)
     return _mm256_cmp_ps(off_middle, margin, _CMP_GT_OQ);
 }
 
-static void codes_fast(const float *values, int64_t dim, float scale, uint8_t *codes)
+/* Codes of 8 values, decided exactly lane by lane; stores 8 bytes. */
+static void store_codes8(const float *values, __m256 s, __m256 inv, uint8_t *codes)
+{
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i c = codes8(_mm256_loadu_ps(values), s, inv);
+    __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
+    bytes = _mm256_permutevar8x32_epi32(bytes, order);
+    _mm_storel_epi64((__m128i *)codes, _mm256_castsi256_si128(bytes));
+}
+
+/* The rare block of 32 with a lane near an integer, out of line so that the fast loop keeps
+ * its constants in registers. */
+__attribute__((noinline)) static void store_codes32_exact(const float *values, float scale,
+                                                          uint8_t *codes)
 {
     const __m256 s = _mm256_set1_ps(scale), inv = _mm256_set1_ps(1.0f / scale);
+    for (int b = 0; b < 32; b += 8) store_codes8(values + b, s, inv, codes + b);
+}
+
+static void codes_fast(const float *values, int64_t dim, float scale, uint8_t *codes)
+{
+    const __m256 inv = _mm256_set1_ps(1.0f / scale);
     /* packs work within 128-bit lanes; this puts the four dwords of each lane back in order */
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int64_t j = 0;
@@ -82,51 +101,56 @@ static void codes_fast(const float *values, int64_t dim, float scale, uint8_t *c
         __m256 t2 = shifted8(_mm256_loadu_ps(v + 16), inv), t3 = shifted8(_mm256_loadu_ps(v + 24), inv);
         __m256 unsure = _mm256_or_ps(_mm256_or_ps(unsure8(t0), unsure8(t1)),
                                      _mm256_or_ps(unsure8(t2), unsure8(t3)));
-        __m256i c0, c1, c2, c3;
         if (_mm256_movemask_ps(unsure)) {
-            c0 = codes8(_mm256_loadu_ps(v), s, inv);
-            c1 = codes8(_mm256_loadu_ps(v + 8), s, inv);
-            c2 = codes8(_mm256_loadu_ps(v + 16), s, inv);
-            c3 = codes8(_mm256_loadu_ps(v + 24), s, inv);
-        } else {
-            c0 = _mm256_cvttps_epi32(t0);
-            c1 = _mm256_cvttps_epi32(t1);
-            c2 = _mm256_cvttps_epi32(t2);
-            c3 = _mm256_cvttps_epi32(t3);
+            store_codes32_exact(v, scale, codes + j);
+            continue;
         }
-        __m256i words = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3));
+        __m256i c01 = _mm256_packus_epi32(_mm256_cvttps_epi32(t0), _mm256_cvttps_epi32(t1));
+        __m256i c23 = _mm256_packus_epi32(_mm256_cvttps_epi32(t2), _mm256_cvttps_epi32(t3));
+        __m256i words = _mm256_packus_epi16(c01, c23);
         _mm256_storeu_si256((__m256i *)(codes + j), _mm256_permutevar8x32_epi32(words, order));
     }
-    for (; j + 8 <= dim; j += 8) {
-        __m256i c = codes8(_mm256_loadu_ps(values + j), s, inv);
-        __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
-        bytes = _mm256_permutevar8x32_epi32(bytes, order);
-        _mm_storel_epi64((__m128i *)(codes + j), _mm256_castsi256_si128(bytes));
-    }
+    const __m256 s = _mm256_set1_ps(scale);
+    for (; j + 8 <= dim; j += 8) store_codes8(values + j, s, inv, codes + j);
     rq_codes_exact(values + j, dim - j, scale, codes + j);
 }
 
-static int64_t quantize_row(const float *values, int64_t dim, uint8_t *codes, float *scale)
+static void encode_row(const float *values, int64_t dim, float scale, uint8_t *codes)
 {
-    const uint32_t max_bits = max_abs_bits(values, dim);
-    if (max_bits >= RQ_INF_BITS) return rq_first_nonfinite(values, dim);
-    const float s = rq_scale_from_max_bits(max_bits);
-    *scale = s;
-    if (s == 0.0f)
-        memset(codes, RQ_BIAS, (size_t)dim);
-    else if (s < RQ_FAST_MIN_SCALE)
-        rq_codes_exact(values, dim, s, codes);
+    if (scale < RQ_FAST_MIN_SCALE)
+        rq_codes_exact(values, dim, scale, codes);
     else
-        codes_fast(values, dim, s, codes);
-    return -1;
+        codes_fast(values, dim, scale, codes);
 }
 
-/* 8 dequantized values from 8 codes. */
-static inline __m256 values8(const uint8_t *codes, __m256 s)
+/* 8 dequantized values from 8 codes, rounded once: fma(q, s, -128 s) is the exact
+ * (q - 128) * s rounded once, because -128 s is exact. That holds while 128 s is finite, which
+ * rq_fma_scale checks; larger scales take values8_sub. */
+#define RQ_FMA_MAX_SCALE 0x1p120f
+
+static inline int rq_fma_scale(float scale) { return scale <= RQ_FMA_MAX_SCALE; }
+
+static inline __m256 codes8_as_floats(const uint8_t *codes)
 {
-    __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)codes));
-    wide = _mm256_sub_epi32(wide, _mm256_set1_epi32(RQ_BIAS));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(wide), s);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)codes)));
+}
+
+static inline __m256 values8(const uint8_t *codes, __m256 s, __m256 bias)
+{
+    return _mm256_fmadd_ps(codes8_as_floats(codes), s, bias);
+}
+
+static inline __m256 values8_sub(const uint8_t *codes, __m256 s)
+{
+    return _mm256_mul_ps(_mm256_sub_ps(codes8_as_floats(codes), _mm256_set1_ps(128.0f)), s);
+}
+
+/* values8 for any scale: the two products agree wherever both are defined */
+static inline __m256 values8_any(const uint8_t *codes, float scale)
+{
+    const __m256 s = _mm256_set1_ps(scale);
+    return rq_fma_scale(scale) ? values8(codes, s, _mm256_set1_ps(-128.0f * scale))
+                               : values8_sub(codes, s);
 }
 
 static void dequantize_tail(const uint8_t *codes, float scale, int64_t n, float *out)
@@ -136,15 +160,19 @@ static void dequantize_tail(const uint8_t *codes, float scale, int64_t n, float 
 
 void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out)
 {
-    const __m256 s = _mm256_set1_ps(scale);
+    if (!rq_fma_scale(scale)) {
+        dequantize_tail(codes, scale, dim, out);
+        return;
+    }
+    const __m256 s = _mm256_set1_ps(scale), bias = _mm256_set1_ps(-128.0f * scale);
     int64_t j = 0;
     for (; j + 32 <= dim; j += 32) {
-        _mm256_storeu_ps(out + j, values8(codes + j, s));
-        _mm256_storeu_ps(out + j + 8, values8(codes + j + 8, s));
-        _mm256_storeu_ps(out + j + 16, values8(codes + j + 16, s));
-        _mm256_storeu_ps(out + j + 24, values8(codes + j + 24, s));
+        _mm256_storeu_ps(out + j, values8(codes + j, s, bias));
+        _mm256_storeu_ps(out + j + 8, values8(codes + j + 8, s, bias));
+        _mm256_storeu_ps(out + j + 16, values8(codes + j + 16, s, bias));
+        _mm256_storeu_ps(out + j + 24, values8(codes + j + 24, s, bias));
     }
-    for (; j + 8 <= dim; j += 8) _mm256_storeu_ps(out + j, values8(codes + j, s));
+    for (; j + 8 <= dim; j += 8) _mm256_storeu_ps(out + j, values8(codes + j, s, bias));
     dequantize_tail(codes + j, scale, dim - j, out + j);
 }
 
@@ -179,7 +207,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
             rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
         }
         if (j + 8 <= dim) {
-            _mm256_stream_ps(out + f, values8(codes + row * codes_stride + j, _mm256_set1_ps(scales[row])));
+            _mm256_stream_ps(out + f, values8_any(codes + row * codes_stride + j, scales[row]));
             j += 8;
             if (j == dim) i++, j = 0;
         } else {
@@ -190,8 +218,8 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
             const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             const __m256i rotate = _mm256_and_si256(_mm256_sub_epi32(lane, _mm256_set1_epi32(left)),
                                                     _mm256_set1_epi32(7));
-            __m256 tail = values8(codes + row * codes_stride + dim - 8, _mm256_set1_ps(scales[row]));
-            __m256 head = values8(codes + next * codes_stride, _mm256_set1_ps(scales[next]));
+            __m256 tail = values8_any(codes + row * codes_stride + dim - 8, scales[row]);
+            __m256 head = values8_any(codes + next * codes_stride, scales[next]);
             __m256 from_tail = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane));
             __m256 block = _mm256_blendv_ps(_mm256_permutevar8x32_ps(head, rotate),
                                             _mm256_permutevar8x32_ps(tail, rotate), from_tail);
@@ -208,7 +236,8 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     _mm_sfence();
 }
 
-/* Accumulate one bag over columns [j, j + 8 * BLOCKS) in registers, ids in order. */
+/* Add the rows of one bag, in id order, over columns [j, j + 8 * BLOCKS) held in registers.
+ */
 #define RQ_POOL_BLOCK(BLOCKS)                                                                 \
     do {                                                                                      \
         __m256 acc[BLOCKS];                                                                   \
@@ -217,26 +246,44 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
             const int64_t row = ids[k];                                                       \
             if (row == padding_idx) continue;                                                 \
             const uint8_t *row_codes = codes + row * codes_stride + j;                        \
-            const __m256 s = _mm256_set1_ps(scales[row]);                                     \
+            const float scale = scales[row];                                                  \
+            const __m256 s = _mm256_set1_ps(scale);                                           \
             if (weights) {                                                                    \
                 const __m256 w = _mm256_set1_ps(weights[k]);                                  \
                 for (int b = 0; b < (BLOCKS); b++)                                            \
-                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, values8(row_codes + 8 * b, s))); \
+                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, values8_any(row_codes + 8 * b, scale))); \
+            } else if (rq_fma_scale(scale)) {                                                 \
+                const __m256 bias = _mm256_set1_ps(-128.0f * scale);                          \
+                for (int b = 0; b < (BLOCKS); b++)                                            \
+                    acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s, bias));      \
             } else {                                                                          \
                 for (int b = 0; b < (BLOCKS); b++)                                            \
-                    acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s));            \
+                    acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));        \
             }                                                                                 \
         }                                                                                     \
         for (int b = 0; b < (BLOCKS); b++) _mm256_storeu_ps(out + j + 8 * b, acc[b]);         \
     } while (0)
 
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, float *out)
+                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
+                      int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
+                      float *out)
 {
+    for (int64_t k = 0; k < n_ahead; k++)
+        rq_prefetch_row(codes + ahead[k] * codes_stride, scales + ahead[k], dim);
     int64_t j = 0;
     for (; j + 64 <= dim; j += 64) RQ_POOL_BLOCK(8);
-    for (; j + 8 <= dim; j += 8) RQ_POOL_BLOCK(1);
+    /* the remaining whole vectors in one pass, so their sums run side by side */
+    switch ((dim - j) / 8) {
+    case 7: RQ_POOL_BLOCK(7); j += 56; break;
+    case 6: RQ_POOL_BLOCK(6); j += 48; break;
+    case 5: RQ_POOL_BLOCK(5); j += 40; break;
+    case 4: RQ_POOL_BLOCK(4); j += 32; break;
+    case 3: RQ_POOL_BLOCK(3); j += 24; break;
+    case 2: RQ_POOL_BLOCK(2); j += 16; break;
+    case 1: RQ_POOL_BLOCK(1); j += 8; break;
+    default: break;
+    }
     if (j < dim) {
         /* the last columns, as the scalar kernel sums them */
         for (int64_t t = j; t < dim; t++) out[t] = 0.0f;
@@ -255,7 +302,8 @@ void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_s
 
 const rq_kernels rq_kernels_avx2 = {
     .name = "avx2",
-    .quantize_row = quantize_row,
+    .max_abs_bits = max_abs_bits,
+    .encode_row = encode_row,
     .dequantize_row = rq_avx2_dequantize_row,
     .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
     .pool_bag = rq_avx2_pool_bag,

@@ -45,29 +45,23 @@ static inline __m128i codes16(__m512 v, __m512 s, __m512 inv)
     return _mm512_cvtusepi32_epi8(_mm512_cvttps_epu32(c));
 }
 
-static int64_t quantize_row(const float *values, int64_t dim, uint8_t *codes, float *scale)
+static void encode_row(const float *values, int64_t dim, float scale, uint8_t *codes)
 {
-    const uint32_t max_bits = max_abs_bits(values, dim);
-    if (max_bits >= RQ_INF_BITS) return rq_first_nonfinite(values, dim);
-    const float s = rq_scale_from_max_bits(max_bits);
-    *scale = s;
-    if (s == 0.0f) {
-        memset(codes, RQ_BIAS, (size_t)dim);
-    } else if (s < RQ_FAST_MIN_SCALE) {
-        rq_codes_exact(values, dim, s, codes);
-    } else {
-        const __m512 sv = _mm512_set1_ps(s), inv = _mm512_set1_ps(1.0f / s);
-        int64_t j = 0;
-        for (; j + 16 <= dim; j += 16)
-            _mm_storeu_si128((__m128i *)(codes + j), codes16(_mm512_loadu_ps(values + j), sv, inv));
-        rq_codes_exact(values + j, dim - j, s, codes + j);
+    if (scale < RQ_FAST_MIN_SCALE) {
+        rq_codes_exact(values, dim, scale, codes);
+        return;
     }
-    return -1;
+    const __m512 sv = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.0f / scale);
+    int64_t j = 0;
+    for (; j + 16 <= dim; j += 16)
+        _mm_storeu_si128((__m128i *)(codes + j), codes16(_mm512_loadu_ps(values + j), sv, inv));
+    rq_codes_exact(values + j, dim - j, scale, codes + j);
 }
 
 const rq_kernels rq_kernels_avx512 = {
     .name = "avx512",
-    .quantize_row = quantize_row,
+    .max_abs_bits = max_abs_bits,
+    .encode_row = encode_row,
     .dequantize_row = rq_avx2_dequantize_row,
     .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
     .pool_bag = rq_avx2_pool_bag,

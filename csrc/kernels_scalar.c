@@ -3,24 +3,16 @@
  * same bits as these. */
 #include "kernels.h"
 
-static int64_t quantize_row(const float *restrict values, int64_t dim,
-                            uint8_t *restrict codes, float *restrict scale)
+/* The magnitude bits of a float order like its absolute value, and NaN and inf sort above every
+ * finite value: one integer max finds the row max and detects non-finite input. */
+static uint32_t max_abs_bits(const float *restrict values, int64_t dim)
 {
-    /* The magnitude bits of a float order like its absolute value, and NaN and inf sort above
-     * every finite value: one integer max finds the row max and detects non-finite input. */
     uint32_t max_bits = 0;
     for (int64_t j = 0; j < dim; j++) {
         uint32_t bits = rq_float_bits(values[j]) & RQ_ABS_MASK;
         max_bits = bits > max_bits ? bits : max_bits;
     }
-    if (max_bits >= RQ_INF_BITS) return rq_first_nonfinite(values, dim);
-    const float s = rq_scale_from_max_bits(max_bits);
-    *scale = s;
-    if (s == 0.0f)
-        memset(codes, RQ_BIAS, (size_t)dim);
-    else
-        rq_codes_exact(values, dim, s, codes);
-    return -1;
+    return max_bits;
 }
 
 static void dequantize_row(const uint8_t *restrict codes, float scale, int64_t dim,
@@ -41,8 +33,11 @@ static void dequantize_rows(const uint8_t *codes, int64_t codes_stride, const fl
 
 static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, float *restrict out)
+                     int64_t end, int64_t padding_idx, const int64_t *ahead,
+                     int64_t n_ahead, float *restrict out)
 {
+    for (int64_t k = 0; k < n_ahead; k++)
+        rq_prefetch_row(codes + ahead[k] * codes_stride, scales + ahead[k], dim);
     for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
         const int64_t row = ids[k];
@@ -62,7 +57,8 @@ static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_st
 
 const rq_kernels rq_kernels_scalar = {
     .name = "scalar",
-    .quantize_row = quantize_row,
+    .max_abs_bits = max_abs_bits,
+    .encode_row = rq_codes_exact,
     .dequantize_row = dequantize_row,
     .dequantize_rows_stream = dequantize_rows,
     .pool_bag = pool_bag,

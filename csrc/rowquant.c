@@ -71,6 +71,35 @@ static void dequantize_rows(const rq_kernels *k, const uint8_t *codes, int64_t c
     }
 }
 
+/* Quantize rows [begin, end); the flat index of the first NaN/inf, or -1. Rows go in groups:
+ * first the maxima and scales of the whole group, then their codes, so the latency of one row's
+ * max-then-divide chain overlaps the work on the others. */
+#define RQ_ROW_GROUP 8
+
+static int64_t quantize_range(const rq_kernels *k, const float *values, int64_t begin,
+                              int64_t end, int64_t dim, int64_t values_stride, uint8_t *codes,
+                              int64_t codes_stride, float *scales)
+{
+    for (int64_t first = begin; first < end; first += RQ_ROW_GROUP) {
+        const int64_t last = first + RQ_ROW_GROUP < end ? first + RQ_ROW_GROUP : end;
+        uint32_t max_bits[RQ_ROW_GROUP];
+        for (int64_t i = first; i < last; i++)
+            max_bits[i - first] = k->max_abs_bits(values + i * values_stride, dim);
+        for (int64_t i = first; i < last; i++) {
+            if (max_bits[i - first] >= RQ_INF_BITS)
+                return i * dim + rq_first_nonfinite(values + i * values_stride, dim);
+            scales[i] = rq_scale_from_max_bits(max_bits[i - first]);
+        }
+        for (int64_t i = first; i < last; i++) {
+            if (scales[i] > 0.0f)
+                k->encode_row(values + i * values_stride, dim, scales[i], codes + i * codes_stride);
+            else
+                memset(codes + i * codes_stride, RQ_BIAS, (size_t)dim);
+        }
+    }
+    return -1;
+}
+
 int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                      uint8_t *codes, int64_t codes_stride, float *scales,
                      int n_threads, int64_t *bad)
@@ -79,12 +108,18 @@ int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t v
     int64_t first_bad = INT64_MAX;
     const int team = team_size(n_threads, n_rows * dim * 5);
     (void)team;
-#pragma omp parallel for num_threads(team) schedule(static) reduction(min : first_bad) if (team > 1)
-    for (int64_t i = 0; i < n_rows; i++) {
-        if (first_bad != INT64_MAX) continue; /* this thread already met a bad row */
-        int64_t column = k->quantize_row(values + i * values_stride, dim,
-                                         codes + i * codes_stride, scales + i);
-        if (column >= 0) first_bad = i * dim + column;
+#pragma omp parallel num_threads(team) reduction(min : first_bad) if (team > 1)
+    {
+        int64_t begin = 0, end = n_rows;
+#ifdef _OPENMP
+        const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
+        begin = n_rows * me / members;
+        end = n_rows * (me + 1) / members;
+#endif
+        /* each member stops at its first bad row; the smallest over members is the first */
+        int64_t found = quantize_range(k, values, begin, end, dim, values_stride, codes,
+                                       codes_stride, scales);
+        if (found >= 0) first_bad = found;
     }
     if (first_bad != INT64_MAX) {
         *bad = first_bad;
@@ -140,12 +175,11 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
     for (int64_t b = 0; b < n_bags; b++) {
         /* the next bag's rows arrive while this one is summed */
-        if (b + 1 < n_bags)
-            for (int64_t i = bounds[b + 1]; i < bounds[b + 2]; i++)
-                rq_prefetch_row(codes + ids[i] * codes_stride, scales + ids[i], dim);
+        const int64_t *ahead = ids + bounds[b + 1];
+        const int64_t n_ahead = b + 1 < n_bags ? bounds[b + 2] - bounds[b + 1] : 0;
         float *bag_out = out + b * out_stride;
         k->pool_bag(codes, scales, codes_stride, dim, ids, weights, bounds[b], bounds[b + 1],
-                    padding_idx, bag_out);
+                    padding_idx, ahead, n_ahead, bag_out);
         if (mode == RQ_BAG_MEAN) {
             int64_t count = 0;
             for (int64_t i = bounds[b]; i < bounds[b + 1]; i++) count += ids[i] != padding_idx;
