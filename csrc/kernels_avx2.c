@@ -125,10 +125,11 @@ static void encode_row(const float *values, int64_t dim, float scale, uint8_t *c
 
 /* 8 dequantized values from 8 codes, rounded once: fma(q, s, -128 s) is the exact
  * (q - 128) * s rounded once, because -128 s is exact. That holds while 128 s is finite, which
- * rq_fma_scale checks; larger scales take values8_sub. */
+ * rq_fma_scale checks; larger scales take values8_sub. Zero scales do too: (q - 128) * 0 is
+ * -0 for q < 128, which the FMA would round to +0. */
 #define RQ_FMA_MAX_SCALE 0x1p120f
 
-static inline int rq_fma_scale(float scale) { return scale <= RQ_FMA_MAX_SCALE; }
+static inline int rq_fma_scale(float scale) { return scale > 0.0f && scale <= RQ_FMA_MAX_SCALE; }
 
 static inline __m256 codes8_as_floats(const uint8_t *codes)
 {
