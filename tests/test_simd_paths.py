@@ -1,0 +1,102 @@
+"""Every SIMD path this processor runs gives the reference's bits, and the same bits as every
+other path, bags included. .ci/run also runs the whole suite with ROWQUANT_SIMD=scalar."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import assert_same_bits, assert_same_codes, matrices
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rowquant as rq
+from rowquant import _api
+
+pytestmark = pytest.mark.skipif(
+    rq.backend_info()["backend"] != "c", reason="the numpy backend has no SIMD paths"
+)
+PATHS = _api.simd_paths() if rq.backend_info()["backend"] == "c" else []
+
+
+@pytest.fixture(params=PATHS or ["none"])
+def simd_path(request):
+    before = rq.backend_info()["simd"]
+    yield _api.use_simd(request.param)
+    _api.use_simd(before)
+
+
+def test_scalar_and_avx2_are_available_on_x86_64():
+    assert "scalar" in PATHS
+    if os.uname().machine == "x86_64" and "avx2" in open("/proc/cpuinfo").read():
+        assert "avx2" in PATHS
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(E=matrices(max_rows=12), seed=st.integers(0, 2**32 - 1))
+def test_every_path_matches_the_reference(simd_path, E, seed):
+    rng = np.random.default_rng(seed)
+    codes, scales = rq.quantize_rows(E)
+    expected_codes, expected_scales = rq.reference.quantize_rows(E)
+    assert_same_codes(codes, expected_codes)
+    assert_same_bits(scales, expected_scales)
+    assert_same_bits(rq.dequantize(codes, scales), rq.reference.dequantize(codes, scales))
+    if len(E):
+        ids = rng.integers(0, len(E), 37)
+        assert_same_bits(rq.take(codes, scales, ids), rq.reference.take(codes, scales, ids))
+        offsets = np.concatenate([[0], np.sort(rng.integers(0, 38, 5))])
+        weights = rng.standard_normal(37).astype(np.float32)
+        for kwargs in ({}, {"mode": "mean", "padding_idx": 0}, {"weights": weights}):
+            # bags are summed in id order with each term rounded as the reference rounds it, so
+            # every path gives exactly the reference's bits (the contract only asks for less)
+            assert_same_bits(
+                rq.embedding_bag(codes, scales, ids, offsets, **kwargs),
+                rq.reference.embedding_bag(codes, scales, ids, offsets, **kwargs),
+            )
+
+
+@pytest.mark.parametrize("dim", [3, 8, 11, 64, 97, 300])
+def test_streamed_outputs_match_the_reference(simd_path, dim):
+    """Outputs over 16 MB go through the non-temporal-store kernels, which assemble blocks that
+    straddle two rows; out= is offset by 4 bytes so the blocks are not row-aligned."""
+    rng = np.random.default_rng(dim)
+    n_rows = (17 << 20) // (4 * dim) + 3
+    codes = rng.integers(0, 256, (n_rows, dim), dtype=np.uint8)
+    scales = (rng.random(n_rows) * 2.0 ** rng.integers(-30, 30, n_rows)).astype(np.float32)
+    scales[::7] = 0.0
+    assert_same_bits(rq.dequantize(codes, scales, threads=2), rq.reference.dequantize(codes, scales))
+    ids = rng.integers(0, n_rows, n_rows)
+    out = np.empty(n_rows * dim + 1, np.float32)[1:].reshape(n_rows, dim)
+    assert rq.take(codes, scales, ids, out=out) is out
+    assert_same_bits(out, rq.reference.take(codes, scales, ids))
+
+
+def test_unknown_or_unavailable_path_is_refused():
+    with pytest.raises(ValueError, match="unknown SIMD path"):
+        _api.use_simd("sse9")
+    if "avx512" not in PATHS:
+        with pytest.raises(ValueError, match="cannot run the avx512 kernels"):
+            _api.use_simd("avx512")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_environment_variable_selects_the_path(path):
+    env = dict(os.environ, ROWQUANT_SIMD=path)
+    env.pop("ROWQUANT_PUREPYTHON", None)
+    shown = subprocess.run(
+        [sys.executable, "-c", "import rowquant; print(rowquant.backend_info()['simd'])"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert shown.stdout.strip() == path
+
+
+def test_environment_variable_naming_a_missing_path_warns_and_keeps_the_best():
+    env = dict(os.environ, ROWQUANT_SIMD="sse9")
+    env.pop("ROWQUANT_PUREPYTHON", None)
+    shown = subprocess.run(
+        [sys.executable, "-c", "import rowquant; print(rowquant.backend_info()['simd'])"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert shown.stdout.strip() == PATHS[-1]
+    assert "ignoring ROWQUANT_SIMD='sse9'" in shown.stderr
