@@ -2,9 +2,15 @@
 by rowquant._api: contiguous rows, right dtypes and shapes."""
 
 import numpy as np
+from typing_extensions import disjoint_base
 from numpy.typing import NDArray
 
+SIMD_NAMES: tuple[str, ...]
+
 def have_openmp() -> bool: ...
+def simd_select(name: str | None) -> int: ...
+def simd_name() -> str: ...
+def simd_available(name: str) -> bool: ...
 def quantize_rows(
     values: NDArray[np.float32],
     codes: NDArray[np.uint8],
@@ -35,3 +41,10 @@ def bag(
     out: NDArray[np.float32],
     n_threads: int,
 ) -> int: ...
+
+@disjoint_base
+class Table:
+    def __init__(self, codes: NDArray[np.uint8], scales: NDArray[np.float32]) -> None: ...
+    def take(
+        self, ids: object, n_threads: int
+    ) -> tuple[NDArray[np.float32] | None, int] | None: ...

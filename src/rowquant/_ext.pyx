@@ -7,6 +7,7 @@ makes one kernel call with the GIL released and returns what the kernel reported
 raised by the caller. Pointers are taken with ``&a[0, 0]`` under boundscheck=False, which is the
 data pointer even for empty arrays; kernels never dereference it then.
 """
+cimport cython
 from libc.stdint cimport int64_t, uint8_t
 
 
@@ -106,3 +107,40 @@ def bag(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] i
                         bounds.shape[0] - 1, weights_ptr, mode, padding_idx,
                         &out[0, 0], out.shape[1], n_threads, &bad)
     return -1 if status == RQ_OK else bad
+
+
+import numpy as _np
+
+_FLOAT32 = _np.dtype(_np.float32)
+
+
+@cython.auto_pickle(False)
+cdef class Table:
+    """A quantized table's arrays held as typed memoryviews, so that a lookup from Python pays
+    for acquiring only its ids and output: the serving fast path of QuantizedEmbedding."""
+
+    cdef const uint8_t[:, :] codes
+    cdef const float[::1] scales
+
+    def __init__(self, const uint8_t[:, :] codes, const float[::1] scales):
+        self.codes = codes
+        self.scales = scales
+
+    def take(self, ids, int n_threads):
+        """Rows ids (a C-contiguous 1-D int64 array) into a new (len(ids), D) float32 array.
+        Returns (out, -1), (None, position of the first id out of range), or None when ids is
+        not such an array (the caller then takes the general path)."""
+        cdef const int64_t[::1] id_view
+        try:
+            id_view = ids
+        except (ValueError, TypeError, BufferError):
+            return None
+        cdef int64_t n_ids = id_view.shape[0], dim = self.codes.shape[1], bad = -1
+        out = _np.empty((n_ids, dim), dtype=_FLOAT32)
+        cdef float[:, ::1] out_view = out
+        cdef int status
+        with nogil:
+            status = rq_take(&self.codes[0, 0], &self.scales[0], self.codes.shape[0], dim,
+                             self.codes.strides[0], &id_view[0], n_ids, &out_view[0, 0], dim,
+                             n_threads, &bad)
+        return (out, -1) if status == RQ_OK else (None, bad)

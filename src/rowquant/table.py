@@ -6,7 +6,7 @@ import operator
 
 import numpy as np
 
-from . import _api, _checks
+from . import _api, _checks, _threads
 
 
 def _human_bytes(n: int) -> str:
@@ -54,19 +54,23 @@ class QuantizedEmbedding:
            [ 1.007874, -2.015748,  2.992126, -4.      ]], dtype=float32)
     """
 
-    __slots__ = ("_codes", "_scales")
+    __slots__ = ("_codes", "_scales", "_kernels")
 
     def __init__(self, codes, scales):
         codes, scales = _checks.codes_and_scales(codes, scales)
-        self._codes = _read_only(codes)
-        self._scales = _read_only(scales)
+        self._set_arrays(codes, scales)
 
     @classmethod
     def _from_checked(cls, codes: np.ndarray, scales: np.ndarray) -> QuantizedEmbedding:
         table = cls.__new__(cls)
-        table._codes = _read_only(codes)
-        table._scales = _read_only(scales)
+        table._set_arrays(codes, scales)
         return table
+
+    def _set_arrays(self, codes: np.ndarray, scales: np.ndarray) -> None:
+        self._codes = _read_only(codes)
+        self._scales = _read_only(scales)
+        # the C backend's handle on the arrays, for lookups with the least work per call
+        self._kernels = _api._ext.Table(self._codes, self._scales) if _api._ext else None
 
     @property
     def codes(self) -> np.ndarray:
@@ -114,6 +118,14 @@ class QuantizedEmbedding:
         array([[ 0.503937,  2.      ],
                [ 1.      , -1.      ]], dtype=float32)
         """
+        if out is None and threads is None and self._kernels is not None:
+            # the serving path: a 1-D int64 array and a new output, straight to the kernel
+            taken = self._kernels.take(ids, _threads.get_num_threads())
+            if taken is not None:
+                rows, bad = taken
+                if bad < 0:
+                    return rows
+                raise _checks.id_range_error(ids, bad, len(self))
         return _api.take_checked(self._codes, self._scales, ids, out, threads)
 
     def bag(
