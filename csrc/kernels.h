@@ -95,9 +95,13 @@ static inline void rq_codes_exact(const float *restrict values, int64_t n, float
  * rows before it are converted. */
 #define RQ_PREFETCH_IDS 8
 
+/* Every cache line the row touches: rows need not start on a line, so the lines are counted
+ * from the one holding the first code to the one holding the last. */
 static inline void rq_prefetch_row(const uint8_t *codes, const float *scale, int64_t dim)
 {
-    for (int64_t offset = 0; offset < dim; offset += 64) __builtin_prefetch(codes + offset);
+    const uintptr_t first = (uintptr_t)codes & ~(uintptr_t)63;
+    for (uintptr_t line = first; line < (uintptr_t)codes + (uintptr_t)dim; line += 64)
+        __builtin_prefetch((const void *)line);
     __builtin_prefetch(scale);
 }
 

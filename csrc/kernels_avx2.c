@@ -237,16 +237,21 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     _mm_sfence();
 }
 
-/* Add the rows of one bag, in id order, over columns [j, j + 8 * BLOCKS) held in registers.
- */
-#define RQ_POOL_BLOCK(BLOCKS)                                                                 \
+/* Add the rows of one bag, in id order, over columns [COL, COL + 8 * BLOCKS) held in registers,
+ * then STORE them. The first pass over the bag also prefetches the next bag's rows (ahead), one
+ * per id, so the loads spread out instead of queueing behind each other. */
+#define RQ_POOL(COL, BLOCKS, STORE)                                                           \
     do {                                                                                      \
         __m256 acc[BLOCKS];                                                                   \
         for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
         for (int64_t k = begin; k < end; k++) {                                               \
+            if (k - begin < prefetching) {                                                    \
+                const int64_t next = ahead[k - begin];                                        \
+                rq_prefetch_row(codes + next * codes_stride, scales + next, dim);             \
+            }                                                                                 \
             const int64_t row = ids[k];                                                       \
             if (row == padding_idx) continue;                                                 \
-            const uint8_t *row_codes = codes + row * codes_stride + j;                        \
+            const uint8_t *row_codes = codes + row * codes_stride + (COL);                    \
             const float scale = scales[row];                                                  \
             const __m256 s = _mm256_set1_ps(scale);                                           \
             if (weights) {                                                                    \
@@ -262,43 +267,55 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                     acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));        \
             }                                                                                 \
         }                                                                                     \
-        for (int b = 0; b < (BLOCKS); b++) _mm256_storeu_ps(out + j + 8 * b, acc[b]);         \
+        for (int b = 0; b < (BLOCKS); b++) STORE(out + (COL) + 8 * b, acc[b]);                \
+        prefetching = 0;                                                                      \
     } while (0)
+
+#define RQ_STORE(where, value) _mm256_storeu_ps((where), (value))
+/* the last dim % 8 columns: the 8 columns ending the row are summed, and the lanes of those
+ * already stored by the passes before are masked off (each lane is its own column's sum) */
+#define RQ_STORE_TAIL(where, value) _mm256_maskstore_ps((where), tail_lanes, (value))
 
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
                       int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
                       float *out)
 {
-    for (int64_t k = 0; k < n_ahead; k++)
-        rq_prefetch_row(codes + ahead[k] * codes_stride, scales + ahead[k], dim);
+    int64_t prefetching = n_ahead < end - begin ? n_ahead : end - begin;
     int64_t j = 0;
-    for (; j + 64 <= dim; j += 64) RQ_POOL_BLOCK(8);
+    for (; j + 64 <= dim; j += 64) RQ_POOL(j, 8, RQ_STORE);
     /* the remaining whole vectors in one pass, so their sums run side by side */
     switch ((dim - j) / 8) {
-    case 7: RQ_POOL_BLOCK(7); j += 56; break;
-    case 6: RQ_POOL_BLOCK(6); j += 48; break;
-    case 5: RQ_POOL_BLOCK(5); j += 40; break;
-    case 4: RQ_POOL_BLOCK(4); j += 32; break;
-    case 3: RQ_POOL_BLOCK(3); j += 24; break;
-    case 2: RQ_POOL_BLOCK(2); j += 16; break;
-    case 1: RQ_POOL_BLOCK(1); j += 8; break;
+    case 7: RQ_POOL(j, 7, RQ_STORE); j += 56; break;
+    case 6: RQ_POOL(j, 6, RQ_STORE); j += 48; break;
+    case 5: RQ_POOL(j, 5, RQ_STORE); j += 40; break;
+    case 4: RQ_POOL(j, 4, RQ_STORE); j += 32; break;
+    case 3: RQ_POOL(j, 3, RQ_STORE); j += 24; break;
+    case 2: RQ_POOL(j, 2, RQ_STORE); j += 16; break;
+    case 1: RQ_POOL(j, 1, RQ_STORE); j += 8; break;
     default: break;
     }
-    if (j < dim) {
-        /* the last columns, as the scalar kernel sums them */
-        for (int64_t t = j; t < dim; t++) out[t] = 0.0f;
+    if (j < dim && dim >= 8) {
+        const __m256i tail_lanes = _mm256_cmpgt_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(7 - (dim - j))));
+        RQ_POOL(dim - 8, 1, RQ_STORE_TAIL);
+    } else if (j < dim) {
+        /* rows narrower than a vector, as the scalar kernel sums them */
+        for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
         for (int64_t k = begin; k < end; k++) {
             const int64_t row = ids[k];
             if (row == padding_idx) continue;
             const uint8_t *row_codes = codes + row * codes_stride;
             const float scale = scales[row];
-            for (int64_t t = j; t < dim; t++) {
+            for (int64_t t = 0; t < dim; t++) {
                 const float value = (float)((int32_t)row_codes[t] - RQ_BIAS) * scale;
                 out[t] += weights ? weights[k] * value : value;
             }
         }
     }
+    /* next-bag rows the passes did not reach: past this bag's length, or all if none ran */
+    for (int64_t k = prefetching ? 0 : end - begin; k < n_ahead; k++)
+        rq_prefetch_row(codes + ahead[k] * codes_stride, scales + ahead[k], dim);
 }
 
 const rq_kernels rq_kernels_avx2 = {

@@ -135,7 +135,9 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
     """
     values = _checks.float_matrix(E)
     n_rows, dim = values.shape
-    codes = _checks.output(codes_out, (n_rows, dim), np.uint8, "codes_out", (values,))
+    codes = _checks.output(
+        codes_out, (n_rows, dim), np.uint8, "codes_out", (values,), _checks.cache_aligned_empty
+    )
     scales = _checks.output(scales_out, (n_rows,), np.float32, "scales_out", (values, codes))
     n_threads = resolve_threads(threads)
     if _ext is not None:

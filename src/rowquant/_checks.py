@@ -116,11 +116,21 @@ def first_out_of_range(ids64: np.ndarray, n_rows: int) -> int:
     return int(np.argmax(bad)) if bad.any() else -1
 
 
-def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=()) -> np.ndarray:
+def cache_aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.empty whose data starts on a 64-byte cache line (numpy gives 16): rows of a table
+    whose byte width is a multiple of 64 then sit in whole cache lines, one miss per row."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.empty(nbytes + 64, dtype=np.uint8)
+    start = -buffer.ctypes.data % 64
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=(), allocate=np.empty):
     """``out`` checked (exact shape and dtype, C-contiguous, writable, not overlapping an input),
-    or a new array when ``out`` is None."""
+    or a new array from ``allocate`` when ``out`` is None."""
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return allocate(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(out).__name__}")
     if out.dtype != dtype or not out.dtype.isnative:
