@@ -33,6 +33,18 @@ static int team_size(int n_threads, int64_t bytes)
     return most_useful < n_threads ? (int)most_useful : n_threads;
 }
 
+/* The contiguous share [begin, end) of n rows that this member of the thread team works on. */
+static void member_rows(int64_t n, int64_t *begin, int64_t *end)
+{
+    *begin = 0;
+    *end = n;
+#ifdef _OPENMP
+    const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
+    *begin = n * me / members;
+    *end = n * (me + 1) / members;
+#endif
+}
+
 /* Dequantize rows (or 0..n_rows when rows is NULL) into out, row i at out + i * out_stride,
  * split across the team in contiguous ranges; each range streams its output when it is large. */
 static void dequantize_rows(const rq_kernels *k, const uint8_t *codes, int64_t codes_stride,
@@ -45,12 +57,8 @@ static void dequantize_rows(const rq_kernels *k, const uint8_t *codes, int64_t c
     (void)team;
 #pragma omp parallel num_threads(team) if (team > 1)
     {
-        int64_t begin = 0, end = n_rows;
-#ifdef _OPENMP
-        const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
-        begin = n_rows * me / members;
-        end = n_rows * (me + 1) / members;
-#endif
+        int64_t begin, end;
+        member_rows(n_rows, &begin, &end);
         if (stream) {
             k->dequantize_rows_stream(rows ? codes : codes + begin * codes_stride, codes_stride,
                                       rows ? scales : scales + begin, rows ? rows + begin : NULL,
@@ -110,12 +118,8 @@ int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t v
     (void)team;
 #pragma omp parallel num_threads(team) reduction(min : first_bad) if (team > 1)
     {
-        int64_t begin = 0, end = n_rows;
-#ifdef _OPENMP
-        const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
-        begin = n_rows * me / members;
-        end = n_rows * (me + 1) / members;
-#endif
+        int64_t begin, end;
+        member_rows(n_rows, &begin, &end);
         /* each member stops at its first bad row; the smallest over members is the first */
         int64_t found = quantize_range(k, values, begin, end, dim, values_stride, codes,
                                        codes_stride, scales);

@@ -121,8 +121,10 @@ def cache_aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     whose byte width is a multiple of 64 then sit in whole cache lines, one miss per row."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < 1 << 20:  # cache-resident anyway; not worth the extra calls
+        return np.empty(shape, dtype=dtype)
     buffer = np.empty(nbytes + 64, dtype=np.uint8)
-    start = -buffer.ctypes.data % 64
+    start = -buffer.__array_interface__["data"][0] % 64
     return buffer[start : start + nbytes].view(dtype).reshape(shape)
 
 
