@@ -118,9 +118,12 @@ class QuantizedEmbedding:
         array([[ 0.503937,  2.      ],
                [ 1.      , -1.      ]], dtype=float32)
         """
-        if out is None and threads is None and self._kernels is not None:
+        if out is None and self._kernels is not None:
             # the serving path: a 1-D int64 array and a new output, straight to the kernel
-            taken = self._kernels.take(ids, _threads.get_num_threads())
+            n_threads = (
+                _threads.get_num_threads() if threads is None else _threads.resolve_threads(threads)
+            )
+            taken = self._kernels.take(ids, n_threads)
             if taken is not None:
                 rows, bad = taken
                 if bad < 0:
