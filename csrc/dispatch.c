@@ -84,7 +84,7 @@ static int reproduces_scalar(const rq_kernels *kernels)
                                     out[v] + i * CHECK_DIM);
         }
         pair[v]->pool_bag(codes[v], scales[v], CHECK_DIM, CHECK_DIM, ids, weights, 0, 7, 5,
-                          ids, 7, bag[v]);
+                          7, bag[v]);
     }
     return same_bits(codes[0], codes[1], sizeof codes[0]) &&
            same_bits(scales[0], scales[1], sizeof scales[0]) &&

@@ -27,12 +27,11 @@ typedef struct rq_kernels {
                                    int64_t dim, float *out);
     /* Sum ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out, in id
      * order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
-     * product rounded to float32. The rows ahead[0..n_ahead) (the next bag's) are prefetched
-     * on the way. */
+     * product rounded to float32. ids holds n_ids ids in all, so that rows of later bags can
+     * be prefetched on the way. */
     void (*pool_bag)(const uint8_t *codes, const float *scales, int64_t codes_stride,
                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
-                     float *out);
+                     int64_t end, int64_t padding_idx, int64_t n_ids, float *out);
 } rq_kernels;
 
 extern const rq_kernels rq_kernels_scalar;
@@ -48,8 +47,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                     int64_t dim, float *out);
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                      int64_t end, int64_t padding_idx, const int64_t *ahead, int64_t n_ahead,
-                      float *out);
+                      int64_t end, int64_t padding_idx, int64_t n_ids, float *out);
 #endif
 
 static inline uint32_t rq_float_bits(float value)

@@ -33,13 +33,14 @@ static void dequantize_rows(const uint8_t *codes, int64_t codes_stride, const fl
 
 static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, const int64_t *ahead,
-                     int64_t n_ahead, float *restrict out)
+                     int64_t end, int64_t padding_idx, int64_t n_ids, float *restrict out)
 {
-    for (int64_t k = 0; k < n_ahead; k++)
-        rq_prefetch_row(codes + ahead[k] * codes_stride, scales + ahead[k], dim);
     for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
+        if (k + RQ_PREFETCH_IDS < n_ids) {
+            const int64_t later = ids[k + RQ_PREFETCH_IDS];
+            rq_prefetch_row(codes + later * codes_stride, scales + later, dim);
+        }
         const int64_t row = ids[k];
         if (row == padding_idx) continue;
         const uint8_t *restrict row_codes = codes + row * codes_stride;

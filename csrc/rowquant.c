@@ -178,12 +178,9 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
     (void)team;
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
     for (int64_t b = 0; b < n_bags; b++) {
-        /* the next bag's rows arrive while this one is summed */
-        const int64_t *ahead = ids + bounds[b + 1];
-        const int64_t n_ahead = b + 1 < n_bags ? bounds[b + 2] - bounds[b + 1] : 0;
         float *bag_out = out + b * out_stride;
         k->pool_bag(codes, scales, codes_stride, dim, ids, weights, bounds[b], bounds[b + 1],
-                    padding_idx, ahead, n_ahead, bag_out);
+                    padding_idx, n_ids, bag_out);
         if (mode == RQ_BAG_MEAN) {
             int64_t count = 0;
             for (int64_t i = bounds[b]; i < bounds[b + 1]; i++) count += ids[i] != padding_idx;
