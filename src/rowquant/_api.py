@@ -50,13 +50,19 @@ def use_simd(name: str | None) -> str:
 
 
 def _select_simd_from_environment() -> None:
-    requested = os.environ.get("ROWQUANT_SIMD", "").strip().lower()
-    if _ext is None or requested in ("", "auto", "best"):
+    """Choose the kernels once, at import, before any thread can call them."""
+    if _ext is None:
         return
-    try:
-        use_simd(requested)
-    except ValueError as error:
-        warnings.warn(f"ignoring ROWQUANT_SIMD={requested!r}: {error}", RuntimeWarning, stacklevel=2)
+    requested = os.environ.get("ROWQUANT_SIMD", "").strip().lower()
+    if requested not in ("", "auto", "best"):
+        try:
+            use_simd(requested)
+            return
+        except ValueError as error:
+            warnings.warn(
+                f"ignoring ROWQUANT_SIMD={requested!r}: {error}", RuntimeWarning, stacklevel=2
+            )
+    use_simd(None)
 
 
 _select_simd_from_environment()
