@@ -19,12 +19,11 @@ typedef struct rq_kernels {
     void (*encode_row)(const float *values, int64_t dim, float scale, uint8_t *codes);
     /* out[j] = (codes[j] - 128) * scale. */
     void (*dequantize_row)(const uint8_t *codes, float scale, int64_t dim, float *out);
-    /* Rows rows[0..n_rows) (0..n_rows when rows is NULL) dequantized back to back into out,
-     * bypassing the caches where the instruction set allows (for outputs far larger than
-     * them); the stores are complete when it returns. */
+    /* Rows 0..n_rows dequantized back to back into out, bypassing the caches where the
+     * instruction set allows (for whole tables far larger than them); the stores are complete
+     * when it returns. */
     void (*dequantize_rows_stream)(const uint8_t *codes, int64_t codes_stride,
-                                   const float *scales, const int64_t *rows, int64_t n_rows,
-                                   int64_t dim, float *out);
+                                   const float *scales, int64_t n_rows, int64_t dim, float *out);
     /* Sum ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out, in id
      * order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
      * product rounded to float32. ids holds n_ids ids in all, so that rows of later bags can
@@ -43,8 +42,7 @@ extern const rq_kernels rq_kernels_avx512;
  * memory faster, and one copy of them is one copy to test. */
 void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out);
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
-                                    const float *scales, const int64_t *rows, int64_t n_rows,
-                                    int64_t dim, float *out);
+                                    const float *scales, int64_t n_rows, int64_t dim, float *out);
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
                       int64_t end, int64_t padding_idx, int64_t n_ids, float *out);

@@ -177,17 +177,15 @@ void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, floa
     dequantize_tail(codes + j, scale, dim - j, out + j);
 }
 
-/* Rows of the table (rows[i], or i when rows is NULL) dequantized one after another into out,
- * with non-temporal stores: every aligned 32-byte block of out is streamed, including blocks
- * that straddle two rows, so whole cache lines go to memory without first being read. */
+/* Rows 0..n_rows of the table dequantized one after another into out, with non-temporal
+ * stores: every aligned 32-byte block of out is streamed, including blocks that straddle two rows, so whole cache lines go to memory without first being read. */
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
-                                   const float *scales, const int64_t *rows, int64_t n_rows,
-                                   int64_t dim, float *out)
+                                   const float *scales, int64_t n_rows, int64_t dim, float *out)
 {
     const int64_t total = n_rows * dim;
     if (dim < 8) { /* no vector fits in a row: plain stores */
         for (int64_t i = 0; i < n_rows; i++) {
-            const int64_t row = rows ? rows[i] : i;
+            const int64_t row = i;
             for (int64_t j = 0; j < dim; j++)
                 out[i * dim + j] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
         }
@@ -197,16 +195,12 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     f = f < total ? f : total;
     int64_t i = 0, j = 0; /* the (row, column) of output position f */
     for (int64_t g = 0; g < f; g++) {
-        const int64_t row = rows ? rows[i] : i;
+        const int64_t row = i;
         out[g] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
         if (++j == dim) i++, j = 0;
     }
     for (; f + 8 <= total; f += 8) {
-        const int64_t row = rows ? rows[i] : i;
-        if (j == 0 && rows && i + RQ_PREFETCH_IDS < n_rows) {
-            const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
-            rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
-        }
+        const int64_t row = i;
         if (j + 8 <= dim) {
             _mm256_stream_ps(out + f, values8_any(codes + row * codes_stride + j, scales[row]));
             j += 8;
@@ -214,7 +208,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
         } else {
             /* the block holds the last `left` values of this row, then the next row's first:
              * rotate the last 8 of this row and the first 8 of the next into place, blend */
-            const int64_t next = rows ? rows[i + 1] : i + 1;
+            const int64_t next = i + 1;
             const int left = (int)(dim - j);
             const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             const __m256i rotate = _mm256_and_si256(_mm256_sub_epi32(lane, _mm256_set1_epi32(left)),
@@ -230,7 +224,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
         }
     }
     for (; f < total; f++) {
-        const int64_t row = rows ? rows[i] : i;
+        const int64_t row = i;
         out[f] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
         if (++j == dim) i++, j = 0;
     }

@@ -23,12 +23,10 @@ static void dequantize_row(const uint8_t *restrict codes, float scale, int64_t d
 }
 
 static void dequantize_rows(const uint8_t *codes, int64_t codes_stride, const float *scales,
-                            const int64_t *rows, int64_t n_rows, int64_t dim, float *out)
+                            int64_t n_rows, int64_t dim, float *out)
 {
-    for (int64_t i = 0; i < n_rows; i++) {
-        const int64_t row = rows ? rows[i] : i;
-        dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * dim);
-    }
+    for (int64_t i = 0; i < n_rows; i++)
+        dequantize_row(codes + i * codes_stride, scales[i], dim, out + i * dim);
 }
 
 static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,

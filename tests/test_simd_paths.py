@@ -58,8 +58,9 @@ def test_every_path_matches_the_reference(simd_path, E, seed):
 
 @pytest.mark.parametrize("dim", [3, 8, 11, 64, 97, 300])
 def test_streamed_outputs_match_the_reference(simd_path, dim):
-    """Outputs over 16 MB go through the non-temporal-store kernels, which assemble blocks that
-    straddle two rows; out= is offset by 4 bytes so the blocks are not row-aligned."""
+    """Whole-table outputs over 16 MB go through the non-temporal-store kernels, which assemble
+    blocks that straddle two rows; large gathers (which do not stream) are checked too, into an
+    out= offset by 4 bytes."""
     rng = np.random.default_rng(dim)
     n_rows = (17 << 20) // (4 * dim) + 3
     codes = rng.integers(0, 256, (n_rows, dim), dtype=np.uint8)
