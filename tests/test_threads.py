@@ -8,8 +8,10 @@ from helpers import assert_same_bits, assert_same_codes
 
 import rowquant as rq
 
-# Large enough (about 1 MB touched per call) that the kernels split the work across threads.
-N_ROWS, DIM = 2003, 97
+# Large enough that the kernels split every call across threads: they share work only from
+# about 8 MB touched per call (csrc/rowquant.c, RQ_PARALLEL_MIN_BYTES); 7001x300 touches 10 MB
+# in quantize and dequantize, and the ~10500 ids below 16-20 MB in take and bag.
+N_ROWS, DIM = 7001, 300
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def data():
     E = E.astype(np.float32)
     E[::17] = 0
     codes, scales = rq.reference.quantize_rows(E)
-    lengths = rng.integers(0, 7, 2001)
+    lengths = rng.integers(0, 7, 3001)
     ids = rng.integers(0, N_ROWS, lengths.sum())
     weights = rng.uniform(-1, 1, len(ids)).astype(np.float32)
     return E, codes, scales, ids, lengths, weights
