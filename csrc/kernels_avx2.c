@@ -274,6 +274,13 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
 /* the last dim % 8 columns: the 8 columns ending the row are summed, and the lanes of those
  * already stored by the passes before are masked off (each lane is its own column's sum) */
 #define RQ_STORE_TAIL(where, value) _mm256_maskstore_ps((where), tail_lanes, (value))
+#define RQ_STORE_AFTER_OVERLAP(where, value)                                                  \
+    do {                                                                                      \
+        if (b == 0)                                                                           \
+            _mm256_maskstore_ps((where), head_lanes, (value));                                \
+        else                                                                                  \
+            _mm256_storeu_ps((where), (value));                                               \
+    } while (0)
 
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
@@ -281,7 +288,26 @@ void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_s
 {
     int64_t j = 0;
     for (; j + 64 <= dim; j += 64) RQ_POOL(j, 8, RQ_STORE);
-    /* the remaining whole vectors in one pass, so their sums run side by side */
+    if (j > 0 && j < dim) {
+        /* the last columns in one pass of whole vectors ending at dim; its first vector starts
+         * inside the columns already stored, and its store skips those lanes */
+        const int vectors = (int)((dim - j + 7) / 8);
+        const int64_t start = dim - 8 * (int64_t)vectors;
+        const __m256i head_lanes = _mm256_cmpgt_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(j - start) - 1));
+        switch (vectors) {
+        case 8: RQ_POOL(start, 8, RQ_STORE_AFTER_OVERLAP); break;
+        case 7: RQ_POOL(start, 7, RQ_STORE_AFTER_OVERLAP); break;
+        case 6: RQ_POOL(start, 6, RQ_STORE_AFTER_OVERLAP); break;
+        case 5: RQ_POOL(start, 5, RQ_STORE_AFTER_OVERLAP); break;
+        case 4: RQ_POOL(start, 4, RQ_STORE_AFTER_OVERLAP); break;
+        case 3: RQ_POOL(start, 3, RQ_STORE_AFTER_OVERLAP); break;
+        case 2: RQ_POOL(start, 2, RQ_STORE_AFTER_OVERLAP); break;
+        default: RQ_POOL(start, 1, RQ_STORE_AFTER_OVERLAP); break;
+        }
+        return;
+    }
+    /* narrower rows: the remaining whole vectors in one pass, so their sums run side by side */
     switch ((dim - j) / 8) {
     case 7: RQ_POOL(j, 7, RQ_STORE); j += 56; break;
     case 6: RQ_POOL(j, 6, RQ_STORE); j += 48; break;
@@ -310,7 +336,6 @@ void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_s
             }
         }
     }
-    /* next-bag rows the passes did not reach: past this bag's length, or all if none ran */
 }
 
 const rq_kernels rq_kernels_avx2 = {
