@@ -75,13 +75,14 @@ def test_first_bad_element_in_row_major_order(quantize):
 
 @pytest.mark.parametrize("quantize", QUANTIZERS)
 def test_first_bad_element_in_a_big_table(quantize):
-    # Big enough to be split across threads: the first bad row is still the one reported.
-    E = np.ones((4001, 97), np.float32)
-    E[3999, 5] = np.nan
-    E[2777, 96] = np.inf
-    E[2777, 95] = 1.0
-    E[1000:, :] *= 2
-    with pytest.raises(ValueError, match=position_pattern(2777, 96)):
+    # 12001x200 (12 MB of work) is split across two threads, rows 0-6000 and 6000-12000; each
+    # share has a bad value, and the one in the first share is the one reported.
+    E = np.ones((12001, 200), np.float32)
+    E[5000, 150] = np.inf
+    E[6001, 3] = np.nan
+    E[11999, 5] = np.nan
+    E[3000:, :] *= 2
+    with pytest.raises(ValueError, match=position_pattern(5000, 150)):
         quantize(E, threads=2)
 
 
