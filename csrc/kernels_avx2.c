@@ -52,22 +52,21 @@ static inline __m256i codes8(__m256 v, __m256 s, __m256 inv)
     return _mm256_cvttps_epi32(c);
 }
 
-/* floor(v * inv + 128.5) computed in float32 is within 2.3e-5 of the exact v / s + 128.5
- * (inv and the product each round by at most 2^-24 relative, |v / s| <= 127.0001, and the
- * addition by at most 2^-17). So wherever its fraction lies in [2^-14, 1 - 2^-14) its floor is
- * the exact code; lanes nearer an integer (exact ties among them) go through codes8. */
+/* fma(v, inv, 128.5) is within 1.6e-5 of the exact v / s + 128.5 (inv rounds by at most 2^-24
+ * relative, so v * inv is within 127.0001 * 2^-24 of v / s, and the FMA's one rounding adds at
+ * most 2^-17 below 256). So wherever it lies 2^-14 or more from an integer its floor is the
+ * exact code; lanes nearer one (exact ties among them) go through codes8. */
 static inline __m256 shifted8(__m256 v, __m256 inv)
 {
-    return _mm256_add_ps(_mm256_mul_ps(v, inv), _mm256_set1_ps(128.5f));
+    return _mm256_fmadd_ps(v, inv, _mm256_set1_ps(128.5f));
 }
 
 static inline __m256 unsure8(__m256 shifted)
 {
-    const __m256 margin = _mm256_set1_ps(0.5f - 0x1p-14f);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32((int)RQ_ABS_MASK));
-    __m256 fraction = _mm256_sub_ps(shifted, _mm256_floor_ps(shifted));
-    __m256 off_middle = _mm256_and_ps(_mm256_sub_ps(fraction, _mm256_set1_ps(0.5f)), abs_mask);
-    return _mm256_cmp_ps(off_middle, margin, _CMP_GT_OQ);
+    __m256 nearest = _mm256_round_ps(shifted, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 distance = _mm256_and_ps(_mm256_sub_ps(shifted, nearest), abs_mask); /* exact */
+    return _mm256_cmp_ps(distance, _mm256_set1_ps(0x1p-14f), _CMP_LT_OQ);
 }
 
 /* Codes of 8 values, decided exactly lane by lane; stores 8 bytes. */

@@ -4,6 +4,8 @@ there is one, the offending position and value."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _FLOAT32_MAX = np.finfo(np.float32).max
@@ -120,7 +122,7 @@ def cache_aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     """np.empty whose data starts on a 64-byte cache line (numpy gives 16): rows of a table
     whose byte width is a multiple of 64 then sit in whole cache lines, one miss per row."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # np.prod costs ~5 us per call
     if nbytes < 1 << 20:  # cache-resident anyway; not worth the extra calls
         return np.empty(shape, dtype=dtype)
     buffer = np.empty(nbytes + 64, dtype=np.uint8)
