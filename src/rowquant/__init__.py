@@ -23,17 +23,25 @@ from . import reference
 from ._api import backend_info, dequantize, embedding_bag, quantize_rows, take
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
+from .io import QuantizeSummary, load, quantize_file, save
+from .report import ErrorReport, error_report
 from .table import QuantizedEmbedding
 
 __all__ = [
+    "ErrorReport",
+    "QuantizeSummary",
     "QuantizedEmbedding",
     "backend_info",
     "dequantize",
     "embedding_bag",
+    "error_report",
     "get_num_threads",
+    "load",
     "quantize",
+    "quantize_file",
     "quantize_rows",
     "reference",
+    "save",
     "set_num_threads",
     "take",
     "__version__",

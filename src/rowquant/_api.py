@@ -145,6 +145,14 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
         codes_out, (n_rows, dim), np.uint8, "codes_out", (values,), _checks.cache_aligned_empty
     )
     scales = _checks.output(scales_out, (n_rows,), np.float32, "scales_out", (values, codes))
+    quantize_checked(values, codes, scales, threads, original=E)
+    return codes, scales
+
+
+def quantize_checked(values, codes, scales, threads, original=None, name="E", first_row=0):
+    """Quantize checked float32 ``values`` into checked ``codes`` and ``scales``. A NaN or inf
+    raises the ValueError naming it, as found in ``original`` (default ``values``), its row
+    counted from ``first_row`` (for chunks of a larger table)."""
     n_threads = resolve_threads(threads)
     if _ext is not None:
         bad = _ext.quantize_rows(values, codes, scales, n_threads)
@@ -154,8 +162,8 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
         if bad < 0:
             codes[...], scales[...] = reference.quantize_rows(values)
     if bad >= 0:
-        raise _checks.nonfinite_error(E, values, bad)
-    return codes, scales
+        source = values if original is None else original
+        raise _checks.nonfinite_error(source, values, bad, name, first_row)
 
 
 def dequantize(codes, scales, *, out=None, threads=None):

@@ -33,16 +33,20 @@ def float_matrix(E, name: str = "E") -> np.ndarray:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def nonfinite_error(original, converted: np.ndarray, flat_index: int, name: str = "E"):
-    """The ValueError for the first NaN or inf (found at ``flat_index`` of ``converted``)."""
+def nonfinite_error(
+    original, converted: np.ndarray, flat_index: int, name: str = "E", first_row: int = 0
+):
+    """The ValueError for the first NaN or inf (found at ``flat_index`` of ``converted``); rows
+    are numbered from ``first_row``."""
     row, column = divmod(int(flat_index), converted.shape[1])
     value = np.asarray(original)[row, column]
     if np.isfinite(value):
-        found = f"{value!r}, which overflows float32,"
+        found = f"{float(value)!r}, which overflows float32,"
     else:
         found = str(float(value))
     return ValueError(
-        f"{name} has {found} at row {row}, column {column}: rowquant quantizes finite values only"
+        f"{name} has {found} at row {first_row + row}, column {column}: "
+        "rowquant quantizes finite values only"
     )
 
 

@@ -160,6 +160,237 @@ def _run_bench(args) -> int:
     return 0
 
 
+_QUANTIZE_EPILOG = """\
+examples:
+  rowquant quantize glove.npy -o glove.safetensors
+  rowquant quantize model.safetensors --tensor embeddings.word_embeddings.weight -o words.safetensors
+  rowquant quantize huge.npy -o huge.safetensors --chunk-rows 100000 --threads 2
+
+INPUT is a .npy file (float16/32/64) or a .safetensors file (a 2-D F16, BF16, F32 or F64
+tensor; --tensor picks one when there are several). It is read in chunks, so tables larger than
+memory work. OUTPUT is written atomically: on any failure nothing is left at OUTPUT, and a file
+already there stays as it was. 'rowquant inspect OUTPUT' shows the result.
+"""
+
+_INSPECT_EPILOG = """\
+examples:
+  rowquant inspect glove.safetensors
+  rowquant inspect glove.safetensors --against glove.npy
+  rowquant inspect model.safetensors          lists the tensors of any safetensors or .npy file
+  rowquant inspect glove.safetensors --against glove.npy --json > report.json
+"""
+
+
+def _human_bytes(count: int) -> str:
+    from .table import _human_bytes
+
+    return _human_bytes(count)
+
+
+def _add_quantize(commands, common) -> None:
+    parser = commands.add_parser(
+        "quantize",
+        parents=[common],
+        help="quantize a float table in a .npy or .safetensors file into a rowquant file",
+        description="Quantize a float embedding table from a file, chunk by chunk, into a\n"
+        "rowquant safetensors file (uint8 codes and one float32 scale per row).",
+        epilog=_QUANTIZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="INPUT", help="a .npy or .safetensors file")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT", help="the rowquant file to write"
+    )
+    parser.add_argument(
+        "--tensor", metavar="NAME", help="the tensor to quantize, for safetensors files"
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="threads to use (default: all cores)"
+    )
+    parser.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        metavar="N",
+        help="rows read and quantized at a time (default: about 32 MB of float32)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary"
+    )
+    parser.set_defaults(run=_run_quantize)
+
+
+def _run_quantize(args) -> int:
+    from .io import quantize_file
+
+    summary = quantize_file(
+        args.input,
+        args.output,
+        tensor=args.tensor,
+        chunk_rows=args.chunk_rows,
+        threads=args.threads,
+        progress=not args.quiet and sys.stderr.isatty(),
+        report=not args.quiet,
+    )
+    if args.quiet:
+        return 0
+    report = summary.report
+    source = summary.tensor and f"{summary.source} [{summary.tensor}]" or summary.source
+    seconds = max(summary.seconds, 1e-9)
+    ratio = summary.source_bytes / summary.output_bytes if summary.output_bytes else float("nan")
+    print(f"quantized {source} -> {summary.output}")
+    print(f"  rows    {summary.rows:,}")
+    print(f"  dim     {summary.dim:,}")
+    print(
+        f"  size    {_human_bytes(summary.source_bytes)} ({summary.source_dtype}) -> "
+        f"{_human_bytes(summary.output_bytes)}, {ratio:.2f}x smaller"
+    )
+    print(
+        f"  time    {summary.seconds:.3g} s, {_human_bytes(summary.source_bytes / seconds)}/s"
+    )
+    print(
+        f"  error   max {report.max_abs_error:.4g}, mean {report.mean_abs_error:.4g} "
+        f"(SNR {report.snr_db:.1f} dB, min row cosine {report.cosine_min:.6f})"
+    )
+    return 0
+
+
+def _add_inspect(commands, common) -> None:
+    parser = commands.add_parser(
+        "inspect",
+        parents=[common],
+        help="show a rowquant file's header, and its error against the original",
+        description="Show what a rowquant file holds (rows, dim, sizes, metadata, scales) and,\n"
+        "with --against, how far it is from the float table it came from. Other .safetensors\n"
+        "and .npy files get a list of their tensors.",
+        epilog=_INSPECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="a rowquant .safetensors file")
+    parser.add_argument(
+        "--against", metavar="ORIGINAL", help="the float table (.npy or .safetensors) to compare"
+    )
+    parser.add_argument(
+        "--tensor", metavar="NAME", help="the tensor of ORIGINAL, when it holds several"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(run=_run_inspect)
+
+
+def _describe_file(path: str) -> dict:
+    """What the file holds: a rowquant table's header and scales, or any other file's tensors."""
+    from . import _safetensors, io
+
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if file.read(6) == b"\x93NUMPY":
+            import numpy as np
+
+            try:
+                array = np.load(path, mmap_mode="r")
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
+            return {
+                "file": path,
+                "file_bytes": size,
+                "rowquant": False,
+                "tensors": [{"name": None, "dtype": str(array.dtype), "shape": list(array.shape)}],
+            }
+        try:
+            header = _safetensors.read_header(file, size)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    description = {
+        "file": path,
+        "file_bytes": size,
+        "rowquant": header.metadata.get("format") == "rowquant",
+        "metadata": header.metadata,
+        "tensors": [
+            {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "offset": t.start}
+            for t in header.tensors.values()
+        ],
+    }
+    if description["rowquant"]:
+        table = io.load(path)
+        rows, dim = table.shape
+        scales = table.scales
+        description.update(
+            rows=rows,
+            dim=dim,
+            float32_bytes=4 * rows * dim,
+            scales={
+                "min": float(scales.min()) if rows else None,
+                "max": float(scales.max()) if rows else None,
+                "zero_rows": int((scales == 0).sum()),
+            },
+        )
+    return description
+
+
+def _run_inspect(args) -> int:
+    from .report import error_report
+
+    description = _describe_file(args.file)
+    if args.against is not None:
+        if not description["rowquant"]:
+            raise ValueError(f"{args.file} is not a rowquant table; --against needs one")
+        report = error_report(args.against, args.file, tensor=args.tensor)
+        description["against"] = args.against
+        description["error"] = report.to_dict()
+    if args.json:
+        print(json.dumps(description, indent=1))
+        return 0
+    print(f"file        {args.file} ({_human_bytes(description['file_bytes'])})")
+    if not description["rowquant"]:
+        print("            not a rowquant table; its tensors:")
+        for tensor in description["tensors"]:
+            name = tensor["name"] if tensor["name"] is not None else "(the array)"
+            print(f"  {name}  {tensor['dtype']} {tensor['shape']}")
+        several = len(description["tensors"]) > 1
+        print(
+            "make a rowquant table from it with: rowquant quantize FILE "
+            + ("--tensor NAME " if several else "")
+            + "-o OUTPUT"
+        )
+        return 0
+    metadata = description["metadata"]
+    rows, dim = description["rows"], description["dim"]
+    ratio = description["float32_bytes"] / description["file_bytes"]
+    print(
+        f"format      rowquant version {metadata['version']}, {metadata['scheme']}, "
+        f"bias {metadata['bias']}"
+    )
+    print(f"rows        {rows:,}")
+    print(f"dim         {dim:,}")
+    print(
+        f"size        {_human_bytes(description['file_bytes'])}; as float32 "
+        f"{_human_bytes(description['float32_bytes'])} ({ratio:.2f}x larger)"
+    )
+    scales = description["scales"]
+    if rows:
+        print(
+            f"scales      min {scales['min']:.6g}, max {scales['max']:.6g}, "
+            f"{scales['zero_rows']:,} all-zero rows"
+        )
+    for tensor in description["tensors"]:
+        print(
+            f"tensor      {tensor['name']}: {tensor['dtype']} {tensor['shape']} "
+            f"at byte {tensor['offset']:,}"
+        )
+    if args.against is not None:
+        print(f"against     {args.against}")
+        print(report)
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The message for a failure: an OSError as 'reason: file', anything else its first line."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rowquant`` command, one subparser per command."""
     # --debug is accepted before and after the command; SUPPRESS keeps the subparser from
@@ -179,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rowquant {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_quantize(commands, common)
+    _add_inspect(commands, common)
     _add_bench(commands, common)
     return parser
 
@@ -196,7 +429,7 @@ def main(argv=None) -> int:
     except Exception as error:
         if debug:
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _one_line(error)
         print(f"rowquant {args.command}: error: {message}", file=sys.stderr)
         return 1
 

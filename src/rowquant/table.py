@@ -174,6 +174,24 @@ class QuantizedEmbedding:
         """
         return _api.dequantize_checked(self._codes, self._scales, out, threads)
 
+    def save(self, path) -> None:
+        """Write the table to ``path`` as a safetensors file, atomically; see
+        :func:`rowquant.save` and :func:`rowquant.load`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> path = os.path.join(tempfile.mkdtemp(), "table.safetensors")
+        >>> rq.quantize(np.ones((2, 3), np.float32)).save(path)
+        >>> rq.load(path).shape
+        (2, 3)
+        """
+        from . import io
+
+        io.save(path, self)
+
     def __getitem__(self, key) -> np.ndarray:
         n_rows = len(self)
         if isinstance(key, slice):
