@@ -245,6 +245,14 @@ def test_streaming_progress_bar_goes_to_stderr(tmp_path, capsys):
     assert "rows" in captured.err and "1.00k" in captured.err
 
 
+def test_report_refuses_a_nonfinite_original(tmp_path):
+    E = table(100, 6)
+    qe = rq.quantize(E)
+    E[70, 2] = np.inf
+    with pytest.raises(ValueError, match="original has inf at row 70, column 2"):
+        rq.error_report(E, qe, chunk_rows=32)
+
+
 def test_streaming_report_matches_error_report(tmp_path):
     E = table(500, 31, seed=6)
     np.save(tmp_path / "E.npy", E)
@@ -331,7 +339,7 @@ def test_non_2d_and_non_float_sources(tmp_path):
 
 def test_tensor_name_is_refused_for_npy(tmp_path):
     np.save(tmp_path / "E.npy", table(3, 3))
-    with pytest.raises(ValueError, match="for safetensors files"):
+    with pytest.raises(ValueError, match="applies to safetensors files, and this is a .npy file"):
         rq.quantize_file(tmp_path / "E.npy", tmp_path / "out", tensor="x")
 
 
@@ -358,7 +366,7 @@ def test_missing_and_unwritable_paths(tmp_path):
         rq.quantize_file(tmp_path / "missing.npy", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no folder"):
         rq.quantize_file(tmp_path / "E.npy", tmp_path / "nowhere" / "out")
-    with pytest.raises(FileNotFoundError, match="no folder"):  # a file where a folder should be
+    with pytest.raises(NotADirectoryError, match="E.npy is not a folder"):
         rq.quantize_file(tmp_path / "E.npy", tmp_path / "E.npy" / "out")
     (tmp_path / "dir").mkdir()
     with pytest.raises(IsADirectoryError):

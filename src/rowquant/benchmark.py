@@ -419,12 +419,7 @@ class _Table:
         except (AttributeError, RuntimeError):
             self.fbgemm_note = "unavailable"
             return
-        packed = np.empty((self.n_rows, self.dim + 8), dtype=np.uint8)
-        packed[:, : self.dim] = self.codes
-        scale_and_bias = packed[:, self.dim :].view(np.float32)
-        scale_and_bias[:, 0] = self.scales
-        scale_and_bias[:, 1] = np.float32(-128) * self.scales
-        self.packed = torch.from_numpy(packed)
+        self.packed = torch.from_numpy(self.embedding.to_fbgemm())
         self.values_tensor = torch.from_numpy(self.values)
         self.zero_points = torch.full((self.n_rows,), 128, dtype=torch.long)
         # The comparison holds only if FBGEMM reads this layout as rowquant's values.

@@ -236,21 +236,24 @@ def _run_quantize(args) -> int:
     report = summary.report
     source = summary.tensor and f"{summary.source} [{summary.tensor}]" or summary.source
     seconds = max(summary.seconds, 1e-9)
-    ratio = summary.source_bytes / summary.output_bytes if summary.output_bytes else float("nan")
+    smaller = (
+        f", {summary.source_bytes / summary.output_bytes:.2f}x smaller" if summary.source_bytes else ""
+    )
     print(f"quantized {source} -> {summary.output}")
     print(f"  rows    {summary.rows:,}")
     print(f"  dim     {summary.dim:,}")
     print(
         f"  size    {_human_bytes(summary.source_bytes)} ({summary.source_dtype}) -> "
-        f"{_human_bytes(summary.output_bytes)}, {ratio:.2f}x smaller"
+        f"{_human_bytes(summary.output_bytes)}{smaller}"
     )
     print(
         f"  time    {summary.seconds:.3g} s, {_human_bytes(summary.source_bytes / seconds)}/s"
     )
-    print(
-        f"  error   max {report.max_abs_error:.4g}, mean {report.mean_abs_error:.4g} "
-        f"(SNR {report.snr_db:.1f} dB, min row cosine {report.cosine_min:.6f})"
-    )
+    if summary.rows and summary.dim:
+        print(
+            f"  error   max {report.max_abs_error:.4g}, mean {report.mean_abs_error:.4g} "
+            f"(SNR {report.snr_db:.1f} dB, min row cosine {report.cosine_min:.6f})"
+        )
     return 0
 
 
@@ -329,6 +332,8 @@ def _describe_file(path: str) -> dict:
 def _run_inspect(args) -> int:
     from .report import error_report
 
+    if args.tensor is not None and args.against is None:
+        raise _UsageError("--tensor names a tensor of ORIGINAL: it needs --against")
     description = _describe_file(args.file)
     if args.against is not None:
         if not description["rowquant"]:
@@ -354,7 +359,11 @@ def _run_inspect(args) -> int:
         return 0
     metadata = description["metadata"]
     rows, dim = description["rows"], description["dim"]
-    ratio = description["float32_bytes"] / description["file_bytes"]
+    larger = (
+        f" ({description['float32_bytes'] / description['file_bytes']:.2f}x larger)"
+        if description["float32_bytes"]
+        else ""
+    )
     print(
         f"format      rowquant version {metadata['version']}, {metadata['scheme']}, "
         f"bias {metadata['bias']}"
@@ -363,7 +372,7 @@ def _run_inspect(args) -> int:
     print(f"dim         {dim:,}")
     print(
         f"size        {_human_bytes(description['file_bytes'])}; as float32 "
-        f"{_human_bytes(description['float32_bytes'])} ({ratio:.2f}x larger)"
+        f"{_human_bytes(description['float32_bytes'])}{larger}"
     )
     scales = description["scales"]
     if rows:
@@ -380,6 +389,10 @@ def _run_inspect(args) -> int:
         print(f"against     {args.against}")
         print(report)
     return 0
+
+
+class _UsageError(Exception):
+    """A combination of arguments argparse cannot check; exits 2 like its own errors."""
 
 
 def _one_line(error: BaseException) -> str:
@@ -426,6 +439,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"rowquant {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _UsageError as error:
+        print(f"rowquant {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except Exception as error:
         if debug:
             raise

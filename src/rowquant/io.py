@@ -87,6 +87,10 @@ def atomic_output(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"cannot write {path}: {folder} is not a folder"
+            )
         raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: no folder {folder}")
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, f"cannot write {path}: it is a folder")
@@ -344,7 +348,10 @@ class FloatSource:
             try:
                 if is_npy:
                     if tensor is not None:
-                        raise ValueError(f"--tensor/tensor= {tensor!r} is for safetensors files")
+                        raise ValueError(
+                            f"a tensor name ({tensor!r}) applies to safetensors files, and this "
+                            "is a .npy file"
+                        )
                     shape, fortran, dtype, offset = self._npy_header(file, size)
                     self.tensor = None
                     self.dtype_name = dtype.name
@@ -384,12 +391,15 @@ class FloatSource:
         return shape, fortran, dtype, offset
 
     def _safetensors_tensor(self, file, size, name):
-        header = _safetensors.read_header(file, size)
+        try:
+            header = _safetensors.read_header(file, size)
+        except ValueError as error:
+            raise ValueError(f"not a .npy file, nor a readable safetensors file: {error}") from None
         listing = ", ".join(t.describe() for _, t in sorted(header.tensors.items()))
         if name is None:
             if len(header.tensors) != 1:
                 raise ValueError(
-                    f"the file holds {len(header.tensors)} tensors; name the one to quantize "
+                    f"the file holds {len(header.tensors)} tensors; name the one to use "
                     f"(tensors: {listing or 'none'})"
                 )
             (tensor,) = header.tensors.values()

@@ -130,6 +130,10 @@ class ErrorAccumulator:
         """Add rows ``start ..`` of the table: their float32 original values and quantized
         codes and scales."""
         count = len(codes)
+        finite = np.isfinite(original)
+        if not finite.all():
+            flat = int(np.argmin(finite))
+            raise _checks.nonfinite_error(original, original, flat, "original", start)
         self.scales[start : start + count] = scales
         step = max(1, _BLOCK_VALUES // max(self.dim, 1))
         for first in range(0, count, step):

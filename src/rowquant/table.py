@@ -192,6 +192,19 @@ class QuantizedEmbedding:
 
         io.save(path, self)
 
+    def to_fbgemm(self) -> np.ndarray:
+        """The table in FBGEMM's fused 8-bit rowwise layout; see :func:`rowquant.to_fbgemm`."""
+        from ._interop import to_fbgemm
+
+        return to_fbgemm(self)
+
+    def to_torch_quantized(self):
+        """The table as a torch per-channel quantized tensor (quint8, zero point 128); see
+        :func:`rowquant.to_torch_quantized`."""
+        from ._interop import to_torch_quantized
+
+        return to_torch_quantized(self)
+
     def __getitem__(self, key) -> np.ndarray:
         n_rows = len(self)
         if isinstance(key, slice):
