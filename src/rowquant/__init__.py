@@ -23,6 +23,7 @@ from . import reference
 from ._api import backend_info, dequantize, embedding_bag, quantize_rows, take
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
+from ._onnx import to_onnx
 from ._interop import from_fbgemm, from_torch_quantized, to_fbgemm, to_torch_quantized
 from .io import QuantizeSummary, load, quantize_file, save
 from .report import ErrorReport, error_report
@@ -48,6 +49,7 @@ __all__ = [
     "set_num_threads",
     "take",
     "to_fbgemm",
+    "to_onnx",
     "to_torch_quantized",
     "__version__",
 ]

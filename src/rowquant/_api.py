@@ -110,7 +110,9 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
         arrays are first converted to float32 in C order (a copy); float32 arrays whose rows are
         contiguous are read in place. ``E`` is never modified.
     codes_out : ndarray of uint8, shape (N, D), optional
-        Where to write the codes (C-contiguous, writable).
+        Where to write the codes (C-contiguous, writable). If the call raises for a NaN or inf,
+        what it left in ``codes_out`` and ``scales_out`` is unspecified (the C kernels stop at
+        the first bad row; the numpy backend checks first).
     scales_out : ndarray of float32, shape (N,), optional
         Where to write the scales.
     threads : int, optional

@@ -1,0 +1,356 @@
+"""Export a quantized table to ONNX: the same codes and scales, served by onnxruntime or any other
+ONNX runtime, as a lookup or as embedding bags.
+
+A lookup is four standard operators: ``Gather`` of the uint8 codes, ``Cast`` to float,
+``Sub 128`` and ``Mul`` by the gathered scale. The cast and the subtraction are exact (integers
+below 2**24), so the multiply is the only rounding, as in rowquant itself: the model returns the
+bits of ``table.take(ids)``. Bags add each looked-up row into its bag with
+``ScatterElements(reduction="add")`` (onnxruntime adds in id order, as rowquant does), then
+divide by the bag size for ``"mean"``.
+The contrib variant does the lookup in one onnxruntime operator,
+``com.microsoft.GatherBlockQuantized``, reading the codes in place.
+
+onnx is an optional dependency (``pip install 'rowquant[onnx]'``), imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import io as _io
+from ._version import __version__
+from .table import QuantizedEmbedding
+
+__all__ = ["to_onnx"]
+
+POOLINGS = ("sum", "mean")
+DEFAULT_OPSET = 17
+# Lookups use operators unchanged since opset 13; bags need ScatterElements with reduction (16).
+MIN_OPSET_LOOKUP = 13
+MIN_OPSET_POOLING = 16
+MAX_IDS_NDIM = 64  # numpy's limit
+# A protobuf message cannot exceed 2 GiB. Past this many bytes of table the codes, scales and
+# zero points go to a data file beside the model (ONNX external data) instead of inside it.
+INLINE_LIMIT_BYTES = 1_900_000_000
+# Offsets of the arrays in the data file: a multiple of every page size and of Windows' mapping
+# granularity, so that a runtime can map each array instead of reading it.
+EXTERNAL_ALIGNMENT = 1 << 16
+CONTRIB_DOMAIN = "com.microsoft"
+BIAS = 128
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "rowquant.to_onnx needs the onnx package: pip install 'rowquant[onnx]'"
+        ) from None
+    return onnx
+
+
+def _check_arguments(table, pooling, contrib, opset, ids_ndim) -> int:
+    """Raise for a bad argument before anything is built or written; return the opset to use."""
+    if not isinstance(table, QuantizedEmbedding):
+        raise TypeError(f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}")
+    if pooling is not None and not (isinstance(pooling, str) and pooling in POOLINGS):
+        raise ValueError(f"pooling must be None, 'sum' or 'mean', got {pooling!r}")
+    if not isinstance(contrib, (bool, np.bool_)):
+        raise TypeError(f"contrib must be a bool, got {type(contrib).__name__}")
+    if contrib and pooling is not None:
+        raise ValueError(
+            f"contrib=True exports lookups only; pooling={pooling!r} needs contrib=False"
+        )
+    if isinstance(ids_ndim, (bool, np.bool_)) or not isinstance(ids_ndim, (int, np.integer)):
+        raise TypeError(f"ids_ndim must be an integer, got {type(ids_ndim).__name__}")
+    if not 0 <= ids_ndim <= MAX_IDS_NDIM:
+        raise ValueError(f"ids_ndim must be in [0, {MAX_IDS_NDIM}], got {ids_ndim}")
+    if pooling is not None and ids_ndim != 1:
+        raise ValueError(
+            f"ids_ndim={ids_ndim} is for lookups; bags take 1-D ids and offsets (ids_ndim=1)"
+        )
+    if opset is None:
+        return DEFAULT_OPSET
+    if isinstance(opset, (bool, np.bool_)) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
+    lowest = MIN_OPSET_LOOKUP if pooling is None else MIN_OPSET_POOLING
+    if opset < lowest:
+        needs = "lookups need" if pooling is None else f"pooling={pooling!r} needs"
+        raise ValueError(f"opset {opset} is too old: {needs} opset {lowest} or later")
+    return int(opset)
+
+
+class _Graph:
+    """The nodes and initializers of the model being built. Table-sized arrays are kept apart
+    from small constants: they go inside the model or to a data file beside it."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
+        self.nodes = []
+        self.constants = []
+        self.table_arrays = {}
+
+    def node(self, op, inputs, output, **attributes) -> str:
+        self.nodes.append(
+            self.onnx.helper.make_node(op, inputs, [output], name=output, **attributes)
+        )
+        return output
+
+    def constant(self, name, value) -> str:
+        self.constants.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def table_array(self, name, array) -> str:
+        self.table_arrays[name] = array
+        return name
+
+    def fill(self, shape, value, dtype, output) -> str:
+        """A tensor of the runtime ``shape`` (an int64 tensor) filled with ``value``."""
+        filler = self.onnx.numpy_helper.from_array(np.array([value], dtype=dtype), "value")
+        return self.node("ConstantOfShape", [shape], output, value=filler)
+
+
+def _lookup(graph, ids, output, scales, dim, contrib) -> str:
+    """Rows ``ids`` of the table, dequantized: ``ids.shape + (dim,)`` float32."""
+    TensorProto = graph.onnx.TensorProto
+    n_rows = len(scales)
+    if contrib:
+        # One block per row (block_size >= dim), so one scale and one zero point per row. The
+        # kernel computes float(code - zero_point) * scale: the same single rounding.
+        block_size = max(16, 1 << max(dim - 1, 0).bit_length())
+        blocks = 1 if dim else 0
+        graph.table_array("scales", scales.reshape(n_rows, 1)[:, :blocks])
+        # The zero point is written out although 128 is the default for 8-bit uint8 data: some
+        # execution providers have had the default wrong.
+        graph.table_array("zero_points", np.full((n_rows, blocks), BIAS, dtype=np.uint8))
+        return graph.node(
+            "GatherBlockQuantized", ["codes", ids, "scales", "zero_points"], output,
+            domain=CONTRIB_DOMAIN, bits=8, block_size=block_size, gather_axis=0, quantize_axis=1,
+        )
+    # scales as (N, 1): the gathered scales broadcast along the row without a reshape
+    graph.table_array("scales", scales.reshape(n_rows, 1))
+    codes = graph.node("Gather", ["codes", ids], "codes_taken", axis=0)
+    codes_float = graph.node("Cast", [codes], "codes_float", to=TensorProto.FLOAT)
+    centered = graph.node("Sub", [codes_float, graph.constant("bias", np.float32(BIAS))],
+                          "centered")
+    scales = graph.node("Gather", ["scales", ids], "scales_taken", axis=0)
+    return graph.node("Mul", [centered, scales], output)
+
+
+def _pool(graph, rows, ids, offsets, output, dim, mode) -> str:
+    """Sum (or average) the rows of each bag, torch's embedding_bag with offsets.
+
+    Bag b holds positions ``offsets[b]`` to ``offsets[b + 1]`` (or the end). A position's bag is
+    the number of later bag starts at or before it: one mark per start ``offsets[1:]``, then a
+    running sum, O(ids + bags). The rows are then added into zeros, the position's bag choosing
+    the row. ScatterElements, not ScatterND: onnxruntime's CPU ScatterND adds concurrently
+    into the same output row when indices repeat (microsoft/onnxruntime#23396).
+    """
+    TensorProto = graph.onnx.TensorProto
+    one = graph.constant("one", np.array([1], np.int64))
+    n_ids = graph.node("Shape", [ids], "n_ids")
+    later_starts = graph.node(
+        "Slice", [offsets, one, graph.constant("no_end", np.array([_INT64_MAX], np.int64))],
+        "later_starts",
+    )
+    # marks has one more place than there are ids: trailing empty bags start at len(ids)
+    no_marks = graph.fill(graph.node("Add", [n_ids, one], "n_ids_plus_one"), 0, np.int64,
+                          "no_marks")
+    ones = graph.fill(graph.node("Shape", [later_starts], "n_later_starts"), 1, np.int64, "ones")
+    marks = graph.node("ScatterElements", [no_marks, later_starts, ones], "marks", axis=0,
+                       reduction="add")
+    running = graph.node("CumSum", [marks, graph.constant("axis_0", np.int64(0))], "running")
+    bag_of_id = graph.node(
+        "Slice", [running, graph.constant("zero", np.array([0], np.int64)),
+                  graph.constant("minus_one", np.array([-1], np.int64))],
+        "bag_of_id",
+    )
+    bag_column = graph.node("Unsqueeze", [bag_of_id, one], "bag_column")
+    bag_of_value = graph.node("Expand", [bag_column, graph.node("Shape", [rows], "rows_shape")],
+                              "bag_of_value")
+    pooled_shape = graph.node(
+        "Concat", [graph.node("Shape", [offsets], "n_bags"),
+                   graph.constant("dim", np.array([dim], np.int64))],
+        "pooled_shape", axis=0,
+    )
+    zeros = graph.fill(pooled_shape, 0, np.float32, "zeros")
+    sums = graph.node("ScatterElements", [zeros, bag_of_value, rows],
+                      output if mode == "sum" else "sums", axis=0, reduction="add")
+    if mode == "sum":
+        return sums
+    ends = graph.node("Concat", [later_starts, n_ids], "ends", axis=0)
+    sizes = graph.node("Sub", [ends, offsets], "sizes")
+    divisors = graph.node("Max", [sizes, one], "divisors")  # empty bags: 0 / 1
+    divisors = graph.node("Cast", [divisors], "divisors_float", to=TensorProto.FLOAT)
+    divisors = graph.node("Unsqueeze", [divisors, one], "divisors_column")
+    return graph.node("Div", [sums, divisors], output)
+
+
+def _external_tensor(onnx, name, array, location, offset):
+    tensor = onnx.TensorProto()
+    tensor.name = name
+    tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", offset), ("length", array.nbytes)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
+    return tensor
+
+
+def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name):
+    """The model, and the (offset, array) pieces of its data file when the table is too large to
+    go inside it (else an empty list)."""
+    helper, TensorProto = onnx.helper, onnx.TensorProto
+    n_rows, dim = table.shape
+    graph = _Graph(onnx)
+    scales = table.scales
+    graph.table_array("codes", table.codes)
+    if pooling is None:
+        ids_dims = [f"ids_{axis}" for axis in range(ids_ndim)] if ids_ndim != 1 else ["n_ids"]
+        inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, ids_dims)]
+        _lookup(graph, "ids", "rows", scales, dim, contrib)
+        outputs = [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ids_dims + [dim])]
+    else:
+        inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n_ids"]),
+                  helper.make_tensor_value_info("offsets", TensorProto.INT64, ["n_bags"])]
+        rows = _lookup(graph, "ids", "looked_up", scales, dim, contrib)
+        _pool(graph, rows, "ids", "offsets", "pooled", dim, pooling)
+        outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n_bags", dim])]
+
+    pieces = []
+    if sum(array.nbytes for array in graph.table_arrays.values()) <= INLINE_LIMIT_BYTES:
+        table_tensors = [onnx.numpy_helper.from_array(array, name)
+                         for name, array in graph.table_arrays.items()]
+    else:
+        table_tensors, offset = [], 0
+        for name, array in graph.table_arrays.items():
+            table_tensors.append(_external_tensor(onnx, name, array, data_name, offset))
+            pieces.append((offset, array))
+            offset += -(-array.nbytes // EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT
+
+    kind = "lookup" if pooling is None else f"{pooling} of bags"
+    graph_proto = helper.make_graph(
+        graph.nodes, f"rowquant_{'lookup' if pooling is None else 'bag_' + pooling}",
+        inputs, outputs, initializer=table_tensors + graph.constants,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    if contrib:
+        opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    model = helper.make_model(
+        graph_proto, opset_imports=opsets, producer_name="rowquant",
+        producer_version=__version__,
+        doc_string=f"rowquant table of {n_rows} rows x {dim}, uint8 codes and a float32 scale "
+                   f"per row, value (code - 128) * scale: {kind}",
+    )
+    # the oldest IR version that can hold the opset, so that older runtimes load the model too
+    model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    helper.set_model_props(model, {
+        **_io.METADATA,
+        "rows": str(n_rows),
+        "dim": str(dim),
+        "pooling": pooling or "none",
+        "operator": "com.microsoft.GatherBlockQuantized" if contrib else "Gather",
+    })
+    return model, pieces
+
+
+def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1) -> None:
+    """Write ``table`` as an ONNX model that serves its lookups or bags, atomically.
+
+    ``pooling=None`` gives a lookup: input ``ids`` (int64), output ``rows`` (float32) of shape
+    ``ids.shape + (D,)``, bit for bit ``table.take(ids)`` under onnxruntime. ``"sum"`` and
+    ``"mean"`` give embedding bags with torch's ``embedding_bag`` semantics: inputs ``ids``
+    (int64 ``[L]``) and ``offsets`` (int64 ``[B]``, starting at 0, non-decreasing, at most
+    ``L``), output ``pooled`` (float32 ``[B, D]``); empty bags give zeros, ``"mean"`` divides by
+    the bag's size. Bags equal ``table.bag(ids, offsets, mode=pooling)`` up to summation order.
+
+    Parameters
+    ----------
+    table : QuantizedEmbedding
+    path : str or os.PathLike
+        The model file. Its folder must exist; a file already there is replaced only once the
+        new one is completely written.
+    pooling : {None, "sum", "mean"}, default None
+    contrib : bool, default False
+        Look up with onnxruntime's ``com.microsoft.GatherBlockQuantized`` operator instead of
+        standard ones (lookups only): one kernel that reads the codes in place, faster in
+        onnxruntime, but the model runs on onnxruntime only, in versions whose operator takes
+        8-bit uint8 data (added in mid-2025 by microsoft/onnxruntime#25214), and gives zero rows
+        for out-of-range ids instead of failing.
+    opset : int, optional
+        The ONNX opset of the model; default 17. Lookups need 13 or later, bags 16 or later,
+        and the installed onnx must know it.
+    ids_ndim : int, default 1
+        The number of dimensions of the ``ids`` input of a lookup (their sizes are free):
+        ``ids_ndim=2`` takes ids of shape ``(batch, n)`` and returns ``(batch, n, D)``. ONNX
+        fixes the rank of a model's inputs; bags take 1-D ids.
+
+    Raises
+    ------
+    ImportError
+        onnx is not installed.
+    TypeError
+        ``table`` is not a :class:`QuantizedEmbedding`, or ``opset``/``ids_ndim`` is not an
+        integer.
+    ValueError
+        ``pooling`` is not None, "sum" or "mean"; ``contrib=True`` with pooling; an opset too old
+        for the model or newer than onnx knows; ``ids_ndim`` outside [0, 64], or not 1 with
+        pooling. Nothing is written.
+    OSError
+        The folder is missing or not writable, the disk is full, ...; nothing is left at
+        ``path`` (a file that was there is unchanged).
+
+    Notes
+    -----
+    The models do not check their inputs as rowquant does. With the standard operators an id
+    outside ``[-N, N)`` makes onnxruntime fail the run (Gather), while a negative id in
+    ``[-N, 0)`` counts from the end as in numpy (rowquant's ``take`` rejects negative ids). With
+    ``contrib=True`` an id outside ``[-N, N)`` gives a row of zeros and a negative one counts
+    from the end. Offsets that do not start at 0, decrease or pass ``len(ids)`` are not
+    detected (an offset past ``len(ids)`` makes the run fail).
+
+    A table of more than ``INLINE_LIMIT_BYTES`` (1.9 GB; a protobuf message cannot exceed
+    2 GiB) is written as ONNX external data: the model at ``path`` refers to its arrays in a file
+    ``path + ".data"`` beside it, each array at a 64 KiB-aligned offset. The data file is written
+    (atomically) first, then the model. Load such a model from its path, not from bytes.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import onnxruntime as ort
+    >>> import rowquant as rq
+    >>> qe = rq.quantize(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
+    >>> path = os.path.join(tempfile.mkdtemp(), "table.onnx")
+    >>> rq.to_onnx(qe, path)
+    >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    >>> session.run(None, {"ids": np.array([1, 0])})[0]
+    array([[ 0.503937,  2.      ],
+           [ 1.      , -1.      ]], dtype=float32)
+    >>> rq.to_onnx(qe, path, pooling="sum")
+    >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    >>> session.run(None, {"ids": np.array([0, 1, 1]), "offsets": np.array([0, 1])})[0]
+    array([[ 1.      , -1.      ],
+           [ 1.007874,  4.      ]], dtype=float32)
+    """
+    opset = _check_arguments(table, pooling, contrib, opset, ids_ndim)
+    onnx = _import_onnx()
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ValueError(f"opset {opset} is newer than the installed onnx knows ({newest})")
+    path = os.fspath(path)
+    data_name = os.path.basename(path) + ".data"
+    with _io.atomic_output(path) as model_fd:  # fails here, before any work, without a folder
+        model, pieces = _build(onnx, table, pooling, bool(contrib), opset, int(ids_ndim),
+                               data_name)
+        if pieces:
+            data_path = os.path.join(os.path.dirname(os.path.abspath(path)), data_name)
+            with _io.atomic_output(data_path) as data_fd:
+                for offset, array in pieces:  # external data is little-endian, as raw_data
+                    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+                    _io._write_all(data_fd, little, offset)
+        _io._write_all(model_fd, model.SerializeToString(), 0)
