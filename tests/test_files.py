@@ -380,3 +380,23 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "t").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_scales_off_a_4_byte_boundary_are_copied_aligned(tmp_path):
+    """Another writer may put the scales anywhere; the kernels read them as float32."""
+    qe = rq.quantize(table(9, 5))
+    header = {
+        "__metadata__": METADATA,
+        "scales": {"dtype": "F32", "shape": [9], "data_offsets": [0, 36]},
+        "codes": {"dtype": "U8", "shape": [9, 5], "data_offsets": [36, 81]},
+    }
+    text = json.dumps(header).encode()
+    text += b" " * ((-(8 + len(text)) % 4) + 1)  # the data starts at 1 mod 4
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(
+        struct.pack("<Q", len(text)) + text + qe.scales.tobytes() + np.asarray(qe.codes).tobytes()
+    )
+    back = rq.load(path, mmap=True)
+    assert back.scales.ctypes.data % 4 == 0
+    assert_same_bits(back.scales, qe.scales)
+    assert_same_bits(back.take([8, 0]), qe.take([8, 0]))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,9 @@ class Tensor:
         return self.stop - self.start
 
     def describe(self) -> str:
-        return f"{self.name} ({self.dtype} {list(self.shape)})"
+        # JSON can spell lone surrogates (\ud800), which no output stream can print
+        name = self.name.encode("utf-8", "backslashreplace").decode("utf-8")
+        return f"{name} ({self.dtype} {list(self.shape)})"
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ def read_header(file, file_size: int) -> Header:
         raise ValueError(f"the header is not UTF-8 text: {error}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"the header is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError("the header nests JSON arrays or objects too deeply") from None
     if not isinstance(entries, dict):
         raise ValueError("the header is not a JSON object")
     metadata = entries.pop("__metadata__", {})
@@ -191,7 +196,7 @@ def _tensor(name: str, entry, data_start: int) -> Tensor:
             f"data_offsets, got {sorted(keys)}"
         )
     dtype = entry["dtype"]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}")
     shape = entry["shape"]
     if not isinstance(shape, list):
@@ -209,6 +214,9 @@ def _tensor(name: str, entry, data_start: int) -> Tensor:
             f"tensor {name!r}: {dtype} {list(shape)} needs {expected} bytes but its "
             f"data_offsets span {end - begin}"
         )
+    # numpy makes no array, not even an empty one, whose non-zero dimensions multiply past this
+    if math.prod(size for size in shape if size) * DTYPES[dtype][1] > sys.maxsize:
+        raise ValueError(f"tensor {name!r}: {dtype} {list(shape)} is too large to address")
     return Tensor(name, dtype, shape, data_start + begin, data_start + end)
 
 

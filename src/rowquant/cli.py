@@ -348,7 +348,7 @@ def _run_inspect(args) -> int:
     if not description["rowquant"]:
         print("            not a rowquant table; its tensors:")
         for tensor in description["tensors"]:
-            name = tensor["name"] if tensor["name"] is not None else "(the array)"
+            name = _printable(tensor["name"]) if tensor["name"] is not None else "(the array)"
             print(f"  {name}  {tensor['dtype']} {tensor['shape']}")
         several = len(description["tensors"]) > 1
         print(
@@ -382,13 +382,18 @@ def _run_inspect(args) -> int:
         )
     for tensor in description["tensors"]:
         print(
-            f"tensor      {tensor['name']}: {tensor['dtype']} {tensor['shape']} "
+            f"tensor      {_printable(tensor['name'])}: {tensor['dtype']} {tensor['shape']} "
             f"at byte {tensor['offset']:,}"
         )
     if args.against is not None:
         print(f"against     {args.against}")
         print(report)
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with what no stream can encode (JSON may spell lone surrogates) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _UsageError(Exception):

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import mmap as _mmap
 import os
 import sys
 import tempfile
 import time
+import tokenize
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,6 +227,8 @@ def _rowquant_tensors(header: _safetensors.Header):
         raise ValueError(
             f"scales has {scales.shape[0]} rows but codes has {codes.shape[0]}: they must match"
         )
+    if 4 * codes.shape[1] > sys.maxsize:  # an empty table can claim any width
+        raise ValueError(f"codes has {codes.shape[1]} columns, too many for a row of float32")
     return scales, codes
 
 
@@ -300,7 +304,9 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
             codes = _checks.cache_aligned_empty((rows, dim), np.uint8)
             _read_into(file, scales, scales_tensor.start)
             _read_into(file, codes, codes_tensor.start)
-    if not scales.dtype.isnative:
+    if not scales.dtype.isnative or scales.ctypes.data % scales.itemsize:
+        # another writer may leave the scales off a 4-byte boundary: the C kernels read them as
+        # float32, so they get an aligned copy (4 bytes per row)
         scales = scales.astype(np.float32)
     try:
         codes, scales = _checks.codes_and_scales(codes, scales, check_values=validate)
@@ -358,7 +364,9 @@ class FloatSource:
                 else:
                     shape, fortran, dtype, offset = self._safetensors_tensor(file, size, tensor)
             except (ValueError, TypeError) as error:
-                raise type(error)(f"{self.path}: {error}") from None
+                # not type(error): subclasses such as UnicodeEncodeError take other arguments
+                kind = TypeError if isinstance(error, TypeError) else ValueError
+                raise kind(f"{self.path}: {error}") from None
             self._buffer = _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_READ)
         self.rows, self.dim = shape
         self.nbytes = self.rows * self.dim * dtype.itemsize
@@ -372,12 +380,21 @@ class FloatSource:
     def _npy_header(file, size):
         file.seek(0)
         version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
+        try:
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+        except (
+            SyntaxError, TypeError, MemoryError, RecursionError, UnicodeError, tokenize.TokenError
+        ) as error:
+            # numpy parses the header with ast.literal_eval (and tokenize) and np.dtype, whose
+            # errors on hostile text get out as these rather than as numpy's ValueError
+            raise ValueError(
+                f"the .npy header cannot be parsed ({type(error).__name__}: {error})"
+            ) from None
         offset = file.tell()
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
             raise TypeError(
@@ -385,6 +402,11 @@ class FloatSource:
             )
         if len(shape) != 2:
             raise ValueError(f"the array has shape {shape}; quantize needs a 2-D (rows, dim) one")
+        # numpy's reader lets negative sizes and True through, and np.ndarray refuses them
+        if any(type(size) is not int or size < 0 for size in shape) or (
+            math.prod(size for size in shape if size) * dtype.itemsize > sys.maxsize
+        ):
+            raise ValueError(f"the array's shape {shape} is not a valid one")
         needed = offset + shape[0] * shape[1] * dtype.itemsize
         if size < needed:
             raise ValueError(f"the file has {size} bytes but its array needs {needed} (truncated)")

@@ -1,0 +1,161 @@
+"""Write the seed files of the reader fuzz corpus into ``fuzz/corpus/reader/``.
+
+Seeds are small real files of every kind the readers meet: rowquant tables (from ``rq.save``),
+safetensors files written by the ``safetensors`` package itself (several dtypes, several tensors,
+metadata), a BF16 table, ``.npy`` files (float16/32/64, Fortran order, big-endian, format 2.0, an
+integer one), and broken variants (truncated, bytes appended, scales made NaN or negative, header
+fields changed). Names say what each file is; entries that the fuzzer found are named by their
+SHA-1 and are left alone here.
+
+Run from anywhere: ``python fuzz/make_corpus.py`` (needs numpy, rowquant and safetensors; the
+output is the same on every run).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+
+import rowquant as rq
+from rowquant import _safetensors
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "reader"
+
+
+def table(rows: int, dim: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+
+
+def rowquant_bytes(E: np.ndarray) -> bytes:
+    qe = rq.quantize(E)
+    header = rq.io.table_header(*qe.shape)
+    return header + qe.scales.astype("<f4").tobytes() + qe.codes.tobytes()
+
+
+def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None):
+    return safetensors.numpy.save(tensors, metadata=metadata)
+
+
+def npy_bytes(array: np.ndarray, version=None) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, version=version)
+    return buffer.getvalue()
+
+
+def raw_safetensors(entries: dict, data: bytes) -> bytes:
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def with_header_length(content: bytes, length: int) -> bytes:
+    return struct.pack("<Q", length) + content[8:]
+
+
+def patched(content: bytes, at: int, replacement: bytes) -> bytes:
+    return content[:at] + replacement + content[at + len(replacement):]
+
+
+def seeds() -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+
+    # rowquant tables: odd widths, one row, empty tables, the seed example (ties, a zero row)
+    for rows, dim in [(3, 4), (1, 1), (17, 65), (2, 130), (0, 5), (5, 0), (0, 0)]:
+        files[f"rq_{rows}x{dim}.safetensors"] = rowquant_bytes(table(rows, dim, seed=rows + dim))
+    seed = np.array(
+        [[20000, 3000, 1000, 1000], [1999999, 20000, 1999999, 1999999], [0, 0, 0, 0]], np.float32
+    )
+    files["rq_seed_example.safetensors"] = rowquant_bytes(seed)
+    valid = files["rq_3x4.safetensors"]
+
+    # the same table, broken: every reader must say ValueError
+    length = struct.unpack("<Q", valid[:8])[0]
+    data_start = 8 + length
+    files["rq_truncated_in_header.safetensors"] = valid[: 8 + length // 2]
+    files["rq_truncated_in_data.safetensors"] = valid[:-3]
+    files["rq_one_byte_appended.safetensors"] = valid + b"\0"
+    files["rq_header_length_too_big.safetensors"] = with_header_length(valid, length + 12)
+    files["rq_header_length_huge.safetensors"] = with_header_length(valid, 2**64 - 1)
+    files["rq_scale_nan.safetensors"] = patched(valid, data_start, struct.pack("<f", np.nan))
+    files["rq_scale_negative.safetensors"] = patched(valid, data_start + 4, struct.pack("<f", -1.0))
+    files["rq_scale_huge.safetensors"] = patched(valid, data_start, struct.pack("<f", 3.0e38))
+    files["rq_codes_zero.safetensors"] = valid[:-12] + bytes(12)
+    def header_edited(old: bytes, new: bytes) -> bytes:  # same length: offsets stay right
+        return valid[:8] + valid[8:data_start].replace(old, new) + valid[data_start:]
+
+    files["rq_version_2.safetensors"] = header_edited(b'"version":"1"', b'"version":"2"')
+    files["rq_codes_i8.safetensors"] = header_edited(b'"U8"', b'"I8"')
+    files["rq_rows_mismatch.safetensors"] = header_edited(b'"shape":[3,4]', b'"shape":[4,3]')
+
+    # safetensors files from the safetensors package: the ones quantize_file reads
+    files["st_f32_4x3.safetensors"] = safetensors_bytes({"w": table(4, 3)})
+    files["st_f16_5x3.safetensors"] = safetensors_bytes({"w": table(5, 3).astype(np.float16)})
+    files["st_f64_3x2.safetensors"] = safetensors_bytes({"w": table(3, 2).astype(np.float64)})
+    files["st_i64_2x2.safetensors"] = safetensors_bytes(
+        {"w": np.arange(4, dtype=np.int64).reshape(2, 2)}
+    )
+    files["st_f32_0x3.safetensors"] = safetensors_bytes({"w": np.zeros((0, 3), np.float32)})
+    files["st_f32_1d.safetensors"] = safetensors_bytes({"w": np.ones(6, np.float32)})
+    files["st_f32_3d.safetensors"] = safetensors_bytes({"w": np.ones((2, 2, 2), np.float32)})
+    files["st_f32_nan_inf.safetensors"] = safetensors_bytes(
+        {"w": np.array([[1, np.nan], [np.inf, -2]], np.float32)}
+    )
+    files["st_many_tensors.safetensors"] = safetensors_bytes(
+        {
+            "a": table(2, 3),
+            "b": np.arange(4, dtype=np.uint8),
+            "c": np.array(7, dtype=np.int32),
+            "d": np.array([True, False]),
+            "e": table(2, 2).astype(np.float16),
+        },
+        metadata={"source": "make_corpus", "format": "pt"},
+    )
+    files["st_empty.safetensors"] = safetensors_bytes({})
+    bf16 = (table(3, 4).view(np.uint32) >> 16).astype("<u2")
+    files["st_bf16_3x4.safetensors"] = (
+        _safetensors.encode_header({"w": ("BF16", (3, 4))}, {}) + bf16.tobytes()
+    )
+    # a rowquant-shaped header over other tensors, and hand-made headers of unusual JSON
+    files["st_rowquant_metadata_wrong_tensors.safetensors"] = raw_safetensors(
+        {
+            "__metadata__": dict(rq.io.METADATA),
+            "w": {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]},
+        },
+        bytes(8),
+    )
+    files["st_scalar_and_zero_dims.safetensors"] = raw_safetensors(
+        {
+            "s": {"dtype": "F64", "shape": [], "data_offsets": [0, 8]},
+            "z": {"dtype": "U8", "shape": [0, 7, 3], "data_offsets": [8, 8]},
+        },
+        bytes(8),
+    )
+
+    # .npy files: quantize_file's other input
+    files["npy_f32_3x4.npy"] = npy_bytes(table(3, 4))
+    files["npy_f16_fortran_3x5.npy"] = npy_bytes(np.asfortranarray(table(3, 5).astype(np.float16)))
+    files["npy_f64_2x2.npy"] = npy_bytes(table(2, 2).astype(np.float64))
+    files["npy_f32_bigendian_2x3.npy"] = npy_bytes(table(2, 3).astype(">f4"))
+    files["npy_f32_v2_2x2.npy"] = npy_bytes(table(2, 2), version=(2, 0))
+    files["npy_i32_2x2.npy"] = npy_bytes(np.arange(4, dtype=np.int32).reshape(2, 2))
+    files["npy_f32_1d.npy"] = npy_bytes(np.ones(3, np.float32))
+    files["npy_f32_0x4.npy"] = npy_bytes(np.zeros((0, 4), np.float32))
+    files["npy_truncated.npy"] = npy_bytes(table(3, 4))[:-5]
+    return files
+
+
+def main() -> None:
+    CORPUS.mkdir(parents=True, exist_ok=True)
+    files = seeds()
+    for name, content in files.items():
+        (CORPUS / name).write_bytes(content)
+    total = sum(len(content) for content in files.values())
+    print(f"wrote {len(files)} seed files ({total} bytes) to {CORPUS}")
+
+
+if __name__ == "__main__":
+    main()

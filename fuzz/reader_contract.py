@@ -1,0 +1,245 @@
+"""What rowquant's file readers promise for any bytes at all (DESIGN.md sections 3 and 5), as one
+check shared by the atheris target (``fuzz_reader.py``) and the test suite
+(``tests/test_fuzz_regressions.py``), which replays the committed corpus through it.
+
+Each reader either raises a documented error or returns a result that agrees with an independent
+decoding of the same bytes and lies inside the file:
+
+- ``_safetensors.read_header`` on an in-memory stream: ``ValueError``, or a header whose tensors
+  cover the data section exactly, each as many bytes as its dtype and shape need, and nothing read
+  past the header.
+- ``rowquant.load(path, mmap=True)`` and ``mmap=False``: ``ValueError`` naming the file (the same
+  one both ways), or the same table both ways, equal to the file's bytes; ``take`` over every row
+  equals ``float32((codes - 128) * scales)`` bit for bit, and bags agree with a float64 sum.
+- ``rowquant.io.FloatSource(path)``: ``ValueError`` naming the file, ``TypeError`` naming a
+  non-float dtype, or a 2-D float table inside the file whose rows, read in chunks as float32,
+  equal the stored values converted.
+
+Any other exception escapes (a finding), and a broken promise raises :class:`ContractViolation`.
+An error message must also be printable text: the CLI writes it to stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+
+import rowquant as rq
+from rowquant import _safetensors
+from rowquant.io import FloatSource
+
+__all__ = ["ContractViolation", "check_bytes", "check_file", "check_header"]
+
+_FLOAT_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}  # BF16 is decoded from its bits
+_BAG_CELLS = 1 << 20  # bags allocate (bags, dim) floats even for an empty table: keep them small
+
+
+class ContractViolation(AssertionError):
+    """A reader returned a wrong result or raised an error the contract does not allow."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractViolation(message)
+
+
+def _printable(error: BaseException) -> str:
+    message = str(error)
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError as problem:
+        raise ContractViolation(
+            f"{type(error).__name__} message cannot be printed as UTF-8 ({problem}): {message!r}"
+        ) from None
+    return message
+
+
+class _Stream(io.BytesIO):
+    """A BytesIO that remembers the furthest byte read."""
+
+    furthest = 0
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        self.furthest = max(self.furthest, self.tell())
+        return chunk
+
+
+def check_header(data: bytes):
+    """``read_header`` on ``data`` in memory; the checked header, or None when it refused."""
+    stream = _Stream(data)
+    try:
+        header = _safetensors.read_header(stream, len(data))
+    except ValueError as error:
+        _printable(error)
+        return None
+    (length,) = np.frombuffer(data, "<u8", count=1)
+    data_start = 8 + int(length)
+    _require(stream.furthest <= data_start, f"read_header read up to byte {stream.furthest}, "
+             f"past the end of the header at {data_start}")
+    _require(header.file_size == len(data), "Header.file_size is not the file's size")
+    _require(all(isinstance(k, str) and isinstance(v, str) for k, v in header.metadata.items()),
+             "metadata must map strings to strings")
+    covered = data_start
+    for name, tensor in sorted(header.tensors.items(), key=lambda item: item[1].start):
+        _require(name == tensor.name, f"tensor {name!r} is filed under another name")
+        _require(tensor.dtype in _safetensors.DTYPES, f"tensor {name!r}: dtype {tensor.dtype!r}")
+        _require(all(type(size) is int and size >= 0 for size in tensor.shape),
+                 f"tensor {name!r}: shape {tensor.shape!r}")
+        _require(tensor.start == covered, f"{name!r} starts at {tensor.start}, not {covered}")
+        needed = math.prod(tensor.shape) * _safetensors.DTYPES[tensor.dtype][1]
+        _require(tensor.nbytes == needed, f"tensor {name!r}: {tensor.nbytes} bytes, not {needed}")
+        covered = tensor.stop
+    _require(covered == len(data), f"the tensors cover {covered} of the file's {len(data)} bytes")
+    return header
+
+
+def _expected_rows(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32((codes - 128) * scales): the float64 product is exact (8 x 24 bits), rounded once."""
+    with np.errstate(over="ignore"):  # products past float32's range round to inf, as in rowquant
+        return ((codes.astype(np.float64) - 128.0) * scales.astype(np.float64)[:, None]).astype(
+            np.float32
+        )
+
+
+def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
+    rows, dim = qe.shape
+    where = f"load(mmap={mmap})"
+    _require(header is not None, f"{where} accepted a file that read_header refuses")
+    scales_tensor, codes_tensor = header.tensors["scales"], header.tensors["codes"]
+    _require(qe.codes.dtype == np.uint8 and qe.codes.shape == (rows, dim), f"{where}: codes")
+    _require(qe.scales.dtype == np.float32 and qe.scales.shape == (rows,), f"{where}: scales")
+    _require(codes_tensor.shape == (rows, dim) and scales_tensor.shape == (rows,),
+             f"{where}: shape {qe.shape} is not the header's")
+    _require(8 + 4 * rows + rows * dim <= len(data), f"{where}: {qe.shape} does not fit the file")
+    _require(not qe.codes.flags.writeable and not qe.scales.flags.writeable,
+             f"{where}: the table's arrays are writable")
+    stored_scales = np.frombuffer(data, "<f4", count=rows, offset=scales_tensor.start)
+    stored_codes = np.frombuffer(data, np.uint8, count=rows * dim, offset=codes_tensor.start)
+    _require(np.array_equal(qe.scales.view(np.uint32), stored_scales.view("<u4")),
+             f"{where}: scales differ from the file's bytes")
+    _require(np.array_equal(qe.codes.reshape(-1), stored_codes),
+             f"{where}: codes differ from the file's bytes")
+    _require(bool(np.all((qe.scales >= 0) & np.isfinite(qe.scales))),
+             f"{where}: accepted a negative or non-finite scale")
+
+    ids = np.arange(rows)
+    expected = _expected_rows(qe.codes, qe.scales)
+    taken = qe.take(ids)
+    _require(taken.dtype == np.float32 and taken.shape == (rows, dim), f"{where}: take's shape")
+    _require(np.array_equal(taken.view(np.uint32), expected.view(np.uint32)),
+             f"{where}: take differs from float32((codes - 128) * scales)")
+    # finite scales give finite rows unless a product leaves float32's range (codes far from
+    # 128 times scales near float32's maximum: no quantized table has those)
+    magnitude = np.abs(qe.codes.astype(np.float64) - 128) * qe.scales.astype(np.float64)[:, None]
+    representable = magnitude <= np.finfo(np.float32).max
+    _require(bool(np.all(np.isfinite(taken) | ~representable)), f"{where}: take gave inf or NaN")
+    _require(np.array_equal(qe.dequantize().view(np.uint32), expected.view(np.uint32)),
+             f"{where}: dequantize differs from take")
+    if rows == 0 and dim > _BAG_CELLS:
+        return
+    # every row in one bag, then in two (the second may be empty), summed and averaged
+    offsets = np.array([0, rows // 2])
+    for mode in ("sum", "mean"):
+        pooled = qe.bag(ids, offsets, mode=mode)
+        _require(pooled.dtype == np.float32 and pooled.shape == (2, dim), f"{where}: bag's shape")
+        wide = expected.astype(np.float64)
+        for b, (begin, end) in enumerate(((0, rows // 2), (rows // 2, rows))):
+            part = wide[begin:end]
+            total = part.sum(axis=0)
+            if mode == "mean" and end > begin:
+                total /= end - begin
+            if not np.all(np.isfinite(part)) or np.any(np.abs(part).sum(axis=0) > 1e38):
+                continue  # infinities, or partial sums that may overflow: order decides
+            tolerance = (np.abs(part).sum(axis=0) + 1e-30) * (len(part) + 1) * 2.0**-23
+            _require(bool(np.all(np.abs(pooled[b] - total) <= tolerance)),
+                     f"{where}: bag {b} (mode={mode}) differs from the float64 sum")
+
+
+def _check_load(path: str, data: bytes, header) -> None:
+    outcomes = []
+    for mmap in (True, False):
+        try:
+            qe = rq.load(path, mmap=mmap)
+        except ValueError as error:
+            message = _printable(error)
+            _require(path in message, f"load(mmap={mmap}): the message does not name the file: "
+                     f"{message!r}")
+            outcomes.append(("error", message))
+            continue
+        _check_table(qe, data, header, path, mmap)
+        outcomes.append(("table", qe.shape))
+        del qe
+    _require(outcomes[0] == outcomes[1], f"load with and without mmap disagree: {outcomes}")
+
+
+def _decoded(data: bytes, source: FloatSource) -> np.ndarray:
+    """The table as float32, decoded from ``data`` without rowquant's help."""
+    array = source._array
+    origin = np.frombuffer(source._buffer, np.uint8, count=1).ctypes.data if data else 0
+    offset = array.__array_interface__["data"][0] - origin if array.size else 0
+    count = source.rows * source.dim
+    _require(0 <= offset and offset + count * array.itemsize <= len(data),
+             f"FloatSource's array [{offset}, +{count * array.itemsize}) is outside the file "
+             f"of {len(data)} bytes")
+    stored = np.frombuffer(data, array.dtype, count=count, offset=offset)
+    stored = stored.reshape(array.shape, order="F" if array.flags.f_contiguous and not
+                            array.flags.c_contiguous else "C")
+    if source._bf16:
+        return (stored.astype(np.uint32) << 16).view(np.float32)
+    _require(array.dtype.kind == "f", f"FloatSource accepted dtype {array.dtype}")
+    with np.errstate(over="ignore"):
+        return stored.astype(np.float32)
+
+
+def _check_float_source(path: str, data: bytes, header) -> None:
+    try:
+        source = FloatSource(path)
+    except ValueError as error:
+        message = _printable(error)
+        _require(path in message, f"FloatSource: the message does not name the file: {message!r}")
+        return
+    except TypeError as error:
+        message = _printable(error)
+        _require(path in message and "dtype" in message,
+                 f"FloatSource: a TypeError that names no dtype: {message!r}")
+        return
+    with source:
+        rows, dim = source.rows, source.dim
+        _require(type(rows) is int and type(dim) is int and rows >= 0 and dim >= 0,
+                 f"FloatSource: shape ({rows!r}, {dim!r})")
+        if header is not None and not data.startswith(b"\x93NUMPY"):
+            tensor = header.tensors[source.tensor]
+            _require(tensor.shape == (rows, dim) and tensor.dtype in ("BF16", *_FLOAT_DTYPES),
+                     f"FloatSource: {tensor.describe()} read as ({rows}, {dim})")
+        _require(source.nbytes <= len(data), f"FloatSource: {source.nbytes} bytes in a file of "
+                 f"{len(data)}")
+        expected = _decoded(data, source)
+        step = max(1, rows // 3)
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            values, stored = source.rows_float32(start, stop)
+            _require(values.dtype == np.float32 and values.shape == (stop - start, dim),
+                     f"FloatSource.rows_float32({start}, {stop}) has {values.dtype} {values.shape}")
+            _require(stored.shape == values.shape, "rows_float32: stored rows of another shape")
+            np.testing.assert_array_equal(values, expected[start:stop],
+                                          err_msg=f"rows_float32({start}, {stop})")
+            del values, stored
+            source.release(start, stop)
+
+
+def check_file(path: str, data: bytes) -> None:
+    """Every reader on the file at ``path``, whose content is ``data``."""
+    header = check_header(data)
+    _check_load(path, data, header)
+    _check_float_source(path, data, header)
+
+
+def check_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` (replacing what is there) and check every reader on it."""
+    with open(path, "wb") as file:
+        file.write(data)
+    check_file(os.fspath(path), data)
