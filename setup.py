@@ -3,7 +3,9 @@
 Flags: -O3 and -ffp-contract=off (no fused multiply-adds the arithmetic contract does not state),
 never -ffast-math and never -march=native, so a wheel built here runs on any x86-64 and gives the
 reference's bits. OpenMP is used when the compiler accepts -fopenmp; without it every kernel
-runs single-threaded.
+runs single-threaded. ROWQUANT_SANITIZE=1 builds for .ci/sanitize instead: AddressSanitizer and
+UndefinedBehaviorSanitizer checks around the kernels, at -O1 so the run stays quick and reports
+keep their stack frames; the library must then run with libasan preloaded.
 """
 import glob
 import os
@@ -15,6 +17,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 COMPILE_ARGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-Wall"]
+LINK_ARGS = []
+if os.environ.get("ROWQUANT_SANITIZE") == "1":
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                "-fno-omit-frame-pointer", "-g"]
+    # the last -O wins; -fno-wrapv undoes Python's -fwrapv, under which UBSan ignores signed
+    # overflow (an index product like row * stride that wraps would go unreported)
+    COMPILE_ARGS = COMPILE_ARGS + SANITIZE + ["-O1", "-fno-wrapv"]
+    LINK_ARGS = SANITIZE
 
 
 def compiler_accepts(compiler, flag):
@@ -50,6 +60,7 @@ extension = Extension(
     sources=["src/rowquant/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
     include_dirs=["csrc"],
     extra_compile_args=list(COMPILE_ARGS),
+    extra_link_args=list(LINK_ARGS),
 )
 
 setup(

@@ -230,6 +230,12 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     _mm_sfence();
 }
 
+/* Keeps the compiler from loading the codes once above the three ways of adding a row (it
+ * does, as they all read the same codes): the eight loaded blocks plus eight sums then need
+ * more than the sixteen vector registers, and the sums spill to the stack, a load and a store
+ * per block and row. Loads stay below this point; the sums are registers, unaffected. */
+#define RQ_NO_HOIST() __asm__ volatile("" ::: "memory")
+
 /* Add the rows of one bag, in id order, over columns [COL, COL + 8 * BLOCKS) held in registers,
  * then STORE them. Each step also prefetches the same columns of the row RQ_BAG_AHEAD ids later
  * (into the next bags when this one ends, whose passes run over the same columns): the loads
@@ -251,14 +257,17 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
             const float scale = scales[row];                                                  \
             const __m256 s = _mm256_set1_ps(scale);                                           \
             if (weights) {                                                                    \
+                RQ_NO_HOIST();                                                                \
                 const __m256 w = _mm256_set1_ps(weights[k]);                                  \
                 for (int b = 0; b < (BLOCKS); b++)                                            \
                     acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, values8_any(row_codes + 8 * b, scale))); \
             } else if (rq_fma_scale(scale)) {                                                 \
+                RQ_NO_HOIST();                                                                \
                 const __m256 bias = _mm256_set1_ps(-128.0f * scale);                          \
                 for (int b = 0; b < (BLOCKS); b++)                                            \
                     acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s, bias));      \
             } else {                                                                          \
+                RQ_NO_HOIST();                                                                \
                 for (int b = 0; b < (BLOCKS); b++)                                            \
                     acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));        \
             }                                                                                 \
@@ -281,31 +290,95 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
             _mm256_storeu_ps((where), (value));                                               \
     } while (0)
 
+/* RQ_POOL for unweighted bags whose rows all take the FMA path, from per-row pointers, scales
+ * and biases worked out once for the bag instead of once per pass (a pass covers 64 columns).
+ * Worth it from three passes on: 1000x300, 8192 bags of 20, 4.3 -> 3.9 ms (callgrind: 172 ->
+ * 147 million instructions with the RQ_NO_HOIST fix); with one pass (dim 64) it costs 15%. */
+#define RQ_POOL_READY(COL, BLOCKS, STORE)                                                     \
+    do {                                                                                      \
+        __m256 acc[BLOCKS];                                                                   \
+        for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
+        for (int64_t i = 0; i < count; i++) {                                                 \
+            const int64_t k = begin + i;                                                      \
+            if (k + RQ_BAG_AHEAD < n_ids) {                                                 \
+                const uint8_t *later = codes + ids[k + RQ_BAG_AHEAD] * codes_stride + (COL);  \
+                __builtin_prefetch(later);                                                    \
+                __builtin_prefetch(later + 8 * (BLOCKS) - 1);                                 \
+            }                                                                                 \
+            const uint8_t *row_codes = row_at[i];                                             \
+            if (!row_codes) continue;                                                         \
+            const __m256 s = _mm256_broadcast_ss(row_scale + i);                              \
+            const __m256 bias = _mm256_broadcast_ss(row_bias + i);                            \
+            for (int b = 0; b < (BLOCKS); b++)                                                \
+                acc[b] = _mm256_add_ps(acc[b], values8(row_codes + (COL) + 8 * b, s, bias));  \
+        }                                                                                     \
+        for (int b = 0; b < (BLOCKS); b++) STORE(out + (COL) + 8 * b, acc[b]);                \
+    } while (0)
+
+/* All columns of a row of 64 or more with POOL (RQ_POOL or RQ_POOL_READY): passes of 64, then
+ * the last columns in one pass of whole vectors ending at dim; its first vector starts inside
+ * the columns already stored, and its store skips those lanes. */
+#define RQ_POOL_WIDE(POOL)                                                                    \
+    do {                                                                                      \
+        int64_t j = 0;                                                                        \
+        for (; j + 64 <= dim; j += 64) POOL(j, 8, RQ_STORE);                                  \
+        if (j < dim) {                                                                        \
+            const int vectors = (int)((dim - j + 7) / 8);                                     \
+            const int64_t start = dim - 8 * (int64_t)vectors;                                 \
+            const __m256i head_lanes = _mm256_cmpgt_epi32(                                    \
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),                                    \
+                _mm256_set1_epi32((int)(j - start) - 1));                                     \
+            switch (vectors) {                                                                \
+            case 8: POOL(start, 8, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 7: POOL(start, 7, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 6: POOL(start, 6, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 5: POOL(start, 5, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 4: POOL(start, 4, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 3: POOL(start, 3, RQ_STORE_AFTER_OVERLAP); break;                            \
+            case 2: POOL(start, 2, RQ_STORE_AFTER_OVERLAP); break;                            \
+            default: POOL(start, 1, RQ_STORE_AFTER_OVERLAP); break;                           \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+#define RQ_BAG_READY_MAX 64 /* ids of a bag worked out at once; longer bags take RQ_POOL */
+
+/* Row pointers (NULL for padding), scales and biases of ids[begin, end) for RQ_POOL_READY;
+ * 0 when a row needs another path (scale 0 or past RQ_FMA_MAX_SCALE). */
+static int prepare_rows(const uint8_t *codes, const float *scales, int64_t codes_stride,
+                        const int64_t *ids, int64_t begin, int64_t end, int64_t padding_idx,
+                        const uint8_t **row_at, float *row_scale, float *row_bias)
+{
+    int ready = 1;
+    for (int64_t k = begin; k < end; k++) {
+        const int64_t row = ids[k]; /* in range, padding_idx too: checked by the caller */
+        const float scale = scales[row];
+        row_at[k - begin] = row == padding_idx ? NULL : codes + row * codes_stride;
+        row_scale[k - begin] = scale;
+        row_bias[k - begin] = -128.0f * scale;
+        ready &= row == padding_idx || rq_fma_scale(scale);
+    }
+    return ready;
+}
+
 void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
                       int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
                       int64_t end, int64_t padding_idx, int64_t n_ids, float *out)
 {
-    int64_t j = 0;
-    for (; j + 64 <= dim; j += 64) RQ_POOL(j, 8, RQ_STORE);
-    if (j > 0 && j < dim) {
-        /* the last columns in one pass of whole vectors ending at dim; its first vector starts
-         * inside the columns already stored, and its store skips those lanes */
-        const int vectors = (int)((dim - j + 7) / 8);
-        const int64_t start = dim - 8 * (int64_t)vectors;
-        const __m256i head_lanes = _mm256_cmpgt_epi32(
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(j - start) - 1));
-        switch (vectors) {
-        case 8: RQ_POOL(start, 8, RQ_STORE_AFTER_OVERLAP); break;
-        case 7: RQ_POOL(start, 7, RQ_STORE_AFTER_OVERLAP); break;
-        case 6: RQ_POOL(start, 6, RQ_STORE_AFTER_OVERLAP); break;
-        case 5: RQ_POOL(start, 5, RQ_STORE_AFTER_OVERLAP); break;
-        case 4: RQ_POOL(start, 4, RQ_STORE_AFTER_OVERLAP); break;
-        case 3: RQ_POOL(start, 3, RQ_STORE_AFTER_OVERLAP); break;
-        case 2: RQ_POOL(start, 2, RQ_STORE_AFTER_OVERLAP); break;
-        default: RQ_POOL(start, 1, RQ_STORE_AFTER_OVERLAP); break;
-        }
+    const uint8_t *row_at[RQ_BAG_READY_MAX];
+    float row_scale[RQ_BAG_READY_MAX], row_bias[RQ_BAG_READY_MAX];
+    const int64_t count = end - begin;
+    if (!weights && dim > 128 && count <= RQ_BAG_READY_MAX &&
+        prepare_rows(codes, scales, codes_stride, ids, begin, end, padding_idx, row_at,
+                     row_scale, row_bias)) {
+        RQ_POOL_WIDE(RQ_POOL_READY);
         return;
     }
+    if (dim >= 64) {
+        RQ_POOL_WIDE(RQ_POOL);
+        return;
+    }
+    int64_t j = 0;
     /* narrower rows: the remaining whole vectors in one pass, so their sums run side by side */
     switch ((dim - j) / 8) {
     case 7: RQ_POOL(j, 7, RQ_STORE); j += 56; break;

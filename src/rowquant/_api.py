@@ -471,4 +471,4 @@ def _bag_weights(weights, ids, mode):
         raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
     if weights.shape != ids.shape:
         raise ValueError(f"weights must have the shape of ids {ids.shape}, got {weights.shape}")
-    return np.ascontiguousarray(weights.reshape(-1), dtype=np.float32)
+    return _checks.aligned_contiguous(weights.reshape(-1), np.float32)

@@ -30,7 +30,14 @@ def float_matrix(E, name: str = "E") -> np.ndarray:
     if has_contiguous_rows(array, np.float32):
         return array
     with np.errstate(over="ignore"):  # values past float32's range are reported by the caller
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return aligned_contiguous(array, np.float32)
+
+
+def aligned_contiguous(array, dtype) -> np.ndarray:
+    """``array`` as C-contiguous ``dtype`` whose items sit on their natural alignment, as the C
+    kernels read them (np.ascontiguousarray keeps a misaligned view as it is); a copy only when
+    needed."""
+    return np.require(array, dtype=dtype, requirements=["C", "A"])
 
 
 def nonfinite_error(
@@ -58,6 +65,7 @@ def has_contiguous_rows(array: np.ndarray, dtype) -> bool:
         and array.ndim == 2
         and (array.strides[1] == array.itemsize or array.shape[1] <= 1)
         and array.strides[0] >= 0
+        and array.flags.aligned  # C reads float32 and int64 through typed pointers
     )
 
 
@@ -79,7 +87,7 @@ def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarr
         )
     if not has_contiguous_rows(codes, np.uint8):
         codes = np.ascontiguousarray(codes)
-    scales = np.ascontiguousarray(scales, dtype=np.float32)
+    scales = aligned_contiguous(scales, np.float32)
     if check_values:
         usable = (scales >= 0) & (scales <= _FLOAT32_MAX)  # false for NaN too
         if not usable.all():
@@ -103,7 +111,7 @@ def integer_array(values, name: str) -> np.ndarray:
 def as_int64(array: np.ndarray) -> np.ndarray:
     """A flat C-contiguous int64 copy or view; uint64 values past int64 wrap to negative, which
     every range check rejects, and the error quotes the original value."""
-    return np.ascontiguousarray(array.reshape(-1)).astype(np.int64, copy=False)
+    return aligned_contiguous(array.reshape(-1).astype(np.int64, copy=False), np.int64)
 
 
 def id_range_error(ids: np.ndarray, flat_index: int, n_rows: int, name: str = "ids"):
@@ -149,6 +157,11 @@ def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=(), all
         raise ValueError(f"{name} must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writable")
+    if not out.flags.aligned:
+        raise ValueError(
+            f"{name} must be aligned to its {out.dtype.itemsize}-byte items (a view of a byte "
+            "buffer at an odd offset is not)"
+        )
     for array in inputs:
         if array is not None and np.may_share_memory(out, array):
             raise ValueError(f"{name} overlaps an input array; pass a separate buffer")

@@ -8,7 +8,7 @@ raised by the caller. Pointers are taken with ``&a[0, 0]`` under boundscheck=Fal
 data pointer even for empty arrays; kernels never dereference it then.
 """
 cimport cython
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
 
 cdef extern from "rowquant.h" nogil:
@@ -129,13 +129,15 @@ cdef class Table:
     def take(self, ids, int n_threads):
         """Rows ids (a C-contiguous 1-D int64 array) into a new (len(ids), D) float32 array.
         Returns (out, -1), (None, position of the first id out of range), or None when ids is
-        not such an array (the caller then takes the general path)."""
+        not such an array, or not aligned (the caller then takes the general path)."""
         cdef const int64_t[::1] id_view
         try:
             id_view = ids
         except (ValueError, TypeError, BufferError):
             return None
         cdef int64_t n_ids = id_view.shape[0], dim = self.codes.shape[1], bad = -1
+        if n_ids and <uintptr_t>&id_view[0] % sizeof(int64_t):
+            return None  # misaligned ids: the general path makes an aligned copy
         out = _np.empty((n_ids, dim), dtype=_FLOAT32)
         cdef float[:, ::1] out_view = out
         cdef int status
