@@ -79,20 +79,31 @@ def _flatten(groups):
     return None if groups is None else [name for group in groups for name in group]
 
 
+def _command(commands, common, name: str, summary: str, description: str, epilog: str):
+    """The subparser of one command: ``summary`` in the command list, ``description`` and the
+    ``epilog`` of examples under its --help, laid out as written; --debug from ``common``."""
+    return commands.add_parser(
+        name,
+        parents=[common],
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _add_bench(commands, common) -> None:
     from .benchmark import FULL_TABLES, PEERS, QUICK_TABLES, TABLES
 
-    parser = commands.add_parser(
+    parser = _command(
+        commands,
+        common,
         "bench",
-        parents=[common],
-        help="time rowquant against numpy, PyTorch/FBGEMM and a memory-copy floor",
-        description=(
-            "Time rowquant's quantize, dequantize, take and bag against numpy, PyTorch/FBGEMM\n"
-            "and the memory-copy floor, all in the same run on the same data, and print the\n"
-            "ratios."
-        ),
-        epilog=_BENCH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "time rowquant against numpy, PyTorch/FBGEMM and a memory-copy floor",
+        "Time rowquant's quantize, dequantize, take and bag against numpy, PyTorch/FBGEMM\n"
+        "and the memory-copy floor, all in the same run on the same data, and print the\n"
+        "ratios.",
+        _BENCH_EPILOG,
     )
     parser.add_argument(
         "--full",
@@ -188,14 +199,14 @@ def _human_bytes(count: int) -> str:
 
 
 def _add_quantize(commands, common) -> None:
-    parser = commands.add_parser(
+    parser = _command(
+        commands,
+        common,
         "quantize",
-        parents=[common],
-        help="quantize a float table in a .npy or .safetensors file into a rowquant file",
-        description="Quantize a float embedding table from a file, chunk by chunk, into a\n"
+        "quantize a float table in a .npy or .safetensors file into a rowquant file",
+        "Quantize a float embedding table from a file, chunk by chunk, into a\n"
         "rowquant safetensors file (uint8 codes and one float32 scale per row).",
-        epilog=_QUANTIZE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        _QUANTIZE_EPILOG,
     )
     parser.add_argument("input", metavar="INPUT", help="a .npy or .safetensors file")
     parser.add_argument(
@@ -258,15 +269,15 @@ def _run_quantize(args) -> int:
 
 
 def _add_inspect(commands, common) -> None:
-    parser = commands.add_parser(
+    parser = _command(
+        commands,
+        common,
         "inspect",
-        parents=[common],
-        help="show a rowquant file's header, and its error against the original",
-        description="Show what a rowquant file holds (rows, dim, sizes, metadata, scales) and,\n"
+        "show a rowquant file's header, and its error against the original",
+        "Show what a rowquant file holds (rows, dim, sizes, metadata, scales) and,\n"
         "with --against, how far it is from the float table it came from. Other .safetensors\n"
         "and .npy files get a list of their tensors.",
-        epilog=_INSPECT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        _INSPECT_EPILOG,
     )
     parser.add_argument("file", metavar="FILE", help="a rowquant .safetensors file")
     parser.add_argument(
