@@ -11,7 +11,7 @@ import operator
 import os
 import warnings
 
-__all__ = ["set_num_threads", "get_num_threads", "resolve_threads"]
+__all__ = ["MAX_THREADS", "set_num_threads", "get_num_threads", "resolve_threads"]
 
 
 def _available_cores() -> int:
@@ -21,13 +21,21 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# The kernels take a C int; a call runs on at most 256 threads (csrc/team.h), whatever it asks.
+MAX_THREADS = 2**31 - 1
+
+
 def _positive_count(value, name: str) -> int:
+    if isinstance(value, (bool, float)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     try:
         count = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
     if count < 1:
         raise ValueError(f"{name} must be at least 1, got {count}")
+    if count > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS}, got {count}")
     return count
 
 
@@ -38,7 +46,8 @@ def _initial_threads() -> int:
             return _positive_count(int(setting), "ROWQUANT_NUM_THREADS")
         except ValueError:
             warnings.warn(
-                f"ignoring ROWQUANT_NUM_THREADS={setting!r}: not a positive integer",
+                f"ignoring ROWQUANT_NUM_THREADS={setting!r}: not an integer in "
+                f"[1, {MAX_THREADS}]",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+from ._threads import MAX_THREADS
 from ._version import __version__
 
 __all__ = ["main", "build_parser"]
@@ -47,6 +48,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {value}")
     return value
 
 
@@ -121,7 +129,7 @@ def _add_bench(commands, common) -> None:
     parser.add_argument(
         "--threads",
         nargs="+",
-        type=_positive_int,
+        type=_thread_count,
         metavar="N",
         help="thread counts to measure (default: 1 and all cores)",
     )
@@ -149,9 +157,13 @@ def _add_bench(commands, common) -> None:
 def _run_bench(args) -> int:
     from . import benchmark
 
-    if args.json is not None:
+    if args.json is not None:  # fail now, not after a long run
+        if not args.json:
+            raise ValueError("the --json path is empty")
+        if os.path.isdir(args.json):
+            raise OSError(f"cannot write {args.json}: it is a folder")
         folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):  # fail now, not after a long run
+        if not os.path.isdir(folder):
             raise OSError(f"cannot write {args.json}: no folder {folder}")
     report = benchmark.bench(
         full=args.full,
@@ -180,7 +192,10 @@ examples:
 INPUT is a .npy file (float16/32/64) or a .safetensors file (a 2-D F16, BF16, F32 or F64
 tensor; --tensor picks one when there are several). It is read in chunks, so tables larger than
 memory work. OUTPUT is written atomically: on any failure nothing is left at OUTPUT, and a file
-already there stays as it was. 'rowquant inspect OUTPUT' shows the result.
+already there stays as it was. A file replaced keeps its permissions; a symlink is written
+through to its target; a device, named pipe or socket is refused. A run killed mid-write leaves
+a hidden .OUTPUT.XXXXXXXX.partial file, which the next run writing OUTPUT deletes.
+'rowquant inspect OUTPUT' shows the result.
 """
 
 _INSPECT_EPILOG = """\
@@ -210,13 +225,17 @@ def _add_quantize(commands, common) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="a .npy or .safetensors file")
     parser.add_argument(
-        "-o", "--output", required=True, metavar="OUTPUT", help="the rowquant file to write"
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="the rowquant file to write (through a symlink, its target is replaced)",
     )
     parser.add_argument(
         "--tensor", metavar="NAME", help="the tensor to quantize, for safetensors files"
     )
     parser.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="threads to use (default: all cores)"
+        "--threads", type=_thread_count, metavar="N", help="threads to use (default: all cores)"
     )
     parser.add_argument(
         "--chunk-rows",
