@@ -67,6 +67,7 @@ static int reproduces_scalar(const rq_kernels *kernels)
     static float values[CHECK_ROWS * CHECK_DIM];
     uint8_t codes[2][CHECK_ROWS * CHECK_DIM];
     float scales[2][CHECK_ROWS], out[2][CHECK_ROWS * CHECK_DIM], bag[2][CHECK_DIM];
+    float bag_max[2][CHECK_DIM];
     const int64_t ids[] = {1, 4, 0, 2, 4, 5, 3};
     const float weights[] = {0.5f, -2.0f, 1.0f, 3.0f, 0.25f, 1.0f, 7.0f};
     const rq_kernels *pair[2] = {&rq_kernels_scalar, kernels};
@@ -83,12 +84,17 @@ static int reproduces_scalar(const rq_kernels *kernels)
             pair[v]->dequantize_row(codes[v] + i * CHECK_DIM, scales[v][i], CHECK_DIM,
                                     out[v] + i * CHECK_DIM);
         }
-        pair[v]->pool_bag(codes[v], scales[v], CHECK_DIM, CHECK_DIM, ids, weights, 0, 7, 5,
-                          7, bag[v]);
+        const rq_bag_rows rows = {
+            .codes = codes[v], .scales = scales[v], .codes_stride = CHECK_DIM,
+            .n_rows = CHECK_ROWS, .dim = CHECK_DIM, .ids = ids, .n_ids = 7, .padding_idx = 5,
+        };
+        pair[v]->pool_bag(&rows, weights, 0, 7, bag[v]);
+        pair[v]->max_bag(&rows, 0, 7, bag_max[v]);
     }
     return same_bits(codes[0], codes[1], sizeof codes[0]) &&
            same_bits(scales[0], scales[1], sizeof scales[0]) &&
-           same_bits(out[0], out[1], sizeof out[0]) && same_bits(bag[0], bag[1], sizeof bag[0]);
+           same_bits(out[0], out[1], sizeof out[0]) && same_bits(bag[0], bag[1], sizeof bag[0]) &&
+           same_bits(bag_max[0], bag_max[1], sizeof bag_max[0]);
 }
 
 static int usable(const rq_kernels *kernels)

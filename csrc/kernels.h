@@ -10,6 +10,20 @@
 #define RQ_INF_BITS 0x7f800000u
 #define RQ_BIAS 128
 
+/* The rows of one bag call: the table, and the flat ids that every bag of the call indexes.
+ * Kernels check each id as they read it (another thread may change ids during the call) and
+ * address the table with that checked value only. */
+typedef struct rq_bag_rows {
+    const uint8_t *codes;
+    const float *scales;
+    int64_t codes_stride;
+    int64_t n_rows;
+    int64_t dim;
+    const int64_t *ids;
+    int64_t n_ids;       /* all ids of the call, so that rows of later bags can be prefetched */
+    int64_t padding_idx; /* skipped and not counted; -1 for none */
+} rq_bag_rows;
+
 /* Row kernels for one instruction set. Every variant gives the same bits as the scalar one. */
 typedef struct rq_kernels {
     const char *name;
@@ -24,13 +38,16 @@ typedef struct rq_kernels {
      * when it returns. */
     void (*dequantize_rows_stream)(const uint8_t *codes, int64_t codes_stride,
                                    const float *scales, int64_t n_rows, int64_t dim, float *out);
-    /* Sum ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out, in id
-     * order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
-     * product rounded to float32. ids holds n_ids ids in all, so that rows of later bags can
-     * be prefetched on the way. */
-    void (*pool_bag)(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, int64_t n_ids, float *out);
+    /* Sum rows ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out,
+     * in id order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
+     * product rounded to float32. Returns the position of the first id found outside
+     * [0, n_rows) (that row is left out), or -1. */
+    int64_t (*pool_bag)(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                        int64_t end, float *out);
+    /* out[j] = the largest (q - 128) * scale of column j over rows ids[begin..end), skipping
+     * padding_idx, in id order with a later value kept only when strictly greater (which
+     * decides between -0 and +0); zeros when no row is pooled. Returns as pool_bag. */
+    int64_t (*max_bag)(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
 } rq_kernels;
 
 extern const rq_kernels rq_kernels_scalar;
@@ -43,9 +60,9 @@ extern const rq_kernels rq_kernels_avx512;
 void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out);
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                     const float *scales, int64_t n_rows, int64_t dim, float *out);
-void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                      int64_t end, int64_t padding_idx, int64_t n_ids, float *out);
+int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                         int64_t end, float *out);
+int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
 #endif
 
 static inline uint32_t rq_float_bits(float value)
@@ -99,6 +116,22 @@ static inline void rq_prefetch_row(const uint8_t *codes, const float *scale, int
     for (uintptr_t line = first; line < (uintptr_t)codes + (uintptr_t)dim; line += 64)
         __builtin_prefetch((const void *)line);
     __builtin_prefetch(scale);
+}
+
+/* Whether row is a row of the table: negative ids wrap to huge and fail too. */
+static inline int rq_valid_row(int64_t row, int64_t n_rows)
+{
+    return (uint64_t)row < (uint64_t)n_rows;
+}
+
+/* Prefetch row ids[k] when k < n_ids and the id is valid: an id changed by another thread must
+ * not even form a pointer outside the table. */
+static inline void rq_prefetch_id(const rq_bag_rows *rows, int64_t k)
+{
+    if (k >= rows->n_ids) return;
+    const int64_t row = rows->ids[k];
+    if (rq_valid_row(row, rows->n_rows))
+        rq_prefetch_row(rows->codes + row * rows->codes_stride, rows->scales + row, rows->dim);
 }
 
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof

@@ -236,6 +236,29 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
  * per block and row. Loads stay below this point; the sums are registers, unaffected. */
 #define RQ_NO_HOIST() __asm__ volatile("" ::: "memory")
 
+/* Prefetch columns [COL, COL + 8 * BLOCKS) of the row RQ_BAG_AHEAD ids after k (and its scale
+ * with the first columns), if that id is a row of the table: ids are read once and checked, as
+ * another thread may change them during the call. */
+#define RQ_PREFETCH_LATER(COL, BLOCKS)                                                        \
+    do {                                                                                      \
+        if (k + RQ_BAG_AHEAD < n_ids) {                                                       \
+            const int64_t later_row = ids[k + RQ_BAG_AHEAD];                                  \
+            if (rq_valid_row(later_row, n_rows)) {                                            \
+                const uint8_t *later = codes + later_row * codes_stride + (COL);              \
+                __builtin_prefetch(later);                                                    \
+                __builtin_prefetch(later + 8 * (BLOCKS) - 1);                                 \
+                if ((COL) == 0) __builtin_prefetch(scales + later_row);                       \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+/* Keep the smallest position of an id found outside the table (passes over the columns re-read
+ * the ids, so a later pass may find an earlier one). */
+#define RQ_NOTE_BAD(k)                                                                        \
+    do {                                                                                      \
+        if (bad < 0 || (k) < bad) bad = (k);                                                  \
+    } while (0)
+
 /* Add the rows of one bag, in id order, over columns [COL, COL + 8 * BLOCKS) held in registers,
  * then STORE them. Each step also prefetches the same columns of the row RQ_BAG_AHEAD ids later
  * (into the next bags when this one ends, whose passes run over the same columns): the loads
@@ -245,13 +268,12 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
         __m256 acc[BLOCKS];                                                                   \
         for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
         for (int64_t k = begin; k < end; k++) {                                               \
-            if (k + RQ_BAG_AHEAD < n_ids) {                                                 \
-                const uint8_t *later = codes + ids[k + RQ_BAG_AHEAD] * codes_stride + (COL);  \
-                __builtin_prefetch(later);                                                    \
-                __builtin_prefetch(later + 8 * (BLOCKS) - 1);                                 \
-                if ((COL) == 0) __builtin_prefetch(scales + ids[k + RQ_BAG_AHEAD]);           \
-            }                                                                                 \
+            RQ_PREFETCH_LATER(COL, BLOCKS);                                                   \
             const int64_t row = ids[k];                                                       \
+            if (!rq_valid_row(row, n_rows)) {                                                 \
+                RQ_NOTE_BAD(k);                                                               \
+                continue;                                                                     \
+            }                                                                                 \
             if (row == padding_idx) continue;                                                 \
             const uint8_t *row_codes = codes + row * codes_stride + (COL);                    \
             const float scale = scales[row];                                                  \
@@ -300,11 +322,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
         for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
         for (int64_t i = 0; i < count; i++) {                                                 \
             const int64_t k = begin + i;                                                      \
-            if (k + RQ_BAG_AHEAD < n_ids) {                                                 \
-                const uint8_t *later = codes + ids[k + RQ_BAG_AHEAD] * codes_stride + (COL);  \
-                __builtin_prefetch(later);                                                    \
-                __builtin_prefetch(later + 8 * (BLOCKS) - 1);                                 \
-            }                                                                                 \
+            RQ_PREFETCH_LATER(COL, BLOCKS);                                                   \
             const uint8_t *row_codes = row_at[i];                                             \
             if (!row_codes) continue;                                                         \
             const __m256 s = _mm256_broadcast_ss(row_scale + i);                              \
@@ -343,40 +361,54 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
 
 #define RQ_BAG_READY_MAX 64 /* ids of a bag worked out at once; longer bags take RQ_POOL */
 
-/* Row pointers (NULL for padding), scales and biases of ids[begin, end) for RQ_POOL_READY;
- * 0 when a row needs another path (scale 0 or past RQ_FMA_MAX_SCALE). */
-static int prepare_rows(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                        const int64_t *ids, int64_t begin, int64_t end, int64_t padding_idx,
-                        const uint8_t **row_at, float *row_scale, float *row_bias)
+/* Row pointers (NULL for padding and for ids outside the table, whose first position goes to
+ * *bad), scales and biases of ids[begin, end) for RQ_POOL_READY; 0 when a row needs another
+ * path (scale 0 or past RQ_FMA_MAX_SCALE). Each id is read once: the passes over the columns
+ * then use these pointers, not the ids. */
+static int prepare_rows(const rq_bag_rows *rows, int64_t begin, int64_t end,
+                        const uint8_t **row_at, float *row_scale, float *row_bias, int64_t *bad)
 {
     int ready = 1;
     for (int64_t k = begin; k < end; k++) {
-        const int64_t row = ids[k]; /* in range, padding_idx too: checked by the caller */
-        const float scale = scales[row];
-        row_at[k - begin] = row == padding_idx ? NULL : codes + row * codes_stride;
+        const int64_t row = rows->ids[k];
+        row_at[k - begin] = NULL;
+        row_scale[k - begin] = row_bias[k - begin] = 0.0f;
+        if (!rq_valid_row(row, rows->n_rows)) {
+            if (*bad < 0) *bad = k;
+            continue;
+        }
+        if (row == rows->padding_idx) continue;
+        const float scale = rows->scales[row];
+        row_at[k - begin] = rows->codes + row * rows->codes_stride;
         row_scale[k - begin] = scale;
         row_bias[k - begin] = -128.0f * scale;
-        ready &= row == padding_idx || rq_fma_scale(scale);
+        ready &= rq_fma_scale(scale);
     }
     return ready;
 }
 
-void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                      int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                      int64_t end, int64_t padding_idx, int64_t n_ids, float *out)
+int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                         int64_t end, float *out)
 {
+    /* the names RQ_POOL's loops use */
+    const uint8_t *codes = rows->codes;
+    const float *scales = rows->scales;
+    const int64_t codes_stride = rows->codes_stride, n_rows = rows->n_rows, dim = rows->dim;
+    const int64_t *ids = rows->ids, n_ids = rows->n_ids, padding_idx = rows->padding_idx;
+    int64_t bad = -1;
     const uint8_t *row_at[RQ_BAG_READY_MAX];
     float row_scale[RQ_BAG_READY_MAX], row_bias[RQ_BAG_READY_MAX];
     const int64_t count = end - begin;
-    if (!weights && dim > 128 && count <= RQ_BAG_READY_MAX &&
-        prepare_rows(codes, scales, codes_stride, ids, begin, end, padding_idx, row_at,
-                     row_scale, row_bias)) {
-        RQ_POOL_WIDE(RQ_POOL_READY);
-        return;
+    if (!weights && dim > 128 && count <= RQ_BAG_READY_MAX) {
+        if (prepare_rows(rows, begin, end, row_at, row_scale, row_bias, &bad)) {
+            RQ_POOL_WIDE(RQ_POOL_READY);
+            return bad;
+        }
+        bad = -1; /* found again by RQ_POOL */
     }
     if (dim >= 64) {
         RQ_POOL_WIDE(RQ_POOL);
-        return;
+        return bad;
     }
     int64_t j = 0;
     /* narrower rows: the remaining whole vectors in one pass, so their sums run side by side */
@@ -399,6 +431,10 @@ void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_s
         for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
         for (int64_t k = begin; k < end; k++) {
             const int64_t row = ids[k];
+            if (!rq_valid_row(row, n_rows)) {
+                RQ_NOTE_BAD(k);
+                continue;
+            }
             if (row == padding_idx) continue;
             const uint8_t *row_codes = codes + row * codes_stride;
             const float scale = scales[row];
@@ -408,6 +444,43 @@ void rq_avx2_pool_bag(const uint8_t *codes, const float *scales, int64_t codes_s
             }
         }
     }
+    return bad;
+}
+
+/* Column-wise max of a bag's rows, kept in out (the row is in the first level of cache, being
+ * the one being written): out = max(value, out) lane by lane, which keeps out unless value is
+ * strictly greater, the rule of the scalar kernel. */
+int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out)
+{
+    const int64_t dim = rows->dim;
+    int64_t bad = -1;
+    int pooled = 0;
+    for (int64_t k = begin; k < end; k++) {
+        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
+        const int64_t row = rows->ids[k];
+        if (!rq_valid_row(row, rows->n_rows)) {
+            if (bad < 0) bad = k;
+            continue;
+        }
+        if (row == rows->padding_idx) continue;
+        const uint8_t *row_codes = rows->codes + row * rows->codes_stride;
+        const float scale = rows->scales[row];
+        if (!pooled) {
+            rq_avx2_dequantize_row(row_codes, scale, dim, out);
+            pooled = 1;
+            continue;
+        }
+        int64_t j = 0;
+        for (; j + 8 <= dim; j += 8)
+            _mm256_storeu_ps(out + j, _mm256_max_ps(values8_any(row_codes + j, scale),
+                                                    _mm256_loadu_ps(out + j)));
+        for (; j < dim; j++) {
+            const float value = (float)((int32_t)row_codes[j] - RQ_BIAS) * scale;
+            out[j] = value > out[j] ? value : out[j];
+        }
+    }
+    if (!pooled) memset(out, 0, (size_t)dim * sizeof(float));
+    return bad;
 }
 
 const rq_kernels rq_kernels_avx2 = {
@@ -417,6 +490,7 @@ const rq_kernels rq_kernels_avx2 = {
     .dequantize_row = rq_avx2_dequantize_row,
     .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
     .pool_bag = rq_avx2_pool_bag,
+    .max_bag = rq_avx2_max_bag,
 };
 
 #pragma GCC pop_options

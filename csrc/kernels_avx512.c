@@ -65,6 +65,7 @@ const rq_kernels rq_kernels_avx512 = {
     .dequantize_row = rq_avx2_dequantize_row,
     .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
     .pool_bag = rq_avx2_pool_bag,
+    .max_bag = rq_avx2_max_bag,
 };
 
 #pragma GCC pop_options

@@ -29,22 +29,24 @@ static void dequantize_rows(const uint8_t *codes, int64_t codes_stride, const fl
         dequantize_row(codes + i * codes_stride, scales[i], dim, out + i * dim);
 }
 
-static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_stride,
-                     int64_t dim, const int64_t *ids, const float *weights, int64_t begin,
-                     int64_t end, int64_t padding_idx, int64_t n_ids, float *restrict out)
+static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                        int64_t end, float *restrict out)
 {
+    const int64_t dim = rows->dim;
+    int64_t bad = -1;
     for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
-        if (k + RQ_PREFETCH_IDS < n_ids) {
-            const int64_t later = ids[k + RQ_PREFETCH_IDS];
-            rq_prefetch_row(codes + later * codes_stride, scales + later, dim);
+        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
+        const int64_t row = rows->ids[k];
+        if (!rq_valid_row(row, rows->n_rows)) {
+            bad = bad < 0 ? k : bad;
+            continue;
         }
-        const int64_t row = ids[k];
-        if (row == padding_idx) continue;
-        const uint8_t *restrict row_codes = codes + row * codes_stride;
-        const float scale = scales[row];
-        const float weight = weights ? weights[k] : 1.0f;
+        if (row == rows->padding_idx) continue;
+        const uint8_t *restrict row_codes = rows->codes + row * rows->codes_stride;
+        const float scale = rows->scales[row];
         if (weights) {
+            const float weight = weights[k];
             for (int64_t j = 0; j < dim; j++)
                 out[j] += weight * ((float)((int32_t)row_codes[j] - RQ_BIAS) * scale);
         } else {
@@ -52,6 +54,37 @@ static void pool_bag(const uint8_t *codes, const float *scales, int64_t codes_st
                 out[j] += (float)((int32_t)row_codes[j] - RQ_BIAS) * scale;
         }
     }
+    return bad;
+}
+
+static int64_t max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, float *restrict out)
+{
+    const int64_t dim = rows->dim;
+    int64_t bad = -1;
+    int pooled = 0;
+    for (int64_t k = begin; k < end; k++) {
+        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
+        const int64_t row = rows->ids[k];
+        if (!rq_valid_row(row, rows->n_rows)) {
+            bad = bad < 0 ? k : bad;
+            continue;
+        }
+        if (row == rows->padding_idx) continue;
+        const uint8_t *restrict row_codes = rows->codes + row * rows->codes_stride;
+        const float scale = rows->scales[row];
+        if (!pooled) {
+            dequantize_row(row_codes, scale, dim, out);
+            pooled = 1;
+            continue;
+        }
+        for (int64_t j = 0; j < dim; j++) {
+            const float value = (float)((int32_t)row_codes[j] - RQ_BIAS) * scale;
+            out[j] = value > out[j] ? value : out[j];
+        }
+    }
+    if (!pooled)
+        for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
+    return bad;
 }
 
 const rq_kernels rq_kernels_scalar = {
@@ -61,4 +94,5 @@ const rq_kernels rq_kernels_scalar = {
     .dequantize_row = dequantize_row,
     .dequantize_rows_stream = dequantize_rows,
     .pool_bag = pool_bag,
+    .max_bag = max_bag,
 };

@@ -1,14 +1,18 @@
-/* The public entry points: check ids, split rows, ids or bags across threads, prefetch the rows
- * a gather will need, and call the row kernels of the active instruction set (dispatch.c). */
+/* The public entry points: check ids, split rows, ids or bags across threads (team.c), prefetch
+ * the rows a gather will need, and call the row kernels of the active instruction set
+ * (dispatch.c).
+ *
+ * Ids are read from the caller's memory without the GIL, so a caller's thread may change them
+ * while a kernel runs. Every id is checked where it is read, and only that checked value is
+ * used to address the table: a changed id gives an error or a stale row, never a read outside
+ * the table. The check of all ids before any work keeps the promise that nothing is written
+ * for an id out of range in the ordinary case. */
 #include "rowquant.h"
 
 #include <limits.h>
 
 #include "kernels.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "team.h"
 
 extern const rq_kernels *rq_active;
 
@@ -33,53 +37,110 @@ static int team_size(int n_threads, int64_t bytes)
     return most_useful < n_threads ? (int)most_useful : n_threads;
 }
 
-/* The contiguous share [begin, end) of n rows that this member of the thread team works on. */
-static void member_rows(int64_t n, int64_t *begin, int64_t *end)
+/* ------------------------------------------------------------------ dequantize and take */
+
+struct dequantize_job {
+    const rq_kernels *k;
+    const uint8_t *codes;
+    int64_t codes_stride;
+    const float *scales;
+    int64_t n_rows;    /* rows of the table */
+    const int64_t *rows; /* the rows to gather, or NULL for rows 0..n_out */
+    int64_t n_out;
+    int64_t dim;
+    float *out;
+    int64_t out_stride;
+    int stream;
+    int64_t first_bad; /* position in rows of the first id out of range, INT64_MAX if none */
+};
+
+/* One member's contiguous share of the output rows; a large whole-table share streams. */
+static void dequantize_part(void *context, int member, int members)
 {
-    *begin = 0;
-    *end = n;
-#ifdef _OPENMP
-    const int64_t members = omp_get_num_threads(), me = omp_get_thread_num();
-    *begin = n * me / members;
-    *end = n * (me + 1) / members;
-#endif
+    struct dequantize_job *job = context;
+    const rq_kernels *k = job->k;
+    const uint64_t n_rows = (uint64_t)job->n_rows;
+    int64_t begin, end;
+    rq_team_share(job->n_out, member, members, &begin, &end);
+    if (!job->rows && job->stream) {
+        k->dequantize_rows_stream(job->codes + begin * job->codes_stride, job->codes_stride,
+                                  job->scales + begin, end - begin, job->dim,
+                                  job->out + begin * job->out_stride);
+        return;
+    }
+    for (int64_t i = begin; i < end; i++) {
+        int64_t row = i;
+        if (job->rows) {
+            row = job->rows[i];
+            if ((uint64_t)row >= n_rows) { /* changed since the first check */
+                rq_team_store_min(&job->first_bad, i);
+                continue;
+            }
+            if (i + RQ_PREFETCH_IDS < end) {
+                const int64_t ahead = job->rows[i + RQ_PREFETCH_IDS];
+                if ((uint64_t)ahead < n_rows)
+                    rq_prefetch_row(job->codes + ahead * job->codes_stride, job->scales + ahead,
+                                    job->dim);
+            }
+        }
+        k->dequantize_row(job->codes + row * job->codes_stride, job->scales[row], job->dim,
+                          job->out + i * job->out_stride);
+    }
 }
 
-/* Dequantize rows (or 0..n_rows when rows is NULL) into out, row i at out + i * out_stride,
- * split across the team in contiguous ranges; each range streams its output when it is large. */
-static void dequantize_rows(const rq_kernels *k, const uint8_t *codes, int64_t codes_stride,
-                            const float *scales, const int64_t *rows, int64_t n_rows,
-                            int64_t dim, float *out, int64_t out_stride, int n_threads)
+/* Dequantize rows (or 0..n_out when rows is NULL) into out, row i at out + i * out_stride;
+ * the position in rows of the first id found out of range, or -1. */
+static int64_t dequantize_rows(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                               int64_t n_rows, const int64_t *rows, int64_t n_out, int64_t dim,
+                               float *out, int64_t out_stride, int n_threads)
 {
-    const int64_t out_bytes = n_rows * dim * (int64_t)sizeof(float);
+    const int64_t out_bytes = n_out * dim * (int64_t)sizeof(float);
     /* Gathers (rows given) never stream: with their reads scattered, non-temporal stores made
      * a 65536-id take from 400000x300 slower (12.5 ms against 7-8 ms), while they speed up the
      * sequential whole-table dequantize (25 ms against 35 ms). */
-    const int stream = out_bytes >= RQ_STREAM_MIN_BYTES && out_stride == dim && !rows;
-    const int team = team_size(n_threads, out_bytes + n_rows * dim);
-    (void)team;
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-        int64_t begin, end;
-        member_rows(n_rows, &begin, &end);
-        if (stream) {
-            k->dequantize_rows_stream(codes + begin * codes_stride, codes_stride,
-                                      scales + begin, end - begin, dim, out + begin * out_stride);
-        } else {
-            for (int64_t i = begin; i < end; i++) {
-                int64_t row = i;
-                if (rows) {
-                    row = rows[i];
-                    if (i + RQ_PREFETCH_IDS < end) {
-                        const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
-                        rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
-                    }
-                }
-                k->dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * out_stride);
-            }
-        }
-    }
+    struct dequantize_job job = {
+        .k = kernels(), .codes = codes, .codes_stride = codes_stride, .scales = scales,
+        .n_rows = n_rows, .rows = rows, .n_out = n_out, .dim = dim, .out = out,
+        .out_stride = out_stride,
+        .stream = out_bytes >= RQ_STREAM_MIN_BYTES && out_stride == dim && !rows,
+        .first_bad = INT64_MAX,
+    };
+    rq_team_run(team_size(n_threads, out_bytes + n_out * dim), dequantize_part, &job);
+    return job.first_bad == INT64_MAX ? -1 : job.first_bad;
 }
+
+int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                  int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
+{
+    dequantize_rows(codes, codes_stride, scales, n_rows, NULL, n_rows, dim, out, out_stride,
+                    n_threads);
+    return RQ_OK;
+}
+
+/* Position of the first id outside [0, n_rows), or -1. */
+static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
+{
+    for (int64_t k = 0; k < n_ids; k++)
+        if ((uint64_t)ids[k] >= (uint64_t)n_rows) return k; /* negative ids wrap to huge */
+    return -1;
+}
+
+int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+            float *out, int64_t out_stride, int n_threads, int64_t *bad)
+{
+    int64_t position = first_bad_id(ids, n_ids, n_rows);
+    if (position < 0)
+        position = dequantize_rows(codes, codes_stride, scales, n_rows, ids, n_ids, dim, out,
+                                   out_stride, n_threads);
+    if (position >= 0) {
+        *bad = position;
+        return RQ_ID_RANGE;
+    }
+    return RQ_OK;
+}
+
+/* ------------------------------------------------------------------ quantize */
 
 /* Quantize rows [begin, end); the flat index of the first NaN/inf, or -1. Rows go in groups:
  * first the maxima and scales of the whole group, then their codes, so the latency of one row's
@@ -110,58 +171,92 @@ static int64_t quantize_range(const rq_kernels *k, const float *values, int64_t 
     return -1;
 }
 
+struct quantize_job {
+    const rq_kernels *k;
+    const float *values;
+    int64_t n_rows, dim, values_stride;
+    uint8_t *codes;
+    int64_t codes_stride;
+    float *scales;
+    int64_t first_bad; /* flat index of the first NaN/inf, INT64_MAX if none */
+};
+
+static void quantize_part(void *context, int member, int members)
+{
+    struct quantize_job *job = context;
+    int64_t begin, end;
+    rq_team_share(job->n_rows, member, members, &begin, &end);
+    /* each member stops at its first bad row; the smallest over members is the first */
+    const int64_t found = quantize_range(job->k, job->values, begin, end, job->dim,
+                                         job->values_stride, job->codes, job->codes_stride,
+                                         job->scales);
+    if (found >= 0) rq_team_store_min(&job->first_bad, found);
+}
+
 int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                      uint8_t *codes, int64_t codes_stride, float *scales,
                      int n_threads, int64_t *bad)
 {
-    const rq_kernels *k = kernels();
-    int64_t first_bad = INT64_MAX;
-    const int team = team_size(n_threads, n_rows * dim * 5);
-    (void)team;
-#pragma omp parallel num_threads(team) reduction(min : first_bad) if (team > 1)
-    {
-        int64_t begin, end;
-        member_rows(n_rows, &begin, &end);
-        /* each member stops at its first bad row; the smallest over members is the first */
-        int64_t found = quantize_range(k, values, begin, end, dim, values_stride, codes,
-                                       codes_stride, scales);
-        if (found >= 0) first_bad = found;
-    }
-    if (first_bad != INT64_MAX) {
-        *bad = first_bad;
+    struct quantize_job job = {
+        .k = kernels(), .values = values, .n_rows = n_rows, .dim = dim,
+        .values_stride = values_stride, .codes = codes, .codes_stride = codes_stride,
+        .scales = scales, .first_bad = INT64_MAX,
+    };
+    rq_team_run(team_size(n_threads, n_rows * dim * 5), quantize_part, &job);
+    if (job.first_bad != INT64_MAX) {
+        *bad = job.first_bad;
         return RQ_NONFINITE;
     }
     return RQ_OK;
 }
 
-int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-                  int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
-{
-    dequantize_rows(kernels(), codes, codes_stride, scales, NULL, n_rows, dim, out, out_stride,
-                    n_threads);
-    return RQ_OK;
-}
+/* ------------------------------------------------------------------ bags */
 
-/* Position of the first id outside [0, n_rows), or -1. */
-static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
-{
-    for (int64_t k = 0; k < n_ids; k++)
-        if ((uint64_t)ids[k] >= (uint64_t)n_rows) return k; /* negative ids wrap to huge */
-    return -1;
-}
+struct bag_job {
+    const rq_kernels *k;
+    const uint8_t *codes;
+    const float *scales;
+    int64_t n_rows, dim, codes_stride;
+    const int64_t *ids;
+    int64_t n_ids;
+    const int64_t *bounds;
+    int64_t n_bags;
+    const float *weights;
+    int mode;
+    int64_t padding_idx;
+    float *out;
+    int64_t out_stride;
+    int64_t first_bad; /* position in ids of the first id out of range, INT64_MAX if none */
+};
 
-int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
-            float *out, int64_t out_stride, int n_threads, int64_t *bad)
+/* One member's contiguous share of the bags, each pooled whole by this member in id order. */
+static void bag_part(void *context, int member, int members)
 {
-    int64_t position = first_bad_id(ids, n_ids, n_rows);
-    if (position >= 0) {
-        *bad = position;
-        return RQ_ID_RANGE;
+    struct bag_job *job = context;
+    const rq_kernels *k = job->k;
+    int64_t first, last;
+    rq_team_share(job->n_bags, member, members, &first, &last);
+    for (int64_t b = first; b < last; b++) {
+        const int64_t begin = job->bounds[b], end = job->bounds[b + 1];
+        float *bag_out = job->out + b * job->out_stride;
+        const rq_bag_rows rows = {
+            .codes = job->codes, .scales = job->scales, .codes_stride = job->codes_stride,
+            .n_rows = job->n_rows, .dim = job->dim, .ids = job->ids, .n_ids = job->n_ids,
+            .padding_idx = job->padding_idx,
+        };
+        const int64_t bad = job->mode == RQ_BAG_MAX
+                                ? k->max_bag(&rows, begin, end, bag_out)
+                                : k->pool_bag(&rows, job->weights, begin, end, bag_out);
+        if (bad >= 0) rq_team_store_min(&job->first_bad, bad);
+        if (job->mode == RQ_BAG_MEAN) {
+            int64_t count = 0;
+            for (int64_t i = begin; i < end; i++) count += job->ids[i] != job->padding_idx;
+            if (count > 0) {
+                const float divisor = (float)count;
+                for (int64_t j = 0; j < job->dim; j++) bag_out[j] /= divisor;
+            }
+        }
     }
-    dequantize_rows(kernels(), codes, codes_stride, scales, ids, n_ids, dim, out, out_stride,
-                    n_threads);
-    return RQ_OK;
 }
 
 int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
@@ -175,31 +270,17 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
         *bad = position;
         return RQ_ID_RANGE;
     }
-    const rq_kernels *k = kernels();
-    const int team = team_size(n_threads, (n_ids + n_bags) * dim * 5);
-    (void)team;
-#pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
-    for (int64_t b = 0; b < n_bags; b++) {
-        float *bag_out = out + b * out_stride;
-        k->pool_bag(codes, scales, codes_stride, dim, ids, weights, bounds[b], bounds[b + 1],
-                    padding_idx, n_ids, bag_out);
-        if (mode == RQ_BAG_MEAN) {
-            int64_t count = 0;
-            for (int64_t i = bounds[b]; i < bounds[b + 1]; i++) count += ids[i] != padding_idx;
-            if (count > 0) {
-                const float divisor = (float)count;
-                for (int64_t j = 0; j < dim; j++) bag_out[j] /= divisor;
-            }
-        }
+    struct bag_job job = {
+        .k = kernels(), .codes = codes, .scales = scales, .n_rows = n_rows, .dim = dim,
+        .codes_stride = codes_stride, .ids = ids, .n_ids = n_ids, .bounds = bounds,
+        .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
+        .padding_idx = padding_idx, .out = out, .out_stride = out_stride,
+        .first_bad = INT64_MAX,
+    };
+    rq_team_run(team_size(n_threads, (n_ids + n_bags) * dim * 5), bag_part, &job);
+    if (job.first_bad != INT64_MAX) {
+        *bad = job.first_bad;
+        return RQ_ID_RANGE;
     }
     return RQ_OK;
-}
-
-int rq_have_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
 }

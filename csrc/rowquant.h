@@ -27,7 +27,7 @@ enum rq_status {
     RQ_SIMD_UNAVAILABLE = 4, /* rq_simd_select: this processor cannot run it */
 };
 
-enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1 };
+enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1, RQ_BAG_MAX = 2 };
 
 /* Quantize n_rows rows of dim floats. On RQ_NONFINITE the contents of codes and scales are
  * unspecified. codes and scales must not overlap values. */
@@ -39,16 +39,19 @@ int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t v
 int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
                   int64_t codes_stride, float *out, int64_t out_stride, int n_threads);
 
-/* out[k, :] = dequantized row ids[k]. Every id is checked before anything is written. */
+/* out[k, :] = dequantized row ids[k]. Every id is checked before anything is written, and again
+ * where it is read: ids changed by another thread during the call give RQ_ID_RANGE (with some
+ * rows written) or rows of the new ids, never a read outside the table. */
 int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
             int64_t codes_stride, const int64_t *ids, int64_t n_ids,
             float *out, int64_t out_stride, int n_threads, int64_t *bad);
 
 /* Pooled lookup. Bag b holds ids[bounds[b] .. bounds[b + 1]); bounds has n_bags + 1 entries,
  * non-decreasing, from 0 to at most n_ids (the caller checks this). weights (one per id) may be
- * NULL. Ids equal to padding_idx (pass -1 for none) are skipped and not counted. Each bag is
- * summed in id order by one thread, so results do not depend on the thread count. Every id is
- * checked before anything is written. */
+ * NULL, and are ignored with RQ_BAG_MAX. Ids equal to padding_idx (pass -1 for none) are skipped
+ * and not counted. RQ_BAG_MAX takes each column's largest value over the bag's rows (the first
+ * row's where values tie), and an empty bag is zeros. Each bag is pooled in id order by one
+ * thread, so results do not depend on the thread count. Ids are checked as in rq_take. */
 int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
            const int64_t *bounds, int64_t n_bags, const float *weights,
@@ -62,9 +65,6 @@ int rq_simd_select(const char *name);
 const char *rq_simd_name(void);
 /* Whether this processor can run the named kernels (1) or not (0). */
 int rq_simd_available(const char *name);
-
-/* Whether the library was built with OpenMP (1) or runs every kernel on one thread (0). */
-int rq_have_openmp(void);
 
 #ifdef __cplusplus
 }

@@ -247,7 +247,7 @@ def bag_cases(draw, forms=BAG_FORMS, weighted=None):
     if padding_idx is not None and members and draw(st.booleans()):
         ids[members[draw(st.integers(0, len(members) - 1))]] = padding_idx % n_rows
 
-    mode = draw(st.sampled_from(("sum", "mean")))
+    mode = draw(st.sampled_from(("sum", "mean", "max")))
     use_weights = mode == "sum" and (draw(st.booleans()) if weighted is None else weighted)
     weights = rng.uniform(-2, 2, n_ids).astype(np.float32) if use_weights else None
 
@@ -270,7 +270,7 @@ def bag_cases(draw, forms=BAG_FORMS, weighted=None):
 def exact_bags(case):
     """The bags in float64 from the dequantized rows (each exact), and a per-element bound on the
     error of any float32 evaluation: 4 (L + 1) 2**-24 sum_k |w_k x_k| for a bag of L ids, over the
-    count for mean. L + 1 rather than L because a weight may be folded into the scale first, which
+    count for mean; max is exact. L + 1 rather than L because a weight may be folded into the scale first, which
     rounds each term twice."""
     from rowquant import reference
 
@@ -288,6 +288,10 @@ def exact_bags(case):
         terms = np.array([table[ids[p]] * (1.0 if weights is None else float(weights[p]))
                           for p in kept]).reshape(len(kept), dim)
         total, magnitude = terms.sum(axis=0), np.abs(terms).sum(axis=0)
+        if call["mode"] == "max":  # exact: the largest of exact values
+            value[b] = terms.max(axis=0) if kept else 0.0
+            bound[b] = 1e-30
+            continue
         if call["mode"] == "mean" and kept:
             total, magnitude = total / len(kept), magnitude / len(kept)
         value[b] = total

@@ -18,7 +18,7 @@ def test_backend_matches_environment():
 
 def test_backend_info_keys():
     info = rq.backend_info()
-    assert {"backend", "simd", "threads", "openmp"} <= set(info)
+    assert {"backend", "simd", "threads", "parallel"} <= set(info)
     assert info["backend"] in ("c", "numpy")
 
 

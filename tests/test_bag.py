@@ -68,6 +68,30 @@ def test_mean(name):
 
 
 @pytest.mark.parametrize("name", BAG_FUNCTIONS)
+def test_max(name):
+    expect(run(name, IDS, np.array([0, 2, 2]), mode="max"), [[1, 2], [0, 0], [63.5, 2]])
+    expect(run(name, np.array([[1, 1], [2, 1]]), mode="max"), [[-2, 0], [63.5, 0]])
+    expect(run(name, IDS, np.array([0, 2, 2]), mode="max", padding_idx=2),
+           [[1, 2], [0, 0], [1, 2]])
+
+
+@pytest.mark.parametrize("name", BAG_FUNCTIONS)
+def test_max_keeps_the_first_of_equal_zeros(name):
+    """-0.0 and +0.0 compare equal: the first row's zero stays, so every path gives one bit
+    pattern (a row of scale 0 with codes below 128 dequantizes to -0.0)."""
+    codes = np.array([[100, 128], [128, 100]], dtype=np.uint8)
+    scales = np.zeros(2, dtype=np.float32)
+    for ids, signs in (([0, 1], [True, False]), ([1, 0], [False, True])):
+        if name == "qe.bag":
+            got = rq.QuantizedEmbedding(codes, scales).bag(np.array([ids]), mode="max")
+        elif name == "reference":
+            got = rq.reference.embedding_bag(codes, scales, np.array([ids]), mode="max")
+        else:
+            got = rq.embedding_bag(codes, scales, np.array([ids]), mode="max")
+        np.testing.assert_array_equal(np.signbit(got[0]), signs)
+
+
+@pytest.mark.parametrize("name", BAG_FUNCTIONS)
 def test_weights(name):
     weights = np.array([1, 2, 0.5, -1], dtype=np.float32)
     expect(run(name, IDS, np.array([0, 2, 2]), weights=weights),
@@ -100,7 +124,7 @@ def test_padding_idx_skipped_and_not_counted(name):
 @pytest.mark.parametrize("name", BAG_FUNCTIONS)
 def test_all_padding_bags_are_zero(name):
     ids = np.array([1, 1, 0, 1])
-    for mode in ("sum", "mean"):
+    for mode in ("sum", "mean", "max"):
         got = run(name, ids, np.array([0, 2, 4]), padding_idx=1, mode=mode)
         expect(got, [[0, 0], [1, 2], [0, 0]])
         assert not np.signbit(got[[0, 2]]).any()
@@ -110,7 +134,7 @@ def test_all_padding_bags_are_zero(name):
 
 @pytest.mark.parametrize("name", BAG_FUNCTIONS)
 def test_empty_bags_are_zero(name):
-    for mode in ("sum", "mean"):
+    for mode in ("sum", "mean", "max"):
         expect(run(name, np.array([], np.int64), np.array([0, 0, 0]), mode=mode), [[0, 0]] * 3)
         expect(run(name, np.zeros((4, 0), np.int64), mode=mode), [[0, 0]] * 4)
         expect(run(name, np.array([], np.int64), lengths=np.array([0, 0]), mode=mode),

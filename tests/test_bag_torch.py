@@ -47,7 +47,7 @@ def test_matches_torch(case):
 
 
 @pytest.mark.parametrize("padding_idx", [None, 0, 3, -1, -5])
-@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
 def test_matches_torch_on_a_larger_batch(mode, padding_idx):
     rng = np.random.default_rng(12)
     n_rows, dim = 211, 97

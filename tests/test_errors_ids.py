@@ -131,3 +131,73 @@ def test_padding_idx_does_not_excuse_bad_ids():
     with pytest.raises(IndexError, match=re.escape("ids[1] = -1")):
         rq.embedding_bag(CODES, SCALES, np.array([0, -1]), np.array([0]),
                          padding_idx=N_ROWS - 1)
+
+
+# Ids as objects other than an int64 ndarray: the table's fast path (a Cython memoryview over
+# the ids) took None as an empty array, read a one-field record array as int64, and crashed on
+# array.array and memoryview ids with AttributeError. Every lookup must treat them as rq.take
+# does: convert what numpy converts, refuse the rest with TypeError, range-check with IndexError.
+def _odd_ids():
+    import array
+
+    record = np.zeros(2, dtype=[("a", "<i8")])
+    return {
+        "None": (None, TypeError),
+        "record": (record, TypeError),
+        "string": ("12", TypeError),
+        "object": (np.array([1, None], dtype=object), TypeError),
+        "ragged": ([[1, 2], [3]], ValueError),
+        "array.array in range": (array.array("q", [1, 6]), None),
+        "array.array out of range": (array.array("q", [1, 99]), IndexError),
+        "memoryview out of range": (memoryview(np.array([3, 99])), IndexError),
+        "memoryview in range": (memoryview(np.array([3, 1], np.int32)), None),
+        "int64 big-endian": (np.array([2, 4], ">i8"), None),
+        "int64 non-contiguous": (np.arange(8)[::2][:3], None),
+        "list": ([0, 6], None),
+        "tuple out of range": ((0, 7), IndexError),
+    }
+
+
+@pytest.mark.parametrize("lookup", [take, table_take])
+@pytest.mark.parametrize("case", list(_odd_ids()))
+def test_ids_of_every_kind_get_the_same_answer(lookup, case):
+    ids, error = _odd_ids()[case]
+    if error is None:
+        expected = rq.reference.take(CODES, SCALES, np.asarray(ids).astype(np.int64))
+        np.testing.assert_array_equal(lookup(ids), expected)
+    else:
+        with pytest.raises(error, match="ids"):
+            lookup(ids)
+
+
+@pytest.mark.parametrize("case", list(_odd_ids()))
+def test_odd_ids_in_bags(case):
+    ids, error = _odd_ids()[case]
+    if error in (None, IndexError):
+        ids = np.asarray(ids)
+        ids = ids.reshape(1, -1)
+    for call in (lambda: TABLE.bag(ids), lambda: rq.embedding_bag(CODES, SCALES, ids)):
+        if error is None:
+            expected = rq.reference.embedding_bag(CODES, SCALES, np.asarray(ids).astype(np.int64))
+            np.testing.assert_array_equal(call(), expected)
+        else:
+            with pytest.raises(error, match="ids"):
+                call()
+
+
+@pytest.mark.parametrize("lookup", LOOKUPS)
+def test_ragged_ids_say_how_to_pass_bags_of_different_sizes(lookup):
+    with pytest.raises(ValueError, match="offsets= or lengths="):
+        if lookup in BAG_LOOKUPS:
+            TABLE.bag([[1, 2], [3]])
+        else:
+            lookup([[1, 2], [3]])
+
+
+def test_negative_ids_are_refused_by_lookups_and_counted_from_the_end_by_indexing():
+    """One rule: take and bag refuse negative ids (as torch.nn.Embedding does); qe[...] is
+    numpy indexing on the dequantized table, where -1 is the last row."""
+    for lookup in LOOKUPS:
+        check_index_error(lookup, np.array([1, -1]), "ids[1] = -1 is out of range")
+    np.testing.assert_array_equal(TABLE[-1], TABLE.take([N_ROWS - 1])[0])
+    np.testing.assert_array_equal(TABLE[[-1, 0]], TABLE.take([N_ROWS - 1, 0]))

@@ -124,3 +124,100 @@ def test_codes_out_and_scales_out_are_filled_and_returned():
     np.testing.assert_array_equal(codes, expected_codes)
     codes, scales = rq.quantize_rows(E, scales_out=np.zeros(N_ROWS, np.float32))
     np.testing.assert_array_equal(scales.view(np.uint32), expected_scales.view(np.uint32))
+
+
+# Output buffers over the memory of a caller's input that the call first converts (so the
+# kernels read a copy): the overlap must be found against the caller's array, or the call
+# overwrites it. Each case builds fresh arrays over one byte buffer: (inputs to check, call).
+def _buffer():
+    return np.zeros(1 << 12, np.uint8)
+
+
+def _converted_input_cases():
+    def float64_values_codes_out():
+        buffer = _buffer()
+        E = buffer[: 8 * 4 * 8].view(np.float64).reshape(4, 8)
+        E[:] = np.arange(32).reshape(4, 8)
+        codes_out = buffer[:32].reshape(4, 8)
+        return [E], lambda: rq.quantize_rows(E, codes_out=codes_out)
+
+    def float64_values_scales_out():
+        buffer = _buffer()
+        E = buffer[: 8 * 4 * 8].view(np.float64).reshape(4, 8)
+        E[:] = np.arange(32).reshape(4, 8)
+        scales_out = buffer[16:32].view(np.float32)
+        return [E], lambda: rq.quantize_rows(E, scales_out=scales_out)
+
+    def strided_codes():
+        buffer = _buffer()
+        codes = buffer[: 4 * 16].reshape(4, 16)[:, ::2]  # rows not contiguous: copied
+        codes[:] = 130
+        scales = np.ones(4, np.float32)
+        out = buffer[: 4 * 8 * 4].view(np.float32).reshape(4, 8)
+        return [codes], lambda: rq.dequantize(codes, scales, out=out)
+
+    def byte_swapped_scales():
+        buffer = _buffer()
+        codes = np.full((4, 8), 130, np.uint8)
+        scales = buffer[:16].view(">f4")  # not native: copied
+        scales[:] = 1.5
+        out = buffer[: 2 * 8 * 4].view(np.float32).reshape(2, 8)
+        return [scales], lambda: rq.take(codes, scales, [1, 2], out=out)
+
+    def int32_offsets():
+        buffer = _buffer()
+        offsets = buffer[:8].view(np.int32)  # converted to int64 bounds
+        offsets[:] = [0, 2]
+        out = buffer[:64].view(np.float32).reshape(2, 8)
+        return [offsets], lambda: rq.embedding_bag(CODES8, SCALES8, [1, 2, 3], offsets, out=out)
+
+    def int64_offsets():
+        buffer = _buffer()
+        offsets = buffer[:16].view(np.int64)
+        offsets[:] = [0, 2]
+        out = buffer[:64].view(np.float32).reshape(2, 8)
+        return [offsets], lambda: rq.embedding_bag(CODES8, SCALES8, [1, 2, 3], offsets, out=out)
+
+    def lengths():
+        buffer = _buffer()
+        lengths = buffer[:16].view(np.int64)
+        lengths[:] = [2, 1]
+        out = buffer[:64].view(np.float32).reshape(2, 8)
+        return [lengths], lambda: TABLE8.bag([1, 2, 3], lengths=lengths, out=out)
+
+    def float64_weights():
+        buffer = _buffer()
+        weights = buffer[:24].view(np.float64)  # converted to float32
+        weights[:] = [0.5, 2.0, -1.0]
+        out = buffer[:64].view(np.float32).reshape(2, 8)
+        return [weights], lambda: TABLE8.bag([1, 2, 3], [0, 2], weights=weights, out=out)
+
+    return {f.__name__: f for f in (
+        float64_values_codes_out, float64_values_scales_out, strided_codes,
+        byte_swapped_scales, int32_offsets, int64_offsets, lengths, float64_weights,
+    )}
+
+
+CODES8 = np.full((4, 8), 130, np.uint8)
+SCALES8 = np.ones(4, np.float32)
+TABLE8 = rq.QuantizedEmbedding(CODES8, SCALES8)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("case", list(_converted_input_cases()))
+def test_out_over_an_input_that_was_converted_is_refused(backend, case):
+    from rowquant import _api
+
+    if backend == "c" and _api._ext is None:
+        pytest.skip("the C extension is not in use")
+    inputs, call = _converted_input_cases()[case]()
+    before = [array.tobytes() for array in inputs]
+    saved = _api._ext
+    if backend == "numpy":
+        _api._ext = None
+    try:
+        with pytest.raises(ValueError, match="overlaps an input"):
+            call()
+    finally:
+        _api._ext = saved
+    assert [array.tobytes() for array in inputs] == before

@@ -47,7 +47,8 @@ def test_every_path_matches_the_reference(simd_path, E, seed):
         assert_same_bits(rq.take(codes, scales, ids), rq.reference.take(codes, scales, ids))
         offsets = np.concatenate([[0], np.sort(rng.integers(0, 38, 5))])
         weights = rng.standard_normal(37).astype(np.float32)
-        for kwargs in ({}, {"mode": "mean", "padding_idx": 0}, {"weights": weights}):
+        for kwargs in ({}, {"mode": "mean", "padding_idx": 0}, {"weights": weights},
+                       {"mode": "max"}, {"mode": "max", "padding_idx": -1}):
             # bags are summed in id order with each term rounded as the reference rounds it, so
             # every path gives exactly the reference's bits (the contract only asks for less)
             assert_same_bits(
@@ -93,11 +94,17 @@ def test_environment_variable_selects_the_path(path):
 
 
 def test_environment_variable_naming_a_missing_path_warns_and_keeps_the_best():
+    """The child judges "best" by what its own processor offers: it may see more than this
+    process does (valgrind hides AVX-512 from the program it runs, not from the children that
+    program starts), so the expectation comes from the child, not from PATHS."""
     env = dict(os.environ, ROWQUANT_SIMD="sse9")
     env.pop("ROWQUANT_PUREPYTHON", None)
     shown = subprocess.run(
-        [sys.executable, "-c", "import rowquant; print(rowquant.backend_info()['simd'])"],
+        [sys.executable, "-c", "import rowquant; info = rowquant.backend_info(); "
+         "print(info['simd'], *info['simd_available'])"],
         env=env, capture_output=True, text=True, check=True,
     )
-    assert shown.stdout.strip() == PATHS[-1]
+    chosen, *available = shown.stdout.split()
+    assert chosen == available[-1]
+    assert set(PATHS) <= set(available)
     assert "ignoring ROWQUANT_SIMD='sse9'" in shown.stderr

@@ -41,6 +41,8 @@ def run_all(data, threads):
         "bag_sum": rq.embedding_bag(codes, scales, ids, lengths=lengths, weights=weights, **kw),
         "bag_mean": rq.embedding_bag(codes, scales, ids, lengths=lengths, mode="mean",
                                      padding_idx=int(ids[0]), **kw),
+        "bag_max": rq.embedding_bag(codes, scales, ids, lengths=lengths, mode="max",
+                                    padding_idx=int(ids[1]), **kw),
         "qe.bag": qe.bag(ids[: len(ids) // 7 * 7].reshape(-1, 7), **kw),
     }
 
@@ -108,3 +110,85 @@ def test_concurrent_python_threads(data):
     with ThreadPoolExecutor(max_workers=4) as pool:
         for kind, result in pool.map(work, range(16)):
             assert_same_bits(result, expected_take if kind == "take" else expected_bag)
+
+
+def thread_calls():
+    """Every public call that takes threads=, on a small table."""
+    codes = np.full((4, 3), 128, np.uint8)
+    scales = np.ones(4, np.float32)
+    E = np.ones((4, 3), np.float32)
+    qe = rq.QuantizedEmbedding(codes, scales)
+    return {
+        "quantize_rows": lambda t: rq.quantize_rows(E, threads=t),
+        "quantize": lambda t: rq.quantize(E, threads=t),
+        "dequantize": lambda t: rq.dequantize(codes, scales, threads=t),
+        "qe.dequantize": lambda t: qe.dequantize(threads=t),
+        "take": lambda t: rq.take(codes, scales, [1, 2], threads=t),
+        "qe.take": lambda t: qe.take(np.array([1, 2]), threads=t),
+        "qe.take out=": lambda t: qe.take([1], out=np.empty((1, 3), np.float32), threads=t),
+        "embedding_bag": lambda t: rq.embedding_bag(codes, scales, [[1, 2]], threads=t),
+        "qe.bag": lambda t: qe.bag([[1, 2]], threads=t),
+    }
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("call", list(thread_calls()))
+@pytest.mark.parametrize(
+    "threads, error",
+    [(0, ValueError), (-1, ValueError), (2**31, ValueError), (10**30, ValueError),
+     ("2", TypeError), (1.0, TypeError), (True, TypeError)],
+)
+def test_bad_threads_get_the_same_error_on_both_backends(backend, call, threads, error):
+    """threads= is checked before any work, on either backend: the numpy backend ignored it in
+    take and bag, and counts of 2**31 or more passed the check and then failed inside the C
+    glue with OverflowError."""
+    from rowquant import _api
+
+    if backend == "c" and _api._ext is None:
+        pytest.skip("the C extension is not in use")
+    saved = _api._ext
+    if backend == "numpy":
+        _api._ext = None
+    try:
+        with pytest.raises(error, match="threads"):
+            thread_calls()[call](threads)
+    finally:
+        _api._ext = saved
+
+
+def test_largest_thread_count_is_accepted(restore_num_threads):
+    """2**31 - 1 is a valid count (a call uses at most 256 threads whatever it asks)."""
+    codes, scales = rq.quantize_rows(np.ones((4, 3), np.float32), threads=2**31 - 1)
+    rq.set_num_threads(2**31 - 1)
+    assert rq.get_num_threads() == 2**31 - 1
+    assert_same_codes(rq.quantize_rows(np.ones((4, 3), np.float32))[0], codes)
+
+
+@pytest.mark.parametrize("bad", [2**31, 10**20])
+def test_set_num_threads_rejects_counts_past_a_c_int(bad, restore_num_threads):
+    with pytest.raises(ValueError, match="at most 2147483647"):
+        rq.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("setting", ["2147483648", "0", "many"])
+def test_environment_thread_count_out_of_range_warns(setting):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import rowquant; print(rowquant.get_num_threads())"],
+        env={**__import__("os").environ, "ROWQUANT_NUM_THREADS": setting},
+        capture_output=True, text=True, check=True,
+    )
+    assert f"ignoring ROWQUANT_NUM_THREADS={setting!r}" in done.stderr
+    assert int(done.stdout) >= 1
+
+
+@pytest.mark.parametrize("command", [["bench"], ["quantize", "in.npy", "-o", "out.safetensors"]])
+def test_command_line_thread_count_past_a_c_int_is_a_usage_error(command, capsys):
+    from rowquant import cli
+
+    with pytest.raises(SystemExit) as exit:
+        cli.main([*command, "--threads", "2147483648"])
+    assert exit.value.code == 2
+    assert "must be at most 2147483647" in capsys.readouterr().err

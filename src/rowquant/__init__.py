@@ -56,19 +56,66 @@ __all__ = [
 
 
 def quantize(E, *, threads=None) -> QuantizedEmbedding:
-    """Quantize a float table (N, D) into a :class:`QuantizedEmbedding`.
+    """Quantize a float table ``(N, D)`` into a :class:`QuantizedEmbedding`: uint8 codes and one
+    float32 scale per row, 4x smaller than float32, looked up without rebuilding the table.
 
-    See :func:`quantize_rows` for the arithmetic, the accepted inputs and the errors.
+    The arithmetic is that of Botha et al. 2017 (section 2.2), evaluated exactly:
+
+    * ``scale[i] = float32(max_j |E[i, j]| / 127)``, one float32 division;
+    * ``codes[i, j] = floor(E[i, j] / scale[i] + 128.5)``, exact ties rounding up (toward
+      +inf), so codes lie in ``[1, 255]``;
+    * an all-zero row (or one whose maximum is so small that ``max / 127`` underflows) gets
+      scale 0 and codes 128;
+    * lookups give back ``float32((codes - 128) * scale)``, within ``scale / 2`` of ``E``.
+
+    Parameters
+    ----------
+    E : array_like of float, shape (N, D)
+        float16, float32 or float64: a numpy array, anything ``np.asarray`` takes, or a PyTorch
+        tensor (detached from autograd and moved to the CPU; bfloat16 is widened to float32,
+        exactly). Strided, Fortran-order, byte-swapped and non-float32 tables are converted to
+        float32 in C order first (a copy); float32 tables whose rows are contiguous are read
+        in place. ``E`` is never modified.
+    threads : int, optional
+        Threads to use, from 1 to 2**31 - 1 (a call uses at most 256); default
+        :func:`rowquant.get_num_threads`. Tables under a few megabytes are quantized on one
+        thread whatever is asked; the result never depends on the count.
+
+    Returns
+    -------
+    QuantizedEmbedding
+        ``qe.codes`` (uint8 ``(N, D)``) and ``qe.scales`` (float32 ``(N,)``), read-only; look
+        rows up with ``qe[ids]``, :meth:`~QuantizedEmbedding.take` and
+        :meth:`~QuantizedEmbedding.bag`, save with :meth:`~QuantizedEmbedding.save`.
+
+    Raises
+    ------
+    TypeError
+        ``E`` is not a floating-point array (integer, bool, complex, object).
+    ValueError
+        ``E`` is not 2-D, or holds NaN or inf, or a float64 value past float32's range (the
+        message names the first such row and column); ``threads`` is out of range.
+
+    See Also
+    --------
+    quantize_rows : the same into arrays of your own (``codes_out=``, ``scales_out=``).
+    quantize_file : tables in ``.npy`` or safetensors files, streamed with bounded memory.
+    error_report : how far the quantized table is from the original.
 
     Examples
     --------
     >>> import numpy as np
     >>> import rowquant as rq
-    >>> qe = rq.quantize(np.array([[20000, 3000, 1000, 1000]], np.float32))
+    >>> qe = rq.quantize(np.array([[20000, 3000, 1000, 1000], [0, 0, 0, 0]], np.float32))
     >>> qe.codes
-    array([[255, 147, 134, 134]], dtype=uint8)
+    array([[255, 147, 134, 134],
+           [128, 128, 128, 128]], dtype=uint8)
+    >>> qe.scales
+    array([157.48032,   0.     ], dtype=float32)
     >>> qe[0]
     array([20000.    ,  2992.126 ,   944.8819,   944.8819], dtype=float32)
+    >>> rq.quantize(np.array([[127.0, 2.5, -2.5]])).codes    # exact ties round up
+    array([[255, 131, 126]], dtype=uint8)
     """
     codes, scales = quantize_rows(E, threads=threads)
     return QuantizedEmbedding._from_checked(codes, scales)

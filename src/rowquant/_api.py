@@ -67,7 +67,7 @@ def _select_simd_from_environment() -> None:
 
 _select_simd_from_environment()
 
-_MODES = {"sum": 0, "mean": 1}
+_MODES = {"sum": 0, "mean": 1, "max": 2}  # enum rq_bag_mode of csrc/rowquant.h
 
 
 def backend_info() -> dict:
@@ -75,8 +75,10 @@ def backend_info() -> dict:
 
     Returns a dict with ``backend`` (``"c"`` or ``"numpy"``), ``simd`` (the instruction set the
     kernels use: ``"scalar"``, ``"avx2"`` or ``"avx512"``, None on numpy; ``ROWQUANT_SIMD`` set at
-    import chooses one), ``simd_available`` (those this processor runs), ``threads`` (the default thread count), ``openmp`` (whether the
-    kernels can use more than one thread), ``version`` and, on numpy, ``reason``.
+    import chooses one), ``simd_available`` (those this processor runs), ``threads`` (the
+    default thread count), ``parallel`` (whether large calls can use more than one thread: the
+    C kernels' own thread pool; the numpy backend runs on one), ``version`` and, on numpy,
+    ``reason``.
 
     Examples
     --------
@@ -89,7 +91,7 @@ def backend_info() -> dict:
         "simd": _ext.simd_name() if _ext is not None else None,
         "simd_available": simd_paths(),
         "threads": get_num_threads(),
-        "openmp": bool(_ext is not None and _ext.have_openmp()),
+        "parallel": _ext is not None,
         "version": __version__,
     }
     if _ext is None:
@@ -144,9 +146,9 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
     values = _checks.float_matrix(E)
     n_rows, dim = values.shape
     codes = _checks.output(
-        codes_out, (n_rows, dim), np.uint8, "codes_out", (values,), _checks.cache_aligned_empty
+        codes_out, (n_rows, dim), np.uint8, "codes_out", (values, E), _checks.cache_aligned_empty
     )
-    scales = _checks.output(scales_out, (n_rows,), np.float32, "scales_out", (values, codes))
+    scales = _checks.output(scales_out, (n_rows,), np.float32, "scales_out", (values, E, codes))
     quantize_checked(values, codes, scales, threads, original=E)
     return codes, scales
 
@@ -191,14 +193,16 @@ def dequantize(codes, scales, *, out=None, threads=None):
     >>> rq.dequantize(np.array([[255, 128, 1]], np.uint8), np.array([2.0], np.float32))
     array([[ 254.,    0., -254.]], dtype=float32)
     """
+    originals = (codes, scales)
     codes, scales = _checks.codes_and_scales(codes, scales)
-    return dequantize_checked(codes, scales, out, threads)
+    return dequantize_checked(codes, scales, out, threads, originals)
 
 
-def dequantize_checked(codes, scales, out, threads):
-    """:func:`dequantize` for a table already checked."""
-    out = _checks.output(out, codes.shape, np.float32, "out", (codes, scales))
+def dequantize_checked(codes, scales, out, threads, originals=()):
+    """:func:`dequantize` for a table already checked; ``originals`` are the caller's arrays
+    that ``out`` must not overlap either."""
     n_threads = resolve_threads(threads)
+    out = _checks.output(out, codes.shape, np.float32, "out", (codes, scales, *originals))
     if _ext is not None:
         _ext.dequantize(codes, scales, out, n_threads)
     else:
@@ -237,18 +241,22 @@ def take(codes, scales, ids, *, out=None, threads=None):
            [ 1.      , -1.      ],
            [ 0.503937,  2.      ]], dtype=float32)
     """
+    originals = (codes, scales)
     codes, scales = _checks.codes_and_scales(codes, scales)
-    return take_checked(codes, scales, ids, out, threads)
+    return take_checked(codes, scales, ids, out, threads, originals)
 
 
-def take_checked(codes, scales, ids, out, threads):
-    """:func:`take` for a table already checked."""
+def take_checked(codes, scales, ids, out, threads, originals=()):
+    """:func:`take` for a table already checked (see :func:`dequantize_checked`)."""
     ids = _checks.integer_array(ids, "ids")
+    n_threads = resolve_threads(threads)
     n_rows, dim = codes.shape
-    out = _checks.output(out, ids.shape + (dim,), np.float32, "out", (codes, scales, ids))
+    out = _checks.output(
+        out, ids.shape + (dim,), np.float32, "out", (codes, scales, ids, *originals)
+    )
     ids64 = _checks.as_int64(ids)
     if _ext is not None:
-        bad = _ext.take(codes, scales, ids64, out.reshape(ids.size, dim), resolve_threads(threads))
+        bad = _ext.take(codes, scales, ids64, out.reshape(ids.size, dim), n_threads)
     else:
         bad = _checks.first_out_of_range(ids64, n_rows)
         if bad < 0:
@@ -272,18 +280,19 @@ def embedding_bag(
     out=None,
     threads=None,
 ):
-    """Pooled lookup: sum or mean of the dequantized rows of each bag of ids.
+    """Pooled lookup: sum, mean or max of the dequantized rows of each bag of ids.
 
     The semantics of ``torch.nn.functional.embedding_bag`` on the dequantized table, except that
-    ``mode="mean"`` is honoured (PyTorch's quantized bag ops sum regardless) and that no id is
-    ever silently dropped.
+    ``mode`` is honoured (PyTorch's quantized bag ops sum whatever it says, and have no max) and
+    that no id is ever silently dropped.
 
     Parameters
     ----------
     codes : ndarray of uint8, shape (N, D)
     scales : ndarray of float32, shape (N,)
     ids : array_like of int, shape (n,) or (B, L)
-        Row numbers in ``[0, N)``. 2-D ids are B bags of L ids each.
+        Row numbers in ``[0, N)`` (negative ids are an error, as in
+        ``torch.nn.functional.embedding_bag``). 2-D ids are B bags of L ids each.
     offsets : array_like of int, optional
         For 1-D ids: where each bag starts, from 0, non-decreasing, at most ``len(ids)``. With
         ``include_last_offset=True`` the last entry ends the last bag and must equal ``len(ids)``.
@@ -291,8 +300,9 @@ def embedding_bag(
         For 1-D ids, instead of offsets: how many ids each bag holds (summing to ``len(ids)``).
     weights : array_like of float, shape of ids, optional
         One weight per id, multiplied into its row (``mode="sum"`` only).
-    mode : {"sum", "mean"}
-        ``"mean"`` divides each bag by the number of its ids that are not ``padding_idx``.
+    mode : {"sum", "mean", "max"}
+        ``"mean"`` divides each bag by the number of its ids that are not ``padding_idx``;
+        ``"max"`` takes each column's largest value over the bag's rows.
     include_last_offset : bool
         As in PyTorch: ``offsets`` has one entry more than there are bags.
     padding_idx : int, optional
@@ -316,31 +326,36 @@ def embedding_bag(
     >>> rq.embedding_bag(codes, scales, [[0, 1], [1, 2]], mode="mean", padding_idx=2)
     array([[ 2.003937,  0.503937],
            [ 3.      , -0.992126]], dtype=float32)
+    >>> rq.embedding_bag(codes, scales, [0, 1, 1], lengths=[2, 1, 0], mode="max")
+    array([[ 3.      ,  2.      ],
+           [ 3.      , -0.992126],
+           [ 0.      ,  0.      ]], dtype=float32)
     """
+    originals = (codes, scales)
     codes, scales = _checks.codes_and_scales(codes, scales)
     return bag_checked(
         codes, scales, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx,
-        out, threads,
+        out, threads, originals,
     )
 
 
 def bag_checked(
     codes, scales, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out,
-    threads,
+    threads, originals=(),
 ):
-    """:func:`embedding_bag` for a table already checked."""
+    """:func:`embedding_bag` for a table already checked (see :func:`dequantize_checked`)."""
     n_rows, dim = codes.shape
     ids = _checks.integer_array(ids, "ids")
     bounds = _bag_bounds(ids, offsets, lengths, include_last_offset)
     mode_number = _mode_number(mode)
     padding = _padding_row(padding_idx, n_rows)
     flat_weights = _bag_weights(weights, ids, mode)
+    n_threads = resolve_threads(threads)
     n_bags = len(bounds) - 1
-    inputs = (codes, scales, ids, flat_weights)
+    inputs = (codes, scales, ids, flat_weights, offsets, lengths, weights, *originals)
     out = _checks.output(out, (n_bags, dim), np.float32, "out", inputs)
     ids64 = _checks.as_int64(ids)
     if _ext is not None:
-        n_threads = resolve_threads(threads)
         bad = _ext.bag(
             codes, scales, ids64, bounds, flat_weights, mode_number, padding, out, n_threads
         )
@@ -386,6 +401,7 @@ def _bag_bounds(ids, offsets, lengths, include_last_offset) -> np.ndarray:
 
 
 def _bounds_from_lengths(lengths, n_ids) -> np.ndarray:
+    """Checked int64 bounds from one count per bag."""
     lengths = _checks.integer_array(lengths, "lengths")
     if lengths.ndim != 1:
         raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
@@ -440,8 +456,8 @@ def _bounds_from_offsets(offsets, n_ids, include_last_offset) -> np.ndarray:
 
 
 def _mode_number(mode) -> int:
-    if mode not in _MODES:
-        raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
     return _MODES[mode]
 
 
@@ -466,7 +482,7 @@ def _bag_weights(weights, ids, mode):
         return None
     if mode != "sum":
         raise ValueError(f"weights are only supported with mode='sum', got mode={mode!r}")
-    weights = np.asarray(weights)
+    weights = _checks.as_array(weights)
     if weights.dtype.kind not in "fiu":
         raise TypeError(f"weights must be real numbers, got dtype {weights.dtype}")
     if weights.shape != ids.shape:

@@ -16,10 +16,25 @@ def position(shape: tuple[int, ...], flat_index: int) -> str:
     return ", ".join(str(int(i)) for i in np.unravel_index(flat_index, shape))
 
 
+def as_array(value) -> np.ndarray:
+    """``value`` as an ndarray, without a copy where possible. PyTorch tensors are taken as
+    their data: detached from autograd, moved to the CPU, bfloat16 widened to float32 (exactly;
+    numpy has no bfloat16). torch is never imported here: a tensor's presence means it is."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().resolve_conj().resolve_neg()
+            if tensor.dtype == torch.bfloat16:
+                tensor = tensor.float()
+            return tensor.numpy()
+    return np.asarray(value)
+
+
 def float_matrix(E, name: str = "E") -> np.ndarray:
     """``E`` as float32 with contiguous rows; float16/float64, strided, F-order and byte-swapped
     input is converted (a copy), float32 with contiguous rows is used as it is."""
-    array = np.asarray(E)
+    array = as_array(E)
     if array.dtype.kind != "f":
         raise TypeError(
             f"{name} must be a real floating-point array (float16, float32 or float64), "
@@ -72,8 +87,8 @@ def has_contiguous_rows(array: np.ndarray, dtype) -> bool:
 def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Check a quantized table: uint8 codes ``(N, D)`` and finite non-negative float32 scales
     ``(N,)``. Codes whose rows are not contiguous are copied."""
-    codes = np.asarray(codes)
-    scales = np.asarray(scales)
+    codes = as_array(codes)
+    scales = as_array(scales)
     if codes.dtype != np.uint8:
         raise TypeError(f"codes must be a uint8 array, got dtype {codes.dtype}")
     if codes.ndim != 2:
@@ -99,8 +114,18 @@ def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarr
 
 
 def integer_array(values, name: str) -> np.ndarray:
-    """``values`` as an integer ndarray (any integer dtype, any shape), else TypeError."""
-    array = np.asarray(values)
+    """``values`` as an integer ndarray (any integer dtype, any shape), else TypeError (or
+    ValueError for nested sequences of different lengths)."""
+    if values is None:
+        raise TypeError(f"{name} must hold integers, got None")
+    try:
+        array = as_array(values)
+    except ValueError as error:  # numpy: "setting an array element with a sequence ..."
+        raise ValueError(
+            f"{name} must be a rectangular array of integers, got nested sequences of different "
+            f"lengths ({error}); for bags of different sizes pass 1-D ids with offsets= or "
+            "lengths="
+        ) from None
     if array.size == 0 and not isinstance(values, np.ndarray):
         array = array.astype(np.int64)  # np.asarray([]) is float64
     if array.dtype.kind not in "iu":
@@ -162,7 +187,10 @@ def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=(), all
             f"{name} must be aligned to its {out.dtype.itemsize}-byte items (a view of a byte "
             "buffer at an odd offset is not)"
         )
+    # the arrays the kernels read, and the caller's own arrays as given: when an input needed
+    # a conversion, the kernels read a copy, but an out= over the original would still destroy
+    # the caller's data
     for array in inputs:
-        if array is not None and np.may_share_memory(out, array):
+        if isinstance(array, np.ndarray) and np.may_share_memory(out, array):
             raise ValueError(f"{name} overlaps an input array; pass a separate buffer")
     return out

@@ -26,7 +26,6 @@ cdef extern from "rowquant.h" nogil:
                const int64_t *bounds, int64_t n_bags, const float *weights,
                int mode, int64_t padding_idx,
                float *out, int64_t out_stride, int n_threads, int64_t *bad)
-    int rq_have_openmp()
     int rq_simd_select(const char *name)
     const char *rq_simd_name()
     int rq_simd_available(const char *name)
@@ -53,11 +52,6 @@ def simd_name():
 def simd_available(name):
     """Whether this processor runs the named kernels (and they pass the self-check)."""
     return bool(rq_simd_available(name.encode("ascii")))
-
-
-def have_openmp():
-    """Whether the kernels were compiled with OpenMP."""
-    return bool(rq_have_openmp())
 
 
 def quantize_rows(const float[:, :] values, uint8_t[:, :] codes, float[::1] scales,
@@ -112,6 +106,7 @@ def bag(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] i
 import numpy as _np
 
 _FLOAT32 = _np.dtype(_np.float32)
+_INT64 = _np.dtype(_np.int64)  # native byte order
 
 
 @cython.auto_pickle(False)
@@ -127,9 +122,12 @@ cdef class Table:
         self.scales = scales
 
     def take(self, ids, int n_threads):
-        """Rows ids (a C-contiguous 1-D int64 array) into a new (len(ids), D) float32 array.
+        """Rows ids (a C-contiguous 1-D int64 ndarray) into a new (len(ids), D) float32 array.
         Returns (out, -1), (None, position of the first id out of range), or None when ids is
-        not such an array, or not aligned (the caller then takes the general path)."""
+        not such an array, or not aligned (the caller then takes the general path, which
+        checks and converts everything else: None, lists, other buffers, record dtypes)."""
+        if type(ids) is not _np.ndarray or (<object>ids).dtype != _INT64:
+            return None
         cdef const int64_t[::1] id_view
         try:
             id_view = ids

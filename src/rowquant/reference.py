@@ -153,7 +153,20 @@ def pool_bags(
 
     Each bag is a float32 sum in id order of the dequantized rows, each first multiplied by its
     weight; ids equal to ``padding_idx`` are skipped; ``mode="mean"`` divides by the number of ids
-    pooled. Empty bags are zero.
+    pooled. ``mode="max"`` instead takes each column's largest value, going through the rows in
+    id order and keeping a later value only when it is strictly greater (which decides between
+    -0.0 and +0.0, the only values that compare equal and differ). Empty bags are zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> codes = np.array([[129, 127], [130, 132], [126, 128]], dtype=np.uint8)
+    >>> scales = np.ones(3, dtype=np.float32)
+    >>> bounds = np.array([0, 3, 3])
+    >>> reference.pool_bags(codes, scales, np.array([0, 1, 2]), bounds, mode="max")
+    array([[2., 4.],
+           [0., 0.]], dtype=float32)
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     bounds = np.asarray(bounds, dtype=np.int64)
@@ -171,6 +184,12 @@ def pool_bags(
             keep = rows != padding_idx
             bags, positions, rows = bags[keep], positions[keep], rows[keep]
         terms = take(codes, scales, rows)
+        if mode == "max":
+            pooled = sums[bags]
+            first = (counts[bags] == 0)[:, None]
+            sums[bags] = np.where(first | (terms > pooled), terms, pooled)
+            counts[bags] += 1
+            continue
         with np.errstate(over="ignore", invalid="ignore"):  # inf and nan as float32 gives them
             if weights is not None:
                 terms *= np.asarray(weights, dtype=np.float32).reshape(-1)[positions][:, None]
