@@ -1,12 +1,60 @@
-/* The worker pool of team.h. Work is shared only by calls with a millisecond or more of it
- * (rowquant.c, team_size), so waking the workers through a condition variable (a few
- * microseconds) is cheap enough, and idle workers sleep instead of spinning. */
-#define _GNU_SOURCE /* pthread_atfork and sigfillset under -std=c99 */
+/* The worker pool of team.h. Idle workers sleep on a condition variable, but only after
+ * watching for the next job for a while (RQ_SPIN_NS): calls that share work come in runs (a
+ * serving loop, a benchmark, a chunked file), and on a busy machine a sleeping worker can wait
+ * milliseconds to be scheduled again, while one that is still running starts at once. OpenMP's
+ * runtime spins the same way. The caller likewise watches for its workers to finish before it
+ * sleeps. */
+#define _GNU_SOURCE /* pthread_atfork, sigfillset and clock_gettime under -std=c99 */
 #include "team.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <time.h>
+
+/* How long a thread watches a value change before it sleeps. */
+#define RQ_SPIN_NS 200000
+
+static int64_t now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Watch *value (read without the lock) for up to RQ_SPIN_NS while it equals `unchanged`;
+ * whether it changed. The caller confirms under the lock. */
+static int spin_while_equal(const unsigned long *value, unsigned long unchanged)
+{
+    const int64_t deadline = now_ns() + RQ_SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (__atomic_load_n(value, __ATOMIC_ACQUIRE) != unchanged) return 1;
+            cpu_relax();
+        }
+        if (now_ns() > deadline) return 0;
+    }
+}
+
+/* Watch *value for up to RQ_SPIN_NS while it is not zero. */
+static void spin_while_nonzero(const unsigned long *value)
+{
+    const int64_t deadline = now_ns() + RQ_SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (__atomic_load_n(value, __ATOMIC_ACQUIRE) == 0) return;
+            cpu_relax();
+        }
+        if (now_ns() > deadline) return;
+    }
+}
 
 static struct {
     pthread_mutex_t lock;
@@ -15,10 +63,10 @@ static struct {
     int busy;                /* a caller is running a job on the pool */
     int n_workers;           /* workers started; worker w is member w + 1 of every job */
     unsigned long job;       /* number of the current job; workers watch it change */
+    unsigned long unfinished; /* workers of the current job that have not finished their part */
     rq_team_task task;
     void *context;
     int members; /* of the current job, the caller included */
-    int running; /* workers of the current job that have not finished their part */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
@@ -36,7 +84,7 @@ static void after_fork_in_child(void)
 {
     pool.busy = 0;
     pool.n_workers = 0;
-    pool.running = 0;
+    pool.unfinished = 0;
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.finished, NULL);
     pthread_mutex_unlock(&pool.lock);
@@ -55,6 +103,11 @@ static void *worker_main(void *argument)
      * the first one this worker takes part in */
     unsigned long seen = pool.job - 1;
     for (;;) {
+        if (pool.job == seen) {
+            pthread_mutex_unlock(&pool.lock);
+            spin_while_equal(&pool.job, seen);
+            pthread_mutex_lock(&pool.lock);
+        }
         while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.lock);
         seen = pool.job;
         if (member >= pool.members) continue; /* a smaller job: not needed */
@@ -64,7 +117,8 @@ static void *worker_main(void *argument)
         pthread_mutex_unlock(&pool.lock);
         task(context, member, members);
         pthread_mutex_lock(&pool.lock);
-        if (--pool.running == 0) pthread_cond_signal(&pool.finished);
+        if (__atomic_sub_fetch(&pool.unfinished, 1, __ATOMIC_RELEASE) == 0)
+            pthread_cond_signal(&pool.finished);
     }
     return NULL;
 }
@@ -106,20 +160,24 @@ void rq_team_run(int members, rq_team_task task, void *context)
         return;
     }
     pool.busy = 1;
-    pool.job++; /* workers started below take part in this job; see worker_main */
-    const int workers = start_workers(members - 1);
+    const int workers = start_workers(members - 1); /* they wait for the lock; see worker_main */
     if (workers < members - 1) members = workers + 1;
     pool.task = task;
     pool.context = context;
     pool.members = members;
-    pool.running = members - 1;
+    pool.unfinished = (unsigned long)(members - 1);
+    /* last: a worker watching the number without the lock then finds the job complete */
+    __atomic_store_n(&pool.job, pool.job + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
     task(context, 0, members);
 
+    if (__atomic_load_n(&pool.unfinished, __ATOMIC_ACQUIRE) != 0)
+        spin_while_nonzero(&pool.unfinished);
     pthread_mutex_lock(&pool.lock);
-    while (pool.running > 0) pthread_cond_wait(&pool.finished, &pool.lock);
+    while (__atomic_load_n(&pool.unfinished, __ATOMIC_ACQUIRE) != 0)
+        pthread_cond_wait(&pool.finished, &pool.lock);
     pool.busy = 0;
     pthread_mutex_unlock(&pool.lock);
 }
