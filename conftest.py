@@ -8,16 +8,25 @@ import pytest
 
 collect_ignore = []
 if importlib.util.find_spec("torch") is None:
-    collect_ignore.append("src/rowquant/torch.py")
+    collect_ignore += ["src/rowquant/torch.py", "src/rowquant/_torch_ops.py",
+                       "src/rowquant/_torch_onnx.py"]
 if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     collect_ignore.append("src/rowquant/_onnx.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Doctests that build torch objects (named *torch*) are skipped without torch."""
-    if importlib.util.find_spec("torch") is not None:
-        return
-    skip = pytest.mark.skip(reason="needs torch (pip install 'rowquant[torch]')")
-    for item in items:
-        if isinstance(item, pytest.DoctestItem) and "torch" in item.name:
-            item.add_marker(skip)
+    """Doctests that build torch objects (named *torch*) are skipped without torch, and the
+    ONNX export through torch's default exporter without onnxscript and onnxruntime."""
+    missing = {name for name in ("torch", "onnxscript", "onnxruntime")
+               if importlib.util.find_spec(name) is None}
+    if "torch" in missing:
+        skip = pytest.mark.skip(reason="needs torch (pip install 'rowquant[torch]')")
+        for item in items:
+            if isinstance(item, pytest.DoctestItem) and "torch" in item.name:
+                item.add_marker(skip)
+    elif missing:
+        skip = pytest.mark.skip(reason="needs onnxscript and onnxruntime (pip install "
+                                       "'rowquant[onnx]')")
+        for item in items:
+            if isinstance(item, pytest.DoctestItem) and item.name.endswith("translation_table"):
+                item.add_marker(skip)

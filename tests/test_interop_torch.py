@@ -317,12 +317,194 @@ def test_module_errors():
         module(torch.tensor([0, 1]), torch.tensor([0]), per_sample_weights=torch.ones(3))
     with pytest.raises(ValueError, match="max_norm"):
         QuantizedEmbedding.from_float(nn.Embedding(10, 4, max_norm=1.0))
-    with pytest.raises(ValueError, match="'max' is not supported"):
-        QuantizedEmbeddingBag.from_float(nn.EmbeddingBag(10, 4, mode="max"))
     with pytest.raises(TypeError, match="nn.Embedding"):
         QuantizedEmbedding.from_float(float_bag)
     with pytest.raises(TypeError, match="rowquant.QuantizedEmbedding"):
         QuantizedEmbedding(np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="mode must be"):
-        QuantizedEmbeddingBag(module.table, mode="max")
+    with pytest.raises(ValueError, match="mode must be 'sum', 'mean' or 'max', got 'min'"):
+        QuantizedEmbeddingBag(module.table, mode="min")
     assert repr(QuantizedEmbedding.from_float(embedding)) == "QuantizedEmbedding(200, 24)"
+
+
+# ------------------------------------------------------------------ module inputs as torch's
+
+
+def dequantized_bag(module, **kwargs):
+    """torch's own EmbeddingBag on the module's dequantized table."""
+    weight = torch.from_numpy(module.table.dequantize())
+    return nn.EmbeddingBag.from_pretrained(weight, **kwargs)
+
+
+def test_weighted_fixed_size_bags_as_torch():
+    _, float_bag = float_modules(mode="sum")
+    module = QuantizedEmbeddingBag.from_float(float_bag)
+    reference = dequantized_bag(module, mode="sum")
+    rng = np.random.default_rng(7)
+    ids = torch.from_numpy(rng.integers(0, 200, (3, 4)))
+    weights = torch.from_numpy(rng.random((3, 4), dtype=np.float32))
+    got = module(ids, per_sample_weights=weights)
+    want = reference(ids, per_sample_weights=weights)
+    torch.testing.assert_close(got, want, rtol=0, atol=bag_tolerance(want.numpy(), 4))
+    flat = module(ids.reshape(-1), torch.tensor([0, 4, 8]), per_sample_weights=weights.reshape(-1))
+    assert torch.equal(got, flat)
+    with pytest.raises(ValueError, match=r"per_sample_weights has shape \(12,\), input has \(3, "):
+        module(ids, per_sample_weights=weights.reshape(-1))
+
+
+@pytest.mark.parametrize("shape", [(), (2, 2, 2)], ids=["0-d", "3-d"])
+def test_bag_input_must_be_1d_or_2d_as_in_torch(shape):
+    _, float_bag = float_modules()
+    module = QuantizedEmbeddingBag.from_float(float_bag)
+    ids = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ValueError) as theirs:
+        float_bag(ids)
+    with pytest.raises(ValueError, match=f"input has to be 1D or 2D Tensor, but got Tensor of "
+                                         f"dimension {len(shape)}") as ours:
+        module(ids)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (2, 3, 4), (1, 1, 1, 2)])
+def test_embedding_takes_ids_of_any_shape_as_nn_embedding(shape):
+    embedding, _ = float_modules()
+    module = QuantizedEmbedding.from_float(embedding)
+    ids = torch.from_numpy(np.random.default_rng(8).integers(0, 200, shape))
+    got = module(ids)
+    assert got.shape == shape + (24,)
+    weight = torch.from_numpy(module.table.dequantize())
+    assert torch.equal(got, nn.functional.embedding(ids, weight))
+
+
+# ------------------------------------------------------------------------------- dtypes
+
+
+CASTS = {
+    "half": (lambda m: m.half(), torch.float16),
+    "bfloat16": (lambda m: m.bfloat16(), torch.bfloat16),
+    "double": (lambda m: m.double(), torch.float64),
+    "to float16": (lambda m: m.to(torch.float16), torch.float16),
+    "to dtype=bfloat16": (lambda m: m.to(dtype=torch.bfloat16), torch.bfloat16),
+}
+
+
+@pytest.mark.parametrize("cast", list(CASTS))
+@pytest.mark.parametrize("kind", ["embedding", "bag"])
+def test_casts_keep_the_table_and_answer_in_the_dtype_asked_for(cast, kind):
+    embedding, float_bag = float_modules(mode="sum")
+    if kind == "embedding":
+        module, args = QuantizedEmbedding.from_float(embedding), (torch.tensor([[3, 1], [4, 1]]),)
+    else:
+        module, args = QuantizedEmbeddingBag.from_float(float_bag), (torch.tensor([3, 1, 4]),
+                                                                     torch.tensor([0, 1]))
+    codes, scales, float32_answer = module.codes.clone(), module.scales.clone(), module(*args)
+    apply, dtype = CASTS[cast]
+    assert apply(module) is module
+    assert module.codes.dtype == torch.uint8 and torch.equal(module.codes, codes)
+    assert module.scales.dtype == torch.float32 and torch.equal(module.scales, scales)
+    got = module(*args)
+    assert got.dtype == dtype and torch.equal(got, float32_answer.to(dtype))
+    assert f"output_dtype={dtype}" in repr(module)
+    module.float()  # and back
+    assert module(*args).dtype == torch.float32 and torch.equal(module(*args), float32_answer)
+    module.to("cpu")  # a move is not a cast
+    assert module.output_dtype == torch.float32
+
+
+def test_output_dtype_argument():
+    table = rq.quantize(awkward_table(10, 4) / np.float32(1e25))
+    module = QuantizedEmbeddingBag(table, mode="sum", output_dtype=torch.float64)
+    ids, offsets = torch.tensor([1, 2, 3]), torch.tensor([0, 2])
+    expected = table.bag(ids.numpy(), offsets.numpy())
+    assert torch.equal(module(ids, offsets), torch.from_numpy(expected).double())
+    assert QuantizedEmbedding(table, output_dtype=torch.bfloat16)(ids).dtype == torch.bfloat16
+    for bad in (torch.int64, np.float32, "float16"):
+        with pytest.raises(TypeError, match="output_dtype must be a floating-point torch.dtype"):
+            QuantizedEmbedding(table, output_dtype=bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_from_float_of_other_float_dtypes(dtype):
+    torch.manual_seed(4)
+    embedding = nn.Embedding(30, 8).to(dtype)
+    float_bag = nn.EmbeddingBag(30, 8, mode="mean").to(dtype)
+    ids, offsets = torch.tensor([5, 0, 29, 5]), torch.tensor([0, 3])
+    module = QuantizedEmbedding.from_float(embedding)
+    expected = rq.quantize(embedding.weight.detach().float().numpy())
+    assert module.output_dtype == dtype
+    assert torch.equal(module(ids), torch.from_numpy(expected.take(ids.numpy())).to(dtype))
+    bag = QuantizedEmbeddingBag.from_float(float_bag)
+    pooled = bag(ids, offsets)
+    assert pooled.dtype == dtype
+    assert torch.equal(pooled, bag.float()(ids, offsets).to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_per_sample_weights_of_other_float_dtypes(dtype):
+    _, float_bag = float_modules(mode="sum")
+    module = QuantizedEmbeddingBag.from_float(float_bag)
+    ids, offsets = torch.tensor([3, 1, 4, 1]), torch.tensor([0, 2])
+    weights = torch.tensor([0.5, 2.0, 1.25, -3.0], dtype=dtype)  # exact in every dtype
+    assert torch.equal(module(ids, offsets, per_sample_weights=weights),
+                       module(ids, offsets, per_sample_weights=weights.float()))
+
+
+# ------------------------------------------------------------------------------ padding_idx
+
+
+@pytest.mark.parametrize("kind", ["embedding", "bag"])
+def test_padding_idx_outside_the_table_is_refused_as_torch_refuses_it(kind):
+    table = rq.quantize(awkward_table(10, 4))
+    make = QuantizedEmbedding if kind == "embedding" else QuantizedEmbeddingBag
+    torch_module = nn.Embedding if kind == "embedding" else nn.EmbeddingBag
+    for padding_idx in (10, 11, -11, -100):
+        with pytest.raises(AssertionError):
+            torch_module(10, 4, padding_idx=padding_idx)
+        with pytest.raises(ValueError, match=f"padding_idx must be within num_embeddings: got "
+                                             f"{padding_idx} for a table of 10 rows"):
+            make(table, padding_idx=padding_idx)
+    for padding_idx in (-10, -1, 0, 9):  # normalised as torch normalises them
+        assert make(table, padding_idx=padding_idx).padding_idx == torch_module(
+            10, 4, padding_idx=padding_idx).padding_idx
+    with pytest.raises(TypeError, match="padding_idx must be an integer or None"):
+        make(table, padding_idx=1.0)
+
+
+def test_negative_padding_idx_leaves_out_the_last_row():
+    _, float_bag = float_modules(mode="mean")
+    module = QuantizedEmbeddingBag(rq.quantize(float_bag.weight.detach().numpy()), mode="mean",
+                                   padding_idx=-1)
+    assert module.padding_idx == 199
+    ids, offsets = torch.tensor([199, 3, 199, 199]), torch.tensor([0, 2])
+    pooled = module(ids, offsets)
+    assert torch.equal(pooled[0], torch.from_numpy(module.table.take([3])[0]))  # 1 id counted
+    assert torch.equal(pooled[1], torch.zeros(24))  # padding only
+
+
+# ------------------------------------------------------------------------------------- max
+
+
+@pytest.mark.parametrize("padding_idx", [None, 3])
+@pytest.mark.parametrize("include_last_offset", [False, True])
+def test_max_mode_equals_torch_exactly(padding_idx, include_last_offset):
+    _, float_bag = float_modules(mode="max", padding_idx=padding_idx,
+                                 include_last_offset=include_last_offset)
+    module = QuantizedEmbeddingBag.from_float(float_bag)
+    assert module.mode == "max"
+    reference = dequantized_bag(module, mode="max", padding_idx=padding_idx,
+                                include_last_offset=include_last_offset)
+    rng = np.random.default_rng(9)
+    ids = torch.from_numpy(rng.integers(0, 200, 40))
+    ids[[0, 1, 20]] = 3  # bag 0 is padding only when padding_idx=3
+    offsets = torch.tensor([0, 2, 2, 10, 39] + ([40] if include_last_offset else []))
+    assert torch.equal(module(ids, offsets), reference(ids, offsets))  # a maximum is exact
+    fixed = ids.reshape(5, 8)
+    assert torch.equal(module(fixed), reference(fixed))
+    with pytest.raises(ValueError, match="weights"):
+        module(ids, offsets, per_sample_weights=torch.ones(40))
+
+
+def test_max_norm_is_refused_by_both_from_floats():
+    with pytest.raises(ValueError, match="max_norm renormalizes rows"):
+        QuantizedEmbedding.from_float(nn.Embedding(10, 4, max_norm=1.0))
+    with pytest.raises(ValueError, match="max_norm renormalizes rows"):
+        QuantizedEmbeddingBag.from_float(nn.EmbeddingBag(10, 4, mode="max", max_norm=1.0))

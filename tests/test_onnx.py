@@ -105,11 +105,16 @@ def test_lookup_graph_is_gather_cast_sub_mul(tmp_path):
     qe = awkward_table(7)
     model = load(export(qe, str(tmp_path)))
     assert sorted(node.op_type for node in model.graph.node) == sorted(
-        ["Gather", "Gather", "Cast", "Sub", "Mul"])
+        ["Less", "Where", "Gather", "Gather", "Cast", "Sub", "Mul"])
+    # both gathers read the ids with the negative ones moved past the end
+    (where,) = [node for node in model.graph.node if node.op_type == "Where"]
+    gathers = [node for node in model.graph.node if node.op_type == "Gather"]
+    assert [node.input[1] for node in gathers] == [where.output[0]] * 2
     arrays = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     np.testing.assert_array_equal(arrays["codes"], qe.codes)
     assert_same_bits(arrays["scales"], qe.scales.reshape(-1, 1))
     assert arrays["bias"].dtype == np.float32 and arrays["bias"] == 128
+    assert arrays["n_rows"].dtype == np.int64 and arrays["n_rows"] == len(qe)
 
 
 def test_out_of_range_ids_fail_the_standard_model(tmp_path):
@@ -124,15 +129,34 @@ def test_out_of_range_ids_fail_the_standard_model(tmp_path):
             qe.take(np.array([0, bad]))
 
 
-@pytest.mark.parametrize("contrib", [False, True], ids=["standard", "contrib"])
-def test_negative_ids_count_from_the_end_as_in_numpy(tmp_path, contrib):
+@pytest.mark.parametrize("pooling", [None, "sum", "mean"])
+def test_negative_ids_fail_the_standard_model_as_rowquant_refuses_them(tmp_path, pooling):
+    """ONNX's Gather counts -1 from the end; rowquant's rule, [0, N), holds in the model."""
     qe = awkward_table(7)
     n_rows = len(qe)
-    ids = np.array([-1, -n_rows, -2])
-    got = run(export(qe, str(tmp_path), contrib=contrib), ids=ids)
-    assert_same_bits(got, qe.take(ids + n_rows))
-    with pytest.raises(IndexError):
-        qe.take(ids)  # rowquant itself rejects negative ids
+    session_ = session(export(qe, str(tmp_path), pooling=pooling))
+    offsets = {} if pooling is None else {"offsets": [0, 1]}
+    assert run(session_, ids=[0, n_rows - 1], **offsets).shape[0] == 2
+    for bad in (-1, -n_rows, n_rows):
+        with pytest.raises(InvalidArgument, match="out of data bounds"):
+            run(session_, ids=[0, bad], **offsets)
+        with pytest.raises(IndexError, match="out of range"):
+            if pooling is None:
+                qe.take(np.array([0, bad]))
+            else:
+                qe.bag(np.array([0, bad]), offsets["offsets"], mode=pooling)
+
+
+@pytest.mark.parametrize("shape", [(), (2, 3)])
+def test_negative_ids_give_zero_rows_with_contrib_like_every_id_outside(tmp_path, shape):
+    qe = awkward_table(7)
+    n_rows = len(qe)
+    ids = np.random.default_rng(6).integers(0, n_rows, shape)
+    path = export(qe, str(tmp_path), contrib=True, ids_ndim=len(shape))
+    assert_same_bits(run(path, ids=ids), qe.take(ids.reshape(-1)).reshape(shape + (7,)))
+    for bad in (-1, -n_rows, n_rows):
+        got = run(path, ids=np.full(shape, bad))
+        assert_same_bits(got, np.zeros(shape + (7,), np.float32))
 
 
 def test_contrib_gives_zero_rows_for_out_of_range_ids(tmp_path):
@@ -149,8 +173,10 @@ def test_contrib_gives_zero_rows_for_out_of_range_ids(tmp_path):
 def test_contrib_model_is_one_gather_block_quantized(tmp_path, dim):
     qe = table_of(np.random.default_rng(3), 9, dim)
     model = load(export(qe, str(tmp_path), contrib=True))
-    (node,) = model.graph.node
+    less, where, node = model.graph.node  # the first two move negative ids past the end
+    assert (less.op_type, where.op_type) == ("Less", "Where")
     assert (node.domain, node.op_type) == ("com.microsoft", "GatherBlockQuantized")
+    assert node.input[1] == where.output[0]
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     block_size = {1: 16, 7: 16, 16: 16, 17: 32, 300: 512}[dim]
     assert attributes == {"bits": 8, "block_size": block_size, "gather_axis": 0,
@@ -258,8 +284,11 @@ def test_bag_graph_scales_with_ids_plus_bags(tmp_path):
     ops = {node.op_type for node in model.graph.node}
     # no one-hot (bags x ids x dim) product, and no ScatterND: onnxruntime's CPU kernel adds
     # concurrently into the same row when indices repeat
-    assert ops.isdisjoint({"MatMul", "Gemm", "OneHot", "Equal", "Less", "ScatterND"})
+    assert ops.isdisjoint({"MatMul", "Gemm", "OneHot", "Equal", "ScatterND"})
     assert "ScatterElements" in ops
+    # one comparison, of each id with 0 (the negative ones are refused)
+    (less,) = [node for node in model.graph.node if node.op_type == "Less"]
+    assert less.input[0] == "ids"
     assert [i.name for i in model.graph.input] == ["ids", "offsets"]
     assert [o.name for o in model.graph.output] == ["pooled"]
 

@@ -4,11 +4,18 @@ ONNX runtime, as a lookup or as embedding bags.
 A lookup is four standard operators: ``Gather`` of the uint8 codes, ``Cast`` to float,
 ``Sub 128`` and ``Mul`` by the gathered scale. The cast and the subtraction are exact (integers
 below 2**24), so the multiply is the only rounding, as in rowquant itself: the model returns the
-bits of ``table.take(ids)``. Bags add each looked-up row into its bag with
+bits of ``table.take(ids)``. Negative ids are first replaced by N (``Where(Less(ids, 0), N,
+ids)``): ONNX's ``Gather`` would count them from the end, rowquant refuses them, and so does the
+model, as it refuses any id past the table. Bags add each looked-up row into its bag with
 ``ScatterElements(reduction="add")`` (onnxruntime adds in id order, as rowquant does), then
 divide by the bag size for ``"mean"``.
 The contrib variant does the lookup in one onnxruntime operator,
 ``com.microsoft.GatherBlockQuantized``, reading the codes in place.
+
+The graph is written once, against a small builder interface (``node``, ``constant``, ``fill``)
+that :class:`_Graph` implements for :func:`to_onnx` and ``rowquant._torch_onnx`` implements over
+torch's two ONNX exporters, so that an exported ``rowquant.torch`` module holds the same
+operators as a model written here.
 
 onnx is an optional dependency (``pip install 'rowquant[onnx]'``), imported on first use.
 """
@@ -37,8 +44,13 @@ INLINE_LIMIT_BYTES = 1_900_000_000
 # Offsets of the arrays in the data file: a multiple of every page size and of Windows' mapping
 # granularity, so that a runtime can map each array instead of reading it.
 EXTERNAL_ALIGNMENT = 1 << 16
+# ScatterElements with reduction="max" (bags of mode "max", exported from rowquant.torch)
+MIN_OPSET_MAX_POOLING = 18
 CONTRIB_DOMAIN = "com.microsoft"
 BIAS = 128
+# onnx.TensorProto data types, spelled out so that the graph code needs no onnx import
+FLOAT = 1
+INT64 = 7
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -113,43 +125,64 @@ class _Graph:
         return self.node("ConstantOfShape", [shape], output, value=filler)
 
 
-def _lookup(graph, ids, output, scales, dim, contrib) -> str:
-    """Rows ``ids`` of the table, dequantized: ``ids.shape + (dim,)`` float32."""
-    TensorProto = graph.onnx.TensorProto
-    n_rows = len(scales)
-    if contrib:
-        # One block per row (block_size >= dim), so one scale and one zero point per row. The
-        # kernel computes float(code - zero_point) * scale: the same single rounding.
-        block_size = max(16, 1 << max(dim - 1, 0).bit_length())
-        blocks = 1 if dim else 0
-        graph.table_array("scales", scales.reshape(n_rows, 1)[:, :blocks])
-        # The zero point is written out although 128 is the default for 8-bit uint8 data: some
-        # execution providers have had the default wrong.
-        graph.table_array("zero_points", np.full((n_rows, blocks), BIAS, dtype=np.uint8))
-        return graph.node(
-            "GatherBlockQuantized", ["codes", ids, "scales", "zero_points"], output,
-            domain=CONTRIB_DOMAIN, bits=8, block_size=block_size, gather_axis=0, quantize_axis=1,
-        )
-    # scales as (N, 1): the gathered scales broadcast along the row without a reshape
-    graph.table_array("scales", scales.reshape(n_rows, 1))
-    codes = graph.node("Gather", ["codes", ids], "codes_taken", axis=0)
-    codes_float = graph.node("Cast", [codes], "codes_float", to=TensorProto.FLOAT)
+def _refuse_negative_ids(graph, ids, n_rows: int):
+    """``ids`` with every negative id replaced by ``n_rows``.
+
+    ONNX's Gather counts negative indices from the end, as numpy does; rowquant refuses them, as
+    ``torch.nn.Embedding`` does. Past the end, the standard Gather fails the run and
+    GatherBlockQuantized gives a row of zeros, as for every other id outside the table.
+    """
+    negative = graph.node("Less", [ids, graph.constant("first_id", np.int64(0))], "negative_ids")
+    past_end = graph.constant("n_rows", np.int64(n_rows))
+    return graph.node("Where", [negative, past_end, ids], "ids_or_past_end")
+
+
+def _lookup(graph, codes, scales_column, ids, output):
+    """Rows ``ids`` (int64, not negative) of the table, dequantized: ``ids.shape + (D,)`` float32.
+
+    ``scales_column`` holds the scales as ``(N, 1)``, so that the gathered scales broadcast
+    along each row without a reshape.
+    """
+    taken = graph.node("Gather", [codes, ids], "codes_taken", axis=0)
+    codes_float = graph.node("Cast", [taken], "codes_float", to=FLOAT)
     centered = graph.node("Sub", [codes_float, graph.constant("bias", np.float32(BIAS))],
                           "centered")
-    scales = graph.node("Gather", ["scales", ids], "scales_taken", axis=0)
+    scales = graph.node("Gather", [scales_column, ids], "scales_taken", axis=0)
     return graph.node("Mul", [centered, scales], output)
 
 
-def _pool(graph, rows, ids, offsets, output, dim, mode) -> str:
-    """Sum (or average) the rows of each bag, torch's embedding_bag with offsets.
+def _lookup_contrib(graph, codes, scales, ids, output):
+    """:func:`_lookup` in one onnxruntime operator, com.microsoft.GatherBlockQuantized, which
+    reads the codes in place and gives zero rows for ids outside the table."""
+    n_rows, dim = codes.shape
+    # One block per row (block_size >= dim), so one scale and one zero point per row. The
+    # kernel computes float(code - zero_point) * scale: the same single rounding.
+    block_size = max(16, 1 << max(dim - 1, 0).bit_length())
+    blocks = 1 if dim else 0
+    graph.table_array("scales", scales.reshape(n_rows, 1)[:, :blocks])
+    # The zero point is written out although 128 is the default for 8-bit uint8 data: some
+    # execution providers have had the default wrong.
+    graph.table_array("zero_points", np.full((n_rows, blocks), BIAS, dtype=np.uint8))
+    return graph.node(
+        "GatherBlockQuantized", ["codes", ids, "scales", "zero_points"], output,
+        domain=CONTRIB_DOMAIN, bits=8, block_size=block_size, gather_axis=0, quantize_axis=1,
+    )
+
+
+def _pool(graph, rows, ids, offsets, output, dim, mode, weights=None, padding_row=None):
+    """Sum, average or maximum of the rows of each bag, torch's embedding_bag with offsets.
 
     Bag b holds positions ``offsets[b]`` to ``offsets[b + 1]`` (or the end). A position's bag is
     the number of later bag starts at or before it: one mark per start ``offsets[1:]``, then a
-    running sum, O(ids + bags). The rows are then added into zeros, the position's bag choosing
-    the row. ScatterElements, not ScatterND: onnxruntime's CPU ScatterND adds concurrently
-    into the same output row when indices repeat (microsoft/onnxruntime#23396).
+    running sum, O(ids + bags). The rows are then added into zeros (or taken the maximum of,
+    from -inf), the position's bag choosing the row. ScatterElements, not ScatterND:
+    onnxruntime's CPU ScatterND adds concurrently into the same output row when indices repeat
+    (microsoft/onnxruntime#23396).
+
+    ``weights`` (float32, one per id) multiply the rows first. Ids equal to ``padding_row``
+    count neither in the pooling nor in the bag sizes, which ``"mean"`` divides by and
+    ``"max"`` needs to give empty bags zeros.
     """
-    TensorProto = graph.onnx.TensorProto
     one = graph.constant("one", np.array([1], np.int64))
     n_ids = graph.node("Shape", [ids], "n_ids")
     later_starts = graph.node(
@@ -168,25 +201,88 @@ def _pool(graph, rows, ids, offsets, output, dim, mode) -> str:
                   graph.constant("minus_one", np.array([-1], np.int64))],
         "bag_of_id",
     )
+    # the value a bag starts from: the identity of its reduction
+    start = -np.inf if mode == "max" else 0
+    if weights is not None:
+        rows = graph.node("Mul", [rows, graph.node("Unsqueeze", [weights, one], "weights_column")],
+                          "weighted")
+    kept = None
+    if padding_row is not None:
+        padding = graph.node("Equal", [ids, graph.constant("padding_row", np.int64(padding_row))],
+                             "is_padding")
+        kept = graph.node("Not", [padding], "kept")
+        rows = graph.node("Where", [graph.node("Unsqueeze", [kept, one], "kept_column"), rows,
+                                    graph.constant("left_out", np.float32(start))], "kept_rows")
     bag_column = graph.node("Unsqueeze", [bag_of_id, one], "bag_column")
     bag_of_value = graph.node("Expand", [bag_column, graph.node("Shape", [rows], "rows_shape")],
                               "bag_of_value")
+    n_bags = graph.node("Shape", [offsets], "n_bags")
     pooled_shape = graph.node(
-        "Concat", [graph.node("Shape", [offsets], "n_bags"),
-                   graph.constant("dim", np.array([dim], np.int64))],
+        "Concat", [n_bags, graph.constant("dim", np.array([dim], np.int64))],
         "pooled_shape", axis=0,
     )
-    zeros = graph.fill(pooled_shape, 0, np.float32, "zeros")
-    sums = graph.node("ScatterElements", [zeros, bag_of_value, rows],
-                      output if mode == "sum" else "sums", axis=0, reduction="add")
+    starts = graph.fill(pooled_shape, start, np.float32, "pooled_start")
+    pooled = graph.node("ScatterElements", [starts, bag_of_value, rows],
+                        output if mode == "sum" else "pooled_" + mode, axis=0,
+                        reduction="max" if mode == "max" else "add")
     if mode == "sum":
-        return sums
-    ends = graph.node("Concat", [later_starts, n_ids], "ends", axis=0)
-    sizes = graph.node("Sub", [ends, offsets], "sizes")
+        return pooled
+    if kept is None:
+        ends = graph.node("Concat", [later_starts, n_ids], "ends", axis=0)
+        sizes = graph.node("Sub", [ends, offsets], "sizes")
+    else:
+        no_sizes = graph.fill(n_bags, 0, np.int64, "no_sizes")
+        counts = graph.node("Cast", [kept], "kept_count", to=INT64)
+        sizes = graph.node("ScatterElements", [no_sizes, bag_of_id, counts], "sizes", axis=0,
+                           reduction="add")
+    if mode == "max":  # empty bags are zero, not -inf
+        filled = graph.node("Greater", [sizes, graph.constant("no_ids", np.int64(0))], "filled")
+        return graph.node("Where", [graph.node("Unsqueeze", [filled, one], "filled_column"),
+                                    pooled, graph.constant("empty", np.float32(0))], output)
     divisors = graph.node("Max", [sizes, one], "divisors")  # empty bags: 0 / 1
-    divisors = graph.node("Cast", [divisors], "divisors_float", to=TensorProto.FLOAT)
+    divisors = graph.node("Cast", [divisors], "divisors_float", to=FLOAT)
     divisors = graph.node("Unsqueeze", [divisors, one], "divisors_column")
-    return graph.node("Div", [sums, divisors], output)
+    return graph.node("Div", [pooled, divisors], output)
+
+
+def lookup_graph(graph, codes, scales, ids, n_rows: int):
+    """rowquant.torch's ``take`` on a graph whose table arrays are values: ``codes`` (N, D)
+    uint8, ``scales`` (N,) float32, ``ids`` int64 of any shape."""
+    scales_column = graph.node(
+        "Unsqueeze", [scales, graph.constant("column_axis", np.array([1], np.int64))],
+        "scales_column",
+    )
+    return _lookup(graph, codes, scales_column, _refuse_negative_ids(graph, ids, n_rows), "rows")
+
+
+def bag_graph(
+    graph, codes, scales, ids, offsets, weights, *, n_rows: int, dim: int, ids_ndim: int,
+    mode: str, padding_row, include_last_offset: bool,
+):
+    """rowquant.torch's ``embedding_bag`` on a graph, as :func:`lookup_graph`: 1-D int64
+    ``ids`` with ``offsets``, or 2-D ``ids`` (bags, length) and ``offsets`` None; ``weights``
+    float32 of the shape of ids, or None; ``padding_row`` in ``[0, N)`` or None."""
+    if ids_ndim == 2:
+        shape = graph.node("Shape", [ids], "ids_shape")
+        n_bags = graph.node("Gather", [shape, graph.constant("bag_axis", np.int64(0))], "bags")
+        length = graph.node("Gather", [shape, graph.constant("length_axis", np.int64(1))],
+                            "length")
+        bag_numbers = graph.node(
+            "Range", [graph.constant("first_bag", np.int64(0)), n_bags,
+                      graph.constant("step", np.int64(1))], "bag_numbers",
+        )
+        offsets = graph.node("Mul", [bag_numbers, length], "fixed_offsets")
+        flat = graph.constant("flat", np.array([-1], np.int64))
+        ids = graph.node("Reshape", [ids, flat], "ids_flat")
+        if weights is not None:
+            weights = graph.node("Reshape", [weights, flat], "weights_flat")
+    elif include_last_offset:  # the last offset only ends the last bag
+        offsets = graph.node(
+            "Slice", [offsets, graph.constant("from_start", np.array([0], np.int64)),
+                      graph.constant("but_last", np.array([-1], np.int64))], "bag_starts",
+        )
+    rows = lookup_graph(graph, codes, scales, ids, n_rows)
+    return _pool(graph, rows, ids, offsets, "pooled", dim, mode, weights, padding_row)
 
 
 def _external_tensor(onnx, name, array, location, offset):
@@ -207,17 +303,21 @@ def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name):
     helper, TensorProto = onnx.helper, onnx.TensorProto
     n_rows, dim = table.shape
     graph = _Graph(onnx)
-    scales = table.scales
-    graph.table_array("codes", table.codes)
+    codes = graph.table_array("codes", table.codes)
+    ids = _refuse_negative_ids(graph, "ids", n_rows)
+    output = "rows" if pooling is None else "looked_up"
+    if contrib:
+        rows = _lookup_contrib(graph, table.codes, table.scales, ids, output)
+    else:
+        scales = graph.table_array("scales", table.scales.reshape(n_rows, 1))
+        rows = _lookup(graph, codes, scales, ids, output)
     if pooling is None:
         ids_dims = [f"ids_{axis}" for axis in range(ids_ndim)] if ids_ndim != 1 else ["n_ids"]
         inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, ids_dims)]
-        _lookup(graph, "ids", "rows", scales, dim, contrib)
         outputs = [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ids_dims + [dim])]
     else:
         inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n_ids"]),
                   helper.make_tensor_value_info("offsets", TensorProto.INT64, ["n_bags"])]
-        rows = _lookup(graph, "ids", "looked_up", scales, dim, contrib)
         _pool(graph, rows, "ids", "offsets", "pooled", dim, pooling)
         outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n_bags", dim])]
 
@@ -280,7 +380,7 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
         standard ones (lookups only): one kernel that reads the codes in place, faster in
         onnxruntime, but the model runs on onnxruntime only, in versions whose operator takes
         8-bit uint8 data (added in mid-2025 by microsoft/onnxruntime#25214), and gives zero rows
-        for out-of-range ids instead of failing.
+        for ids outside ``[0, N)`` instead of failing.
     opset : int, optional
         The ONNX opset of the model; default 17. Lookups need 13 or later, bags 16 or later,
         and the installed onnx must know it.
@@ -306,12 +406,13 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
 
     Notes
     -----
-    The models do not check their inputs as rowquant does. With the standard operators an id
-    outside ``[-N, N)`` makes onnxruntime fail the run (Gather), while a negative id in
-    ``[-N, 0)`` counts from the end as in numpy (rowquant's ``take`` rejects negative ids). With
-    ``contrib=True`` an id outside ``[-N, N)`` gives a row of zeros and a negative one counts
-    from the end. Offsets that do not start at 0, decrease or pass ``len(ids)`` are not
-    detected (an offset past ``len(ids)`` makes the run fail).
+    Ids follow rowquant's rule, ``[0, N)``: every negative id is replaced by N before the
+    lookup, because ONNX's Gather would count it from the end as numpy does, where rowquant (and
+    ``torch.nn.Embedding``) refuse it. With the standard operators onnxruntime then fails the
+    run for any id outside ``[0, N)`` (its message quotes N for a negative id); with
+    ``contrib=True`` such ids give rows of zeros. The models check nothing else as rowquant
+    does: offsets that do not start at 0, decrease or pass ``len(ids)`` are not detected (an
+    offset past ``len(ids)`` makes the run fail).
 
     A table of more than ``INLINE_LIMIT_BYTES`` (1.9 GB; a protobuf message cannot exceed
     2 GiB) is written as ONNX external data: the model at ``path`` refers to its arrays in a file

@@ -1,10 +1,21 @@
 """PyTorch modules for CPU inference on rowquant tables: drop-in replacements for
 ``nn.Embedding`` and ``nn.EmbeddingBag`` that keep the table at one byte per value.
 
-``forward`` takes the same arguments as torch's modules and runs rowquant's kernels directly on
-the tensors' memory (no copies), returning float32 tensors. Unlike torch's quantized
-``embedding_bag_byte`` ops, ``mode="mean"`` works. The modules are for inference: they have no
-gradients (the table is a pair of buffers, not a parameter), and run on CPU tensors only.
+``forward`` takes the same arguments as torch's modules and calls rowquant's kernels, registered
+as the PyTorch operators ``torch.ops.rowquant.take`` and ``torch.ops.rowquant.embedding_bag``,
+on the tensors' memory (no copies). Because forward is one operator call, ``torch.jit.trace``,
+``torch.jit.script``, ``torch.compile(fullgraph=True)`` and ``torch.export.export`` record the
+operator, and ``torch.onnx.export`` writes the graph :func:`rowquant.to_onnx` writes
+(``dynamo=True``, torch's default, needs ``custom_translation_table=onnx_translation_table()``).
+A scripted or exported model needs ``import rowquant.torch`` wherever it is loaded. Under
+``torch.jit`` (trace, script) an error of rowquant's (say, an id out of range) reaches the
+caller as the TorchScript interpreter's RuntimeError, with rowquant's message in it.
+
+Unlike torch's quantized ``embedding_bag_byte`` ops, ``mode="mean"`` and ``mode="max"`` work. The
+modules are for inference: they have no gradients (the table is a pair of buffers, not a
+parameter), run on CPU tensors only, and have no ``max_norm`` (renormalizing rows as they are
+looked up would change the table). They answer in float32, or in the dtype the module was cast
+to (``.half()``, ``.to(torch.bfloat16)``, ...) or built from, while the table stays as it is.
 
 Examples
 --------
@@ -23,33 +34,57 @@ QuantizedEmbeddingBag(1000, 64, mode='mean')
 True
 """
 
-from __future__ import annotations
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import _torch_ops, _torch_onnx
+from ._torch_onnx import onnx_translation_table
 from .table import QuantizedEmbedding as _Table
 
-__all__ = ["QuantizedEmbedding", "QuantizedEmbeddingBag"]
+__all__ = ["QuantizedEmbedding", "QuantizedEmbeddingBag", "onnx_translation_table"]
+
+_torch_onnx.register_symbolics()
+
+_MODES = ("sum", "mean", "max")
 
 
-def _ids(tensor, name: str) -> np.ndarray:
-    if not isinstance(tensor, torch.Tensor):
-        return np.asarray(tensor)
-    if tensor.device.type != "cpu":
-        raise ValueError(f"{name} is on {tensor.device}; rowquant's modules run on the CPU")
-    return tensor.detach().numpy()
+def _padding_row(padding_idx: Optional[int], num_embeddings: int) -> Optional[int]:
+    """padding_idx in [0, num_embeddings) as torch's modules normalise it, or None."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(
+        padding_idx, (int, np.integer)
+    ):
+        raise TypeError(f"padding_idx must be an integer or None, got {padding_idx!r}")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(
+            f"padding_idx must be within num_embeddings: got {padding_idx} for a table of "
+            f"{num_embeddings} rows"
+        )
+    return int(padding_idx) % num_embeddings
+
+
+def _float_dtype(dtype: torch.dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"output_dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
 
 
 class _TableModule(nn.Module):
-    """The codes and scales as buffers (so state_dict, save and load work), and the rowquant
-    table over their memory, rebuilt only when the buffers change."""
+    """The codes and scales as buffers (so that state_dict, save and load work), and the dtype
+    forward answers in."""
 
     codes: torch.Tensor
     scales: torch.Tensor
+    padding_idx: Optional[int]
+    __jit_unused_properties__ = ["table"]
 
-    def __init__(self, table: _Table):
+    def __init__(
+        self, table: _Table, padding_idx: Optional[int], output_dtype: torch.dtype
+    ) -> None:
         super().__init__()
         if not isinstance(table, _Table):
             raise TypeError(
@@ -57,34 +92,45 @@ class _TableModule(nn.Module):
             )
         self.register_buffer("codes", torch.from_numpy(np.array(table.codes, order="C")))
         self.register_buffer("scales", torch.from_numpy(np.array(table.scales)))
-        self._cached = None
-        self._cached_key = None
+        self.padding_idx = _padding_row(padding_idx, len(table))
+        self.output_dtype = _float_dtype(output_dtype)
 
     @property
     def num_embeddings(self) -> int:
+        """Rows of the table, as ``nn.Embedding.num_embeddings``."""
         return self.codes.shape[0]
 
     @property
     def embedding_dim(self) -> int:
+        """Width of each row, as ``nn.Embedding.embedding_dim``."""
         return self.codes.shape[1]
 
     @property
     def table(self) -> _Table:
-        """The rowquant table over this module's buffers (no copy)."""
-        key = (self.codes.data_ptr(), self.scales.data_ptr(), self.codes.shape, self.scales.dtype)
-        if self._cached is None or key != self._cached_key:
-            if self.codes.device.type != "cpu" or self.scales.device.type != "cpu":
-                raise ValueError("rowquant's modules run on the CPU; move the module back")
-            self._cached = _Table(self.codes.numpy(), self.scales.numpy())  # checks the scales
-            self._cached_key = key
-        return self._cached
+        """The rowquant table over this module's buffers (no copy; the scales checked)."""
+        return _torch_ops._table(self.codes, self.scales)
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._cached = None  # loaded in place: check the new scales on the next call
+    def _apply(self, fn, recurse=True):
+        """Casts (``.half()``, ``.to(torch.float64)``, ...) change the dtype forward answers in,
+        not the table: the float32 scales and uint8 codes are what the kernels read, exactly.
+        Moves between devices apply to the buffers as usual."""
+        codes, scales = self.codes, self.scales
+        super()._apply(fn, recurse)
+        if self.codes.dtype != torch.uint8:  # .type(...) casts every tensor
+            self.codes = codes.to(self.codes.device)
+        if self.scales.dtype != torch.float32:
+            self.output_dtype = self.scales.dtype
+            self.scales = scales.to(self.scales.device)
+        else:
+            # .float() leaves float32 scales as they are: ask fn what it does to another
+            # dtype (float16: every device has it)
+            asked = fn(torch.empty(0, dtype=torch.float16, device=self.scales.device)).dtype
+            if asked != torch.float16 and asked.is_floating_point:
+                self.output_dtype = asked
+        return self
 
     @staticmethod
-    def _float_weight(module, kind):
+    def _float_weight(module: nn.Module, kind: type) -> np.ndarray:
         if not isinstance(module, kind):
             raise TypeError(f"expected a torch.nn.{kind.__name__}, got {type(module).__name__}")
         if module.max_norm is not None:
@@ -92,19 +138,40 @@ class _TableModule(nn.Module):
                 "max_norm renormalizes rows as they are looked up, which a quantized table "
                 "cannot do; build the module from one without max_norm"
             )
+        # float16, bfloat16 and float64 weights: widened exactly, or rounded once as quantize
+        # would round them
         return module.weight.detach().cpu().float().numpy()
 
 
 class QuantizedEmbedding(_TableModule):
     """``nn.Embedding`` for inference on a rowquant table: ``forward(input)`` returns the
-    dequantized rows, shape ``input.shape + (embedding_dim,)``.
+    dequantized rows, shape ``input.shape + (embedding_dim,)``, for integer ids of any shape
+    (a 0-d id gives one row).
 
     Parameters
     ----------
     table : rowquant.QuantizedEmbedding
     padding_idx : int, optional
         Kept for parity with ``nn.Embedding`` (whose padding row is zero, and stays zero when
-        quantized); it does not change lookups.
+        quantized); it does not change lookups. As there, it must lie in
+        ``[-num_embeddings, num_embeddings)`` and a negative one counts from the end.
+    output_dtype : torch.dtype, default torch.float32
+        The floating dtype of the rows forward returns (the table stays uint8 codes and float32
+        scales). Casting the module (``.half()``, ``.to(torch.bfloat16)``) sets it too.
+
+    Raises
+    ------
+    TypeError
+        ``table`` is not a :class:`rowquant.QuantizedEmbedding`, ``output_dtype`` not a
+        floating dtype.
+    ValueError
+        ``padding_idx`` is outside the table.
+
+    Notes
+    -----
+    ``forward`` raises IndexError for ids outside ``[0, num_embeddings)`` (negative ones
+    included, as ``nn.Embedding`` does) and ValueError for tensors that are not on the CPU or a
+    table whose scales are not finite and non-negative.
 
     Examples
     --------
@@ -114,29 +181,68 @@ class QuantizedEmbedding(_TableModule):
     >>> module = QuantizedEmbedding(qe)
     >>> module(torch.tensor([[1, 2], [3, 4]])).shape
     torch.Size([2, 2, 8])
+    >>> module.half()(torch.tensor(7)).dtype      # the table is unchanged, the answer float16
+    torch.float16
     """
 
-    def __init__(self, table: _Table, padding_idx: int | None = None):
-        super().__init__(table)
-        self.padding_idx = padding_idx
+    def __init__(
+        self,
+        table: _Table,
+        padding_idx: Optional[int] = None,
+        output_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(table, padding_idx, output_dtype)
 
     @classmethod
-    def from_float(cls, embedding: nn.Embedding) -> QuantizedEmbedding:
-        """Quantize an ``nn.Embedding``'s weights (rowquant's exact per-row scheme)."""
+    def from_float(cls, embedding: nn.Embedding) -> "QuantizedEmbedding":
+        """Quantize an ``nn.Embedding``'s weights (rowquant's exact per-row scheme), keeping its
+        padding_idx and answering in its weights' dtype.
+
+        Parameters
+        ----------
+        embedding : torch.nn.Embedding
+            Without ``max_norm``; its weights may be float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        QuantizedEmbedding
+
+        Raises
+        ------
+        TypeError
+            ``embedding`` is not an ``nn.Embedding``.
+        ValueError
+            It has ``max_norm``, or weights with NaN or inf.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from rowquant.torch import QuantizedEmbedding
+        >>> module = QuantizedEmbedding.from_float(torch.nn.Embedding(10, 4).bfloat16())
+        >>> module(torch.tensor([1, 2])).dtype
+        torch.bfloat16
+        """
         from . import quantize
 
         weight = cls._float_weight(embedding, nn.Embedding)
-        return cls(quantize(weight), padding_idx=embedding.padding_idx)
+        return cls(
+            quantize(weight), padding_idx=embedding.padding_idx,
+            output_dtype=embedding.weight.dtype,
+        )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (torch's name)
-        ids = _ids(input, "input")
-        out = torch.empty(tuple(ids.shape) + (self.embedding_dim,), dtype=torch.float32)
-        self.table.take(ids, out=out.numpy())
-        return out
+        rows = torch.ops.rowquant.take(self.codes, self.scales, input)
+        if self.output_dtype != torch.float32:  # no Cast in traced and exported graphs
+            rows = rows.to(self.output_dtype)
+        return rows
 
     def extra_repr(self) -> str:
-        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
-        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            text += f", padding_idx={self.padding_idx}"
+        if self.output_dtype != torch.float32:
+            text += f", output_dtype={self.output_dtype}"
+        return text
 
 
 class QuantizedEmbeddingBag(_TableModule):
@@ -144,18 +250,39 @@ class QuantizedEmbeddingBag(_TableModule):
 
     ``forward(input, offsets=None, per_sample_weights=None)`` as in torch: 1-D ``input`` with
     ``offsets`` (bag starts; with ``include_last_offset`` the last one equals ``len(input)``),
-    or 2-D ``input`` of fixed-size bags; ``per_sample_weights`` with ``mode="sum"``.
-    ``mode="mean"`` divides by the number of ids that are not ``padding_idx``; empty bags give
-    zeros. One difference: with ``include_last_offset=True`` the last offset must equal
-    ``len(input)`` (torch silently drops the ids after it).
+    or 2-D ``input`` of fixed-size bags; ``per_sample_weights`` of the shape of ``input``, with
+    ``mode="sum"``. ``mode="mean"`` divides by the number of ids that are not ``padding_idx``,
+    ``mode="max"`` takes each column's largest value over those ids; empty bags give zeros. One
+    difference: with ``include_last_offset=True`` the last offset must equal ``len(input)``
+    (torch silently drops the ids after it).
 
     Parameters
     ----------
     table : rowquant.QuantizedEmbedding
-    mode : {"mean", "sum"}, default "mean" (as ``nn.EmbeddingBag``)
+    mode : {"mean", "sum", "max"}, default "mean" (as ``nn.EmbeddingBag``)
     padding_idx : int, optional
-        Ids equal to it are left out of the sums and the counts.
+        Ids equal to it are left out of the bags and their sizes. As in ``nn.EmbeddingBag``
+        it must lie in ``[-num_embeddings, num_embeddings)``; a negative one counts from the
+        end.
     include_last_offset : bool, default False
+    output_dtype : torch.dtype, default torch.float32
+        The floating dtype of the bags forward returns; casting the module sets it too.
+
+    Raises
+    ------
+    TypeError
+        ``table`` is not a :class:`rowquant.QuantizedEmbedding`, ``output_dtype`` not a
+        floating dtype.
+    ValueError
+        ``mode`` is not one of the three, ``padding_idx`` is outside the table.
+
+    Notes
+    -----
+    ``forward`` raises ValueError for input that is not 1-D or 2-D, offsets that do not fit it
+    (missing for 1-D input, given for 2-D, not starting at 0, decreasing, past the end),
+    weights of another shape than ``input`` or with a mode other than "sum", tensors that are
+    not on the CPU, and a table whose scales are not finite and non-negative; IndexError for
+    ids outside ``[0, num_embeddings)``. There is no ``max_norm``.
 
     Examples
     --------
@@ -168,73 +295,79 @@ class QuantizedEmbeddingBag(_TableModule):
     >>> weights = torch.tensor([0.5, 2.0, 1.0])
     >>> bag(torch.tensor([7, 8, 9]), torch.tensor([0, 1]), per_sample_weights=weights).shape
     torch.Size([2, 8])
+    >>> weights = torch.tensor([[0.5, 2.0], [1.0, 1.0]], dtype=torch.float64)
+    >>> bag.double()(torch.tensor([[7, 8], [9, 9]]), per_sample_weights=weights).dtype
+    torch.float64
     """
 
     def __init__(
         self,
         table: _Table,
         mode: str = "mean",
-        padding_idx: int | None = None,
+        padding_idx: Optional[int] = None,
         include_last_offset: bool = False,
-    ):
-        super().__init__(table)
-        if mode not in ("sum", "mean"):
-            raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+        output_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(table, padding_idx, output_dtype)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
         self.mode = mode
-        self.padding_idx = padding_idx
         self.include_last_offset = bool(include_last_offset)
 
     @classmethod
-    def from_float(cls, bag: nn.EmbeddingBag) -> QuantizedEmbeddingBag:
+    def from_float(cls, bag: nn.EmbeddingBag) -> "QuantizedEmbeddingBag":
         """Quantize an ``nn.EmbeddingBag``'s weights, keeping its mode, padding_idx and
-        include_last_offset. ``mode="max"`` is not supported."""
+        include_last_offset, and answering in its weights' dtype.
+
+        Parameters
+        ----------
+        bag : torch.nn.EmbeddingBag
+            Without ``max_norm``; any mode ("sum", "mean", "max"); float16, bfloat16, float32
+            or float64 weights.
+
+        Returns
+        -------
+        QuantizedEmbeddingBag
+
+        Raises
+        ------
+        TypeError
+            ``bag`` is not an ``nn.EmbeddingBag``.
+        ValueError
+            It has ``max_norm``, or weights with NaN or inf.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from rowquant.torch import QuantizedEmbeddingBag
+        >>> float_bag = torch.nn.EmbeddingBag(10, 4, mode="sum", padding_idx=-1).half()
+        >>> QuantizedEmbeddingBag.from_float(float_bag)
+        QuantizedEmbeddingBag(10, 4, mode='sum', padding_idx=9, output_dtype=torch.float16)
+        """
         from . import quantize
 
         weight = cls._float_weight(bag, nn.EmbeddingBag)
-        if bag.mode not in ("sum", "mean"):
-            raise ValueError(f"mode {bag.mode!r} is not supported (sum and mean are)")
         return cls(
             quantize(weight),
             mode=bag.mode,
             padding_idx=bag.padding_idx,
             include_last_offset=bag.include_last_offset,
+            output_dtype=bag.weight.dtype,
         )
 
     def forward(
         self,
         input: torch.Tensor,  # noqa: A002 (torch's name)
-        offsets: torch.Tensor | None = None,
-        per_sample_weights: torch.Tensor | None = None,
+        offsets: Optional[torch.Tensor] = None,
+        per_sample_weights: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        ids = _ids(input, "input")
-        offsets_array = None if offsets is None else _ids(offsets, "offsets")
-        if ids.ndim == 2 and offsets is not None:
-            raise ValueError("offsets must be None when input is 2-D (fixed-size bags)")
-        if ids.ndim == 1 and offsets is None:
-            raise ValueError("1-D input needs offsets (or give 2-D input of fixed-size bags)")
-        weights = None
-        if per_sample_weights is not None:
-            weights = _ids(per_sample_weights, "per_sample_weights")
-            if weights.shape != ids.shape:
-                raise ValueError(
-                    f"per_sample_weights has shape {weights.shape}, input has {ids.shape}"
-                )
-            weights = weights.reshape(-1)
-        if ids.ndim == 2:
-            bags = ids.shape[0]
-        else:
-            bags = len(offsets_array) - (1 if self.include_last_offset else 0)
-        out = torch.empty((max(bags, 0), self.embedding_dim), dtype=torch.float32)
-        self.table.bag(
-            ids,
-            offsets_array,
-            weights=weights,
-            mode=self.mode,
-            include_last_offset=self.include_last_offset if ids.ndim == 1 else False,
-            padding_idx=self.padding_idx,
-            out=out.numpy(),
+        pooled = torch.ops.rowquant.embedding_bag(
+            self.codes, self.scales, input, offsets, per_sample_weights, self.mode,
+            self.padding_idx, self.include_last_offset,
         )
-        return out
+        if self.output_dtype != torch.float32:
+            pooled = pooled.to(self.output_dtype)
+        return pooled
 
     def extra_repr(self) -> str:
         text = f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}"
@@ -242,4 +375,6 @@ class QuantizedEmbeddingBag(_TableModule):
             text += f", padding_idx={self.padding_idx}"
         if self.include_last_offset:
             text += ", include_last_offset=True"
+        if self.output_dtype != torch.float32:
+            text += f", output_dtype={self.output_dtype}"
         return text
