@@ -134,6 +134,23 @@ static inline void rq_prefetch_id(const rq_bag_rows *rows, int64_t k)
         rq_prefetch_row(rows->codes + row * rows->codes_stride, rows->scales + row, rows->dim);
 }
 
+/* The codes and scale of row ids[k] of a bag, or NULL for an id that adds nothing: padding_idx,
+ * or an id outside the table, whose position goes to *bad unless an earlier one is there. The
+ * id is read once. Also prefetches the row RQ_PREFETCH_IDS ids later. */
+static inline const uint8_t *rq_bag_row(const rq_bag_rows *rows, int64_t k, float *scale,
+                                        int64_t *bad)
+{
+    rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
+    const int64_t row = rows->ids[k];
+    if (!rq_valid_row(row, rows->n_rows)) {
+        if (*bad < 0 || k < *bad) *bad = k;
+        return NULL;
+    }
+    if (row == rows->padding_idx) return NULL;
+    *scale = rows->scales[row];
+    return rows->codes + row * rows->codes_stride;
+}
+
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof
  * needs products of the scale to stay clear of float32's subnormal range. */
 #define RQ_FAST_MIN_SCALE 0x1p-100f

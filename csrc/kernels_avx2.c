@@ -428,16 +428,11 @@ int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t 
         RQ_POOL(dim - 8, 1, RQ_STORE_TAIL);
     } else if (j < dim) {
         /* rows narrower than a vector, as the scalar kernel sums them */
+        float scale;
         for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
         for (int64_t k = begin; k < end; k++) {
-            const int64_t row = ids[k];
-            if (!rq_valid_row(row, n_rows)) {
-                RQ_NOTE_BAD(k);
-                continue;
-            }
-            if (row == padding_idx) continue;
-            const uint8_t *row_codes = codes + row * codes_stride;
-            const float scale = scales[row];
+            const uint8_t *row_codes = rq_bag_row(rows, k, &scale, &bad);
+            if (!row_codes) continue;
             for (int64_t t = 0; t < dim; t++) {
                 const float value = (float)((int32_t)row_codes[t] - RQ_BIAS) * scale;
                 out[t] += weights ? weights[k] * value : value;
@@ -455,16 +450,10 @@ int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, flo
     const int64_t dim = rows->dim;
     int64_t bad = -1;
     int pooled = 0;
+    float scale;
     for (int64_t k = begin; k < end; k++) {
-        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
-        const int64_t row = rows->ids[k];
-        if (!rq_valid_row(row, rows->n_rows)) {
-            if (bad < 0) bad = k;
-            continue;
-        }
-        if (row == rows->padding_idx) continue;
-        const uint8_t *row_codes = rows->codes + row * rows->codes_stride;
-        const float scale = rows->scales[row];
+        const uint8_t *row_codes = rq_bag_row(rows, k, &scale, &bad);
+        if (!row_codes) continue;
         if (!pooled) {
             rq_avx2_dequantize_row(row_codes, scale, dim, out);
             pooled = 1;

@@ -34,17 +34,11 @@ static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t b
 {
     const int64_t dim = rows->dim;
     int64_t bad = -1;
+    float scale;
     for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
-        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
-        const int64_t row = rows->ids[k];
-        if (!rq_valid_row(row, rows->n_rows)) {
-            bad = bad < 0 ? k : bad;
-            continue;
-        }
-        if (row == rows->padding_idx) continue;
-        const uint8_t *restrict row_codes = rows->codes + row * rows->codes_stride;
-        const float scale = rows->scales[row];
+        const uint8_t *restrict row_codes = rq_bag_row(rows, k, &scale, &bad);
+        if (!row_codes) continue;
         if (weights) {
             const float weight = weights[k];
             for (int64_t j = 0; j < dim; j++)
@@ -62,16 +56,10 @@ static int64_t max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, floa
     const int64_t dim = rows->dim;
     int64_t bad = -1;
     int pooled = 0;
+    float scale;
     for (int64_t k = begin; k < end; k++) {
-        rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
-        const int64_t row = rows->ids[k];
-        if (!rq_valid_row(row, rows->n_rows)) {
-            bad = bad < 0 ? k : bad;
-            continue;
-        }
-        if (row == rows->padding_idx) continue;
-        const uint8_t *restrict row_codes = rows->codes + row * rows->codes_stride;
-        const float scale = rows->scales[row];
+        const uint8_t *restrict row_codes = rq_bag_row(rows, k, &scale, &bad);
+        if (!row_codes) continue;
         if (!pooled) {
             dequantize_row(row_codes, scale, dim, out);
             pooled = 1;

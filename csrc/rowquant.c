@@ -54,38 +54,45 @@ struct dequantize_job {
     int64_t first_bad; /* position in rows of the first id out of range, INT64_MAX if none */
 };
 
-/* One member's contiguous share of the output rows; a large whole-table share streams. */
+/* One member's contiguous share of the output rows; a large whole-table share streams. The
+ * job's fields are copied to locals first: the row kernel is called through a pointer, so the
+ * compiler would otherwise reload every field after each call. */
 static void dequantize_part(void *context, int member, int members)
 {
     struct dequantize_job *job = context;
     const rq_kernels *k = job->k;
-    const uint64_t n_rows = (uint64_t)job->n_rows;
+    const uint8_t *codes = job->codes;
+    const float *scales = job->scales;
+    const int64_t codes_stride = job->codes_stride, n_rows = job->n_rows, dim = job->dim;
+    const int64_t *rows = job->rows;
+    float *out = job->out;
+    const int64_t out_stride = job->out_stride;
     int64_t begin, end;
     rq_team_share(job->n_out, member, members, &begin, &end);
-    if (!job->rows && job->stream) {
-        k->dequantize_rows_stream(job->codes + begin * job->codes_stride, job->codes_stride,
-                                  job->scales + begin, end - begin, job->dim,
-                                  job->out + begin * job->out_stride);
+    if (!rows) {
+        if (job->stream)
+            k->dequantize_rows_stream(codes + begin * codes_stride, codes_stride, scales + begin,
+                                      end - begin, dim, out + begin * out_stride);
+        else
+            for (int64_t i = begin; i < end; i++)
+                k->dequantize_row(codes + i * codes_stride, scales[i], dim, out + i * out_stride);
         return;
     }
+    int64_t first_bad = -1;
     for (int64_t i = begin; i < end; i++) {
-        int64_t row = i;
-        if (job->rows) {
-            row = job->rows[i];
-            if ((uint64_t)row >= n_rows) { /* changed since the first check */
-                rq_team_store_min(&job->first_bad, i);
-                continue;
-            }
-            if (i + RQ_PREFETCH_IDS < end) {
-                const int64_t ahead = job->rows[i + RQ_PREFETCH_IDS];
-                if ((uint64_t)ahead < n_rows)
-                    rq_prefetch_row(job->codes + ahead * job->codes_stride, job->scales + ahead,
-                                    job->dim);
-            }
+        const int64_t row = rows[i];
+        if (!rq_valid_row(row, n_rows)) { /* changed since the first check */
+            if (first_bad < 0) first_bad = i;
+            continue;
         }
-        k->dequantize_row(job->codes + row * job->codes_stride, job->scales[row], job->dim,
-                          job->out + i * job->out_stride);
+        if (i + RQ_PREFETCH_IDS < end) {
+            const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
+            if (rq_valid_row(ahead, n_rows))
+                rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
+        }
+        k->dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * out_stride);
     }
+    if (first_bad >= 0) rq_team_store_min(&job->first_bad, first_bad);
 }
 
 /* Dequantize rows (or 0..n_out when rows is NULL) into out, row i at out + i * out_stride;
@@ -234,29 +241,34 @@ static void bag_part(void *context, int member, int members)
 {
     struct bag_job *job = context;
     const rq_kernels *k = job->k;
-    int64_t first, last;
+    const rq_bag_rows rows = {
+        .codes = job->codes, .scales = job->scales, .codes_stride = job->codes_stride,
+        .n_rows = job->n_rows, .dim = job->dim, .ids = job->ids, .n_ids = job->n_ids,
+        .padding_idx = job->padding_idx,
+    };
+    const int64_t *bounds = job->bounds, *ids = job->ids, padding_idx = job->padding_idx;
+    const int64_t dim = job->dim, out_stride = job->out_stride;
+    const float *weights = job->weights;
+    float *out = job->out;
+    const int mode = job->mode;
+    int64_t first, last, first_bad = -1;
     rq_team_share(job->n_bags, member, members, &first, &last);
     for (int64_t b = first; b < last; b++) {
-        const int64_t begin = job->bounds[b], end = job->bounds[b + 1];
-        float *bag_out = job->out + b * job->out_stride;
-        const rq_bag_rows rows = {
-            .codes = job->codes, .scales = job->scales, .codes_stride = job->codes_stride,
-            .n_rows = job->n_rows, .dim = job->dim, .ids = job->ids, .n_ids = job->n_ids,
-            .padding_idx = job->padding_idx,
-        };
-        const int64_t bad = job->mode == RQ_BAG_MAX
-                                ? k->max_bag(&rows, begin, end, bag_out)
-                                : k->pool_bag(&rows, job->weights, begin, end, bag_out);
-        if (bad >= 0) rq_team_store_min(&job->first_bad, bad);
-        if (job->mode == RQ_BAG_MEAN) {
+        const int64_t begin = bounds[b], end = bounds[b + 1];
+        float *bag_out = out + b * out_stride;
+        const int64_t bad = mode == RQ_BAG_MAX ? k->max_bag(&rows, begin, end, bag_out)
+                                               : k->pool_bag(&rows, weights, begin, end, bag_out);
+        if (bad >= 0 && first_bad < 0) first_bad = bad; /* bags in order: the first is least */
+        if (mode == RQ_BAG_MEAN) {
             int64_t count = 0;
-            for (int64_t i = begin; i < end; i++) count += job->ids[i] != job->padding_idx;
+            for (int64_t i = begin; i < end; i++) count += ids[i] != padding_idx;
             if (count > 0) {
                 const float divisor = (float)count;
-                for (int64_t j = 0; j < job->dim; j++) bag_out[j] /= divisor;
+                for (int64_t j = 0; j < dim; j++) bag_out[j] /= divisor;
             }
         }
     }
+    if (first_bad >= 0) rq_team_store_min(&job->first_bad, first_bad);
 }
 
 int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,

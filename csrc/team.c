@@ -67,7 +67,11 @@ static struct {
     rq_team_task task;
     void *context;
     int members; /* of the current job, the caller included */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .finished = PTHREAD_COND_INITIALIZER,
+};
 
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
 
