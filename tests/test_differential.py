@@ -4,7 +4,6 @@ dtypes, layouts, ids, offsets, weights and out= buffers, valid and invalid. Both
 same bits or raise the same documented exception with the same message, and neither may change
 its inputs (hashed before and after)."""
 
-import contextlib
 import hashlib
 
 import numpy as np
@@ -13,22 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rowquant as rq
-from rowquant import _api
+from rowquant import _backend
 
-pytestmark = pytest.mark.skipif(_api._ext is None, reason="compares the C backend with numpy")
+pytestmark = pytest.mark.skipif(
+    not _backend.compiled_available(), reason="compares the C backend with numpy"
+)
 
 DOCUMENTED = (TypeError, ValueError, IndexError)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@contextlib.contextmanager
 def numpy_backend():
-    saved = _api._ext
-    _api._ext = None
-    try:
-        yield
-    finally:
-        _api._ext = saved
+    return _backend.using("numpy")
 
 
 def fingerprint(value):

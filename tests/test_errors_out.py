@@ -206,18 +206,13 @@ TABLE8 = rq.QuantizedEmbedding(CODES8, SCALES8)
 @pytest.mark.parametrize("backend", ["c", "numpy"])
 @pytest.mark.parametrize("case", list(_converted_input_cases()))
 def test_out_over_an_input_that_was_converted_is_refused(backend, case):
-    from rowquant import _api
+    from rowquant import _backend
 
-    if backend == "c" and _api._ext is None:
+    if backend == "c" and not _backend.compiled_available():
         pytest.skip("the C extension is not in use")
     inputs, call = _converted_input_cases()[case]()
     before = [array.tobytes() for array in inputs]
-    saved = _api._ext
-    if backend == "numpy":
-        _api._ext = None
-    try:
+    with _backend.using(backend):
         with pytest.raises(ValueError, match="overlaps an input"):
             call()
-    finally:
-        _api._ext = saved
     assert [array.tobytes() for array in inputs] == before

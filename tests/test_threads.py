@@ -142,18 +142,13 @@ def test_bad_threads_get_the_same_error_on_both_backends(backend, call, threads,
     """threads= is checked before any work, on either backend: the numpy backend ignored it in
     take and bag, and counts of 2**31 or more passed the check and then failed inside the C
     glue with OverflowError."""
-    from rowquant import _api
+    from rowquant import _backend
 
-    if backend == "c" and _api._ext is None:
+    if backend == "c" and not _backend.compiled_available():
         pytest.skip("the C extension is not in use")
-    saved = _api._ext
-    if backend == "numpy":
-        _api._ext = None
-    try:
+    with _backend.using(backend):
         with pytest.raises(error, match="threads"):
             thread_calls()[call](threads)
-    finally:
-        _api._ext = saved
 
 
 def test_largest_thread_count_is_accepted(restore_num_threads):

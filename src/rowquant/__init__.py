@@ -19,8 +19,18 @@ Examples
 True
 """
 
+from numpy.typing import ArrayLike
+
 from . import reference
-from ._api import backend_info, dequantize, embedding_bag, quantize_rows, take
+from ._api import (
+    BackendInfo,
+    BagMode,
+    backend_info,
+    dequantize,
+    embedding_bag,
+    quantize_rows,
+    take,
+)
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from ._onnx import to_onnx
@@ -30,6 +40,8 @@ from .report import ErrorReport, error_report
 from .table import QuantizedEmbedding
 
 __all__ = [
+    "BackendInfo",
+    "BagMode",
     "ErrorReport",
     "QuantizeSummary",
     "QuantizedEmbedding",
@@ -55,7 +67,7 @@ __all__ = [
 ]
 
 
-def quantize(E, *, threads=None) -> QuantizedEmbedding:
+def quantize(E: ArrayLike, *, threads: int | None = None) -> QuantizedEmbedding:
     """Quantize a float table ``(N, D)`` into a :class:`QuantizedEmbedding`: uint8 codes and one
     float32 scale per row, 4x smaller than float32, looked up without rebuilding the table.
 

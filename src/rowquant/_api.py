@@ -3,74 +3,38 @@ call (or one call into :mod:`rowquant.reference` on the numpy backend), raise wh
 
 from __future__ import annotations
 
-import os
-import warnings
+from typing import Any, Literal, TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from . import _checks, reference
+from . import _backend, _checks, reference
+from ._backend import simd_paths, use_simd  # noqa: F401 (for tests, benchmarks and .ci)
 from ._threads import get_num_threads, resolve_threads
 from ._version import __version__
 
 
-def _load_extension():
-    """The compiled kernels, or None with the reason the numpy backend is in use."""
-    if os.environ.get("ROWQUANT_PUREPYTHON", "").strip() not in ("", "0"):
-        return None, "ROWQUANT_PUREPYTHON is set"
-    try:
-        from . import _ext
-    except ImportError as error:  # not built: the package still works, on numpy
-        return None, f"the C extension could not be imported ({error})"
-    return _ext, None
+BagMode = Literal["sum", "mean", "max"]
+"""How a bag pools its rows: their sum, their mean, or each column's largest value."""
+
+Codes = NDArray[np.uint8]
+Scales = NDArray[np.float32]
+Floats = NDArray[np.float32]
 
 
-_ext, _fallback_reason = _load_extension()
+class BackendInfo(TypedDict, total=False):
+    """What :func:`backend_info` returns (``reason`` only on the numpy backend)."""
+
+    backend: Literal["c", "numpy"]
+    simd: str | None
+    simd_available: list[str]
+    threads: int
+    parallel: bool
+    version: str
+    reason: str
 
 
-def simd_paths() -> list[str]:
-    """The kernel variants this processor runs, slowest first (empty on numpy)."""
-    if _ext is None:
-        return []
-    return [name for name in _ext.SIMD_NAMES if _ext.simd_available(name)]
-
-
-def use_simd(name: str | None) -> str:
-    """Run the kernels of one instruction set ("scalar", "avx2", "avx512"), or the best this
-    processor has for None; returns the name in use. For tests and benchmarks: not while other
-    threads call rowquant."""
-    if _ext is None:
-        raise RuntimeError("the numpy backend has no SIMD kernels to choose from")
-    if name is not None and name not in _ext.SIMD_NAMES:
-        raise ValueError(f"unknown SIMD path {name!r}; choose from {', '.join(_ext.SIMD_NAMES)}")
-    if _ext.simd_select(name) != 0:
-        raise ValueError(
-            f"this processor cannot run the {name} kernels; available: {', '.join(simd_paths())}"
-        )
-    return _ext.simd_name()
-
-
-def _select_simd_from_environment() -> None:
-    """Choose the kernels once, at import, before any thread can call them."""
-    if _ext is None:
-        return
-    requested = os.environ.get("ROWQUANT_SIMD", "").strip().lower()
-    if requested not in ("", "auto", "best"):
-        try:
-            use_simd(requested)
-            return
-        except ValueError as error:
-            warnings.warn(
-                f"ignoring ROWQUANT_SIMD={requested!r}: {error}", RuntimeWarning, stacklevel=2
-            )
-    use_simd(None)
-
-
-_select_simd_from_environment()
-
-_MODES = {"sum": 0, "mean": 1, "max": 2}  # enum rq_bag_mode of csrc/rowquant.h
-
-
-def backend_info() -> dict:
+def backend_info() -> BackendInfo:
     """Which implementation runs the operations, and with what.
 
     Returns a dict with ``backend`` (``"c"`` or ``"numpy"``), ``simd`` (the instruction set the
@@ -86,20 +50,27 @@ def backend_info() -> dict:
     >>> rq.backend_info()["backend"] in ("c", "numpy")
     True
     """
-    info = {
-        "backend": "c" if _ext is not None else "numpy",
-        "simd": _ext.simd_name() if _ext is not None else None,
+    on_c = _backend.name() == "c"
+    info: BackendInfo = {
+        "backend": "c" if on_c else "numpy",
+        "simd": _backend.kernels.simd_name(),
         "simd_available": simd_paths(),
         "threads": get_num_threads(),
-        "parallel": _ext is not None,
+        "parallel": on_c,
         "version": __version__,
     }
-    if _ext is None:
-        info["reason"] = _fallback_reason
+    if not on_c:
+        info["reason"] = _backend.fallback_reason or "switched to numpy for a comparison"
     return info
 
 
-def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
+def quantize_rows(
+    E: ArrayLike,
+    *,
+    codes_out: Codes | None = None,
+    scales_out: Scales | None = None,
+    threads: int | None = None,
+) -> tuple[Codes, Scales]:
     """Quantize a float matrix row by row into uint8 codes and float32 scales.
 
     ``s[i] = float32(max|E[i]| / 127)`` and ``codes[i, j] = floor(E[i, j] / s[i] + 128.5)``,
@@ -153,24 +124,28 @@ def quantize_rows(E, *, codes_out=None, scales_out=None, threads=None):
     return codes, scales
 
 
-def quantize_checked(values, codes, scales, threads, original=None, name="E", first_row=0):
+def quantize_checked(
+    values: NDArray[np.float32],
+    codes: Codes,
+    scales: Scales,
+    threads: int | None,
+    original: Any = None,
+    name: str = "E",
+    first_row: int = 0,
+) -> None:
     """Quantize checked float32 ``values`` into checked ``codes`` and ``scales``. A NaN or inf
     raises the ValueError naming it, as found in ``original`` (default ``values``), its row
     counted from ``first_row`` (for chunks of a larger table)."""
     n_threads = resolve_threads(threads)
-    if _ext is not None:
-        bad = _ext.quantize_rows(values, codes, scales, n_threads)
-    else:
-        finite = np.isfinite(values)
-        bad = -1 if finite.all() else int(np.argmin(finite))
-        if bad < 0:
-            codes[...], scales[...] = reference.quantize_rows(values)
+    bad = _backend.kernels.quantize_rows(values, codes, scales, n_threads)
     if bad >= 0:
         source = values if original is None else original
         raise _checks.nonfinite_error(source, values, bad, name, first_row)
 
 
-def dequantize(codes, scales, *, out=None, threads=None):
+def dequantize(
+    codes: ArrayLike, scales: ArrayLike, *, out: Floats | None = None, threads: int | None = None
+) -> Floats:
     """The whole float32 table ``(codes - 128) * scales[:, None]``.
 
     Parameters
@@ -198,19 +173,29 @@ def dequantize(codes, scales, *, out=None, threads=None):
     return dequantize_checked(codes, scales, out, threads, originals)
 
 
-def dequantize_checked(codes, scales, out, threads, originals=()):
+def dequantize_checked(
+    codes: Codes,
+    scales: Scales,
+    out: Floats | None,
+    threads: int | None,
+    originals: tuple[Any, ...] = (),
+) -> Floats:
     """:func:`dequantize` for a table already checked; ``originals`` are the caller's arrays
     that ``out`` must not overlap either."""
     n_threads = resolve_threads(threads)
     out = _checks.output(out, codes.shape, np.float32, "out", (codes, scales, *originals))
-    if _ext is not None:
-        _ext.dequantize(codes, scales, out, n_threads)
-    else:
-        out[...] = reference.dequantize(codes, scales)
+    _backend.kernels.dequantize(codes, scales, out, n_threads)
     return out
 
 
-def take(codes, scales, ids, *, out=None, threads=None):
+def take(
+    codes: ArrayLike,
+    scales: ArrayLike,
+    ids: ArrayLike,
+    *,
+    out: Floats | None = None,
+    threads: int | None = None,
+) -> Floats:
     """Embedding lookup: the dequantized rows ``ids``, shape ``ids.shape + (D,)``.
 
     Parameters
@@ -246,7 +231,14 @@ def take(codes, scales, ids, *, out=None, threads=None):
     return take_checked(codes, scales, ids, out, threads, originals)
 
 
-def take_checked(codes, scales, ids, out, threads, originals=()):
+def take_checked(
+    codes: Codes,
+    scales: Scales,
+    ids: ArrayLike,
+    out: Floats | None,
+    threads: int | None,
+    originals: tuple[Any, ...] = (),
+) -> Floats:
     """:func:`take` for a table already checked (see :func:`dequantize_checked`)."""
     ids = _checks.integer_array(ids, "ids")
     n_threads = resolve_threads(threads)
@@ -255,31 +247,26 @@ def take_checked(codes, scales, ids, out, threads, originals=()):
         out, ids.shape + (dim,), np.float32, "out", (codes, scales, ids, *originals)
     )
     ids64 = _checks.as_int64(ids)
-    if _ext is not None:
-        bad = _ext.take(codes, scales, ids64, out.reshape(ids.size, dim), n_threads)
-    else:
-        bad = _checks.first_out_of_range(ids64, n_rows)
-        if bad < 0:
-            out[...] = reference.take(codes, scales, ids64).reshape(out.shape)
+    bad = _backend.kernels.take(codes, scales, ids64, out.reshape(ids.size, dim), n_threads)
     if bad >= 0:
         raise _checks.id_range_error(ids, bad, n_rows)
     return out
 
 
 def embedding_bag(
-    codes,
-    scales,
-    ids,
-    offsets=None,
+    codes: ArrayLike,
+    scales: ArrayLike,
+    ids: ArrayLike,
+    offsets: ArrayLike | None = None,
     *,
-    lengths=None,
-    weights=None,
-    mode="sum",
-    include_last_offset=False,
-    padding_idx=None,
-    out=None,
-    threads=None,
-):
+    lengths: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    mode: BagMode = "sum",
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    out: Floats | None = None,
+    threads: int | None = None,
+) -> Floats:
     """Pooled lookup: sum, mean or max of the dequantized rows of each bag of ids.
 
     The semantics of ``torch.nn.functional.embedding_bag`` on the dequantized table, except that
@@ -340,9 +327,19 @@ def embedding_bag(
 
 
 def bag_checked(
-    codes, scales, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out,
-    threads, originals=(),
-):
+    codes: Codes,
+    scales: Scales,
+    ids: ArrayLike,
+    offsets: ArrayLike | None,
+    lengths: ArrayLike | None,
+    weights: ArrayLike | None,
+    mode: str,
+    include_last_offset: bool,
+    padding_idx: int | None,
+    out: Floats | None,
+    threads: int | None,
+    originals: tuple[Any, ...] = (),
+) -> Floats:
     """:func:`embedding_bag` for a table already checked (see :func:`dequantize_checked`)."""
     n_rows, dim = codes.shape
     ids = _checks.integer_array(ids, "ids")
@@ -355,23 +352,20 @@ def bag_checked(
     inputs = (codes, scales, ids, flat_weights, offsets, lengths, weights, *originals)
     out = _checks.output(out, (n_bags, dim), np.float32, "out", inputs)
     ids64 = _checks.as_int64(ids)
-    if _ext is not None:
-        bad = _ext.bag(
-            codes, scales, ids64, bounds, flat_weights, mode_number, padding, out, n_threads
-        )
-    else:
-        bad = _checks.first_out_of_range(ids64, n_rows)
-        if bad < 0:
-            padding_row = None if padding < 0 else padding
-            out[...] = reference.pool_bags(
-                codes, scales, ids64, bounds, flat_weights, mode, padding_row
-            )
+    bad = _backend.kernels.bag(
+        codes, scales, ids64, bounds, flat_weights, mode_number, padding, out, n_threads
+    )
     if bad >= 0:
         raise _checks.id_range_error(ids, bad, n_rows)
     return out
 
 
-def _bag_bounds(ids, offsets, lengths, include_last_offset) -> np.ndarray:
+def _bag_bounds(
+    ids: np.ndarray,
+    offsets: ArrayLike | None,
+    lengths: ArrayLike | None,
+    include_last_offset: bool,
+) -> NDArray[np.int64]:
     """Checked int64 bounds (see reference.bag_bounds) from 2-D ids, offsets or lengths."""
     if ids.ndim == 2:
         if offsets is not None or lengths is not None:
@@ -379,7 +373,8 @@ def _bag_bounds(ids, offsets, lengths, include_last_offset) -> np.ndarray:
                 "2-D ids are already bags of equal size; pass offsets= or lengths= only with 1-D ids"
             )
         n_bags, length = ids.shape
-        return np.arange(n_bags + 1, dtype=np.int64) * length
+        bounds: NDArray[np.int64] = np.arange(n_bags + 1, dtype=np.int64) * length
+        return bounds
     if ids.ndim != 1:
         raise ValueError(
             f"ids must be 1-D (with offsets= or lengths=) or 2-D (bags, length), "
@@ -400,7 +395,7 @@ def _bag_bounds(ids, offsets, lengths, include_last_offset) -> np.ndarray:
     return _bounds_from_offsets(offsets, n_ids, include_last_offset)
 
 
-def _bounds_from_lengths(lengths, n_ids) -> np.ndarray:
+def _bounds_from_lengths(lengths: ArrayLike, n_ids: int) -> NDArray[np.int64]:
     """Checked int64 bounds from one count per bag."""
     lengths = _checks.integer_array(lengths, "lengths")
     if lengths.ndim != 1:
@@ -424,7 +419,9 @@ def _bounds_from_lengths(lengths, n_ids) -> np.ndarray:
     return reference.bag_bounds(n_ids, lengths=lengths)
 
 
-def _bounds_from_offsets(offsets, n_ids, include_last_offset) -> np.ndarray:
+def _bounds_from_offsets(
+    offsets: ArrayLike, n_ids: int, include_last_offset: bool
+) -> NDArray[np.int64]:
     offsets = _checks.integer_array(offsets, "offsets")
     if offsets.ndim != 1:
         raise ValueError(f"offsets must be 1-D, got shape {offsets.shape}")
@@ -455,13 +452,16 @@ def _bounds_from_offsets(offsets, n_ids, include_last_offset) -> np.ndarray:
     return reference.bag_bounds(n_ids, offsets=offsets, include_last_offset=include_last_offset)
 
 
-def _mode_number(mode) -> int:
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ValueError(f"mode must be 'sum', 'mean' or 'max', got {mode!r}")
-    return _MODES[mode]
+def _mode_number(mode: object) -> int:
+    """The number of a bag mode in the backend's table (csrc/rowquant.h's enum)."""
+    modes: dict[str, int] = _backend.kernels.BAG_MODES
+    if not isinstance(mode, str) or mode not in modes:
+        names = ", ".join(repr(name) for name in modes)
+        raise ValueError(f"mode must be one of {names}, got {mode!r}")
+    return modes[mode]
 
 
-def _padding_row(padding_idx, n_rows) -> int:
+def _padding_row(padding_idx: object, n_rows: int) -> int:
     """padding_idx as a row in [0, n_rows), or -1 for none."""
     if padding_idx is None:
         return -1
@@ -476,7 +476,9 @@ def _padding_row(padding_idx, n_rows) -> int:
     return int(padding_idx) % n_rows
 
 
-def _bag_weights(weights, ids, mode):
+def _bag_weights(
+    weights: ArrayLike | None, ids: np.ndarray, mode: str
+) -> NDArray[np.float32] | None:
     """One float32 weight per id, flat, or None."""
     if weights is None:
         return None

@@ -5,6 +5,8 @@ there is one, the offending position and value."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ def position(shape: tuple[int, ...], flat_index: int) -> str:
     return ", ".join(str(int(i)) for i in np.unravel_index(flat_index, shape))
 
 
-def as_array(value) -> np.ndarray:
+def as_array(value: Any) -> np.ndarray:
     """``value`` as an ndarray, without a copy where possible. PyTorch tensors are taken as
     their data: detached from autograd, moved to the CPU, bfloat16 widened to float32 (exactly;
     numpy has no bfloat16). torch is never imported here: a tensor's presence means it is."""
@@ -31,7 +33,7 @@ def as_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def float_matrix(E, name: str = "E") -> np.ndarray:
+def float_matrix(E: Any, name: str = "E") -> np.ndarray:
     """``E`` as float32 with contiguous rows; float16/float64, strided, F-order and byte-swapped
     input is converted (a copy), float32 with contiguous rows is used as it is."""
     array = as_array(E)
@@ -48,7 +50,7 @@ def float_matrix(E, name: str = "E") -> np.ndarray:
         return aligned_contiguous(array, np.float32)
 
 
-def aligned_contiguous(array, dtype) -> np.ndarray:
+def aligned_contiguous(array: Any, dtype: Any) -> np.ndarray:
     """``array`` as C-contiguous ``dtype`` whose items sit on their natural alignment, as the C
     kernels read them (np.ascontiguousarray keeps a misaligned view as it is); a copy only when
     needed."""
@@ -56,8 +58,8 @@ def aligned_contiguous(array, dtype) -> np.ndarray:
 
 
 def nonfinite_error(
-    original, converted: np.ndarray, flat_index: int, name: str = "E", first_row: int = 0
-):
+    original: Any, converted: np.ndarray, flat_index: int, name: str = "E", first_row: int = 0
+) -> ValueError:
     """The ValueError for the first NaN or inf (found at ``flat_index`` of ``converted``); rows
     are numbered from ``first_row``."""
     row, column = divmod(int(flat_index), converted.shape[1])
@@ -72,7 +74,7 @@ def nonfinite_error(
     )
 
 
-def has_contiguous_rows(array: np.ndarray, dtype) -> bool:
+def has_contiguous_rows(array: np.ndarray, dtype: Any) -> bool:
     """Native ``dtype``, 2-D, unit stride along each row: what the kernels read directly."""
     return (
         array.dtype == dtype
@@ -84,7 +86,9 @@ def has_contiguous_rows(array: np.ndarray, dtype) -> bool:
     )
 
 
-def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def codes_and_scales(
+    codes: Any, scales: Any, check_values: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Check a quantized table: uint8 codes ``(N, D)`` and finite non-negative float32 scales
     ``(N,)``. Codes whose rows are not contiguous are copied."""
     codes = as_array(codes)
@@ -113,7 +117,7 @@ def codes_and_scales(codes, scales, check_values: bool = True) -> tuple[np.ndarr
     return codes, scales
 
 
-def integer_array(values, name: str) -> np.ndarray:
+def integer_array(values: Any, name: str) -> np.ndarray:
     """``values`` as an integer ndarray (any integer dtype, any shape), else TypeError (or
     ValueError for nested sequences of different lengths)."""
     if values is None:
@@ -139,7 +143,9 @@ def as_int64(array: np.ndarray) -> np.ndarray:
     return aligned_contiguous(array.reshape(-1).astype(np.int64, copy=False), np.int64)
 
 
-def id_range_error(ids: np.ndarray, flat_index: int, n_rows: int, name: str = "ids"):
+def id_range_error(
+    ids: np.ndarray, flat_index: int, n_rows: int, name: str = "ids"
+) -> IndexError:
     """The IndexError for ``ids`` at ``flat_index`` outside ``[0, n_rows)``."""
     where = position(ids.shape, flat_index)
     value = ids.reshape(-1)[flat_index]
@@ -149,13 +155,7 @@ def id_range_error(ids: np.ndarray, flat_index: int, n_rows: int, name: str = "i
     )
 
 
-def first_out_of_range(ids64: np.ndarray, n_rows: int) -> int:
-    """Position of the first id outside ``[0, n_rows)``, or -1 (numpy backend)."""
-    bad = (ids64 < 0) | (ids64 >= n_rows)
-    return int(np.argmax(bad)) if bad.any() else -1
-
-
-def cache_aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+def cache_aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """np.empty whose data starts on a 64-byte cache line (numpy gives 16): rows of a table
     whose byte width is a multiple of 64 then sit in whole cache lines, one miss per row."""
     dtype = np.dtype(dtype)
@@ -164,10 +164,18 @@ def cache_aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
         return np.empty(shape, dtype=dtype)
     buffer = np.empty(nbytes + 64, dtype=np.uint8)
     start = -buffer.__array_interface__["data"][0] % 64
-    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+    aligned: np.ndarray = buffer[start : start + nbytes].view(dtype).reshape(shape)
+    return aligned
 
 
-def output(out, shape: tuple[int, ...], dtype, name: str = "out", inputs=(), allocate=np.empty):
+def output(
+    out: Any,
+    shape: tuple[int, ...],
+    dtype: Any,
+    name: str = "out",
+    inputs: tuple[Any, ...] = (),
+    allocate: Callable[[tuple[int, ...], Any], np.ndarray] = np.empty,
+) -> np.ndarray:
     """``out`` checked (exact shape and dtype, C-contiguous, writable, not overlapping an input),
     or a new array from ``allocate`` when ``out`` is None."""
     if out is None:

@@ -1,10 +1,12 @@
-"""Type stub for the compiled glue (src/rowquant/_ext.pyx). Callers pass arrays already checked
-by rowquant._api: contiguous rows, right dtypes and shapes."""
+"""Type stub for the compiled glue (src/rowquant/_ext.pyx), the C backend behind
+rowquant._backend; rowquant._numpy_backend has the same functions. Callers pass arrays checked
+by rowquant._api; the glue still refuses (ValueError) arrays the kernels cannot read."""
 
 import numpy as np
 from typing_extensions import disjoint_base
 from numpy.typing import NDArray
 
+BAG_MODES: dict[str, int]
 SIMD_NAMES: tuple[str, ...]
 
 def simd_select(name: str | None) -> int: ...
@@ -44,6 +46,4 @@ def bag(
 @disjoint_base
 class Table:
     def __init__(self, codes: NDArray[np.uint8], scales: NDArray[np.float32]) -> None: ...
-    def take(
-        self, ids: object, n_threads: int
-    ) -> tuple[NDArray[np.float32] | None, int] | None: ...
+    def take(self, ids: NDArray[np.int64], out: NDArray[np.float32], n_threads: int) -> int: ...

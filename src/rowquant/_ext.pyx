@@ -1,11 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, autotestdict=False
-"""Thin glue between typed memoryviews and the C kernels in csrc/.
+"""Thin glue between typed memoryviews and the C kernels in csrc/: the compiled backend behind
+rowquant._backend, with the same functions as its numpy twin, rowquant._numpy_backend.
 
-The Python layer (_api.py) has already checked dtypes, shapes and strides: every 2-D array here
-has contiguous rows (unit stride along a row) and every output has the right shape. Each function
-makes one kernel call with the GIL released and returns what the kernel reported; exceptions are
-raised by the caller. Pointers are taken with ``&a[0, 0]`` under boundscheck=False, which is the
-data pointer even for empty arrays; kernels never dereference it then.
+The Python layer (_api.py) checks dtypes, shapes and values and converts what needs converting.
+The glue still refuses, with ValueError, any array the kernels cannot read as it is (rows that
+are not contiguous, a row stride that is not a whole number of items, data off its items'
+alignment), rather than trusting its callers. Each function makes one kernel call with the GIL
+released and returns what the kernel reported (-1, or the position of the first bad element);
+the caller raises the errors. Pointers are taken with ``&a[0, 0]`` under boundscheck=False,
+which is the data pointer even for empty arrays; kernels never dereference it then.
 """
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
@@ -13,6 +16,9 @@ from libc.stdint cimport int64_t, uint8_t, uintptr_t
 
 cdef extern from "rowquant.h" nogil:
     int RQ_OK
+    int RQ_BAG_SUM
+    int RQ_BAG_MEAN
+    int RQ_BAG_MAX
     int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                          uint8_t *codes, int64_t codes_stride, float *scales,
                          int n_threads, int64_t *bad)
@@ -32,6 +38,8 @@ cdef extern from "rowquant.h" nogil:
     int RQ_SIMD_UNKNOWN
 
 
+# The bag modes by number, from the C enum: the Python layer maps names to these.
+BAG_MODES = {"sum": RQ_BAG_SUM, "mean": RQ_BAG_MEAN, "max": RQ_BAG_MAX}
 SIMD_NAMES = ("scalar", "avx2", "avx512")
 
 
@@ -54,93 +62,143 @@ def simd_available(name):
     return bool(rq_simd_available(name.encode("ascii")))
 
 
-def quantize_rows(const float[:, :] values, uint8_t[:, :] codes, float[::1] scales,
-                  int n_threads):
+cdef int64_t check_rows(str name, const void *data, Py_ssize_t n_rows, Py_ssize_t dim,
+                        Py_ssize_t row_stride, Py_ssize_t item_stride,
+                        Py_ssize_t itemsize) except? -1:
+    """The row stride of a 2-D array in items, after checking that the kernels can read it:
+    unit stride along rows, a row stride of whole items (negative for rows in reverse order,
+    which the kernels follow as they are), aligned data."""
+    if n_rows == 0 or dim == 0:
+        return dim
+    if dim > 1 and item_stride != itemsize:
+        raise ValueError(f"{name} must have contiguous rows (stride {item_stride} along a row)")
+    if n_rows > 1 and row_stride % itemsize:
+        raise ValueError(f"{name} has a row stride of {row_stride} bytes, not whole items")
+    if <uintptr_t>data % itemsize:
+        raise ValueError(f"{name} is not aligned to its {itemsize}-byte items")
+    return row_stride // itemsize if n_rows > 1 else dim
+
+
+cdef int check_aligned(str name, const void *data, Py_ssize_t size, Py_ssize_t itemsize) except -1:
+    if size and <uintptr_t>data % itemsize:
+        raise ValueError(f"{name} is not aligned to its {itemsize}-byte items")
+    return 0
+
+
+def quantize_rows(const float[:, :] values not None, uint8_t[:, :] codes not None,
+                  float[::1] scales not None, int n_threads):
     """Quantize into codes and scales; -1, or the flat index of the first NaN or inf."""
+    cdef int64_t values_stride = check_rows(
+        "values", &values[0, 0], values.shape[0], values.shape[1], values.strides[0],
+        values.strides[1], sizeof(float))
+    cdef int64_t codes_stride = check_rows(
+        "codes", &codes[0, 0], codes.shape[0], codes.shape[1], codes.strides[0],
+        codes.strides[1], 1)
+    check_aligned("scales", &scales[0], scales.shape[0], sizeof(float))
+    if codes.shape[0] != values.shape[0] or codes.shape[1] != values.shape[1] or (
+            scales.shape[0] != values.shape[0]):
+        raise ValueError("codes and scales must match the shape of values")
     cdef int64_t bad = -1
     cdef int status
     with nogil:
-        status = rq_quantize_rows(&values[0, 0], values.shape[0], values.shape[1],
-                                  values.strides[0] // sizeof(float),
-                                  &codes[0, 0], codes.strides[0], &scales[0], n_threads, &bad)
+        status = rq_quantize_rows(&values[0, 0], values.shape[0], values.shape[1], values_stride,
+                                  &codes[0, 0], codes_stride, &scales[0], n_threads, &bad)
     return -1 if status == RQ_OK else bad
 
 
-def dequantize(const uint8_t[:, :] codes, const float[::1] scales, float[:, ::1] out,
-               int n_threads):
+cdef int64_t check_table(const uint8_t[:, :] codes, const float[::1] scales) except? -1:
+    """The row stride of checked codes, and scales that match them."""
+    if scales.shape[0] != codes.shape[0]:
+        raise ValueError("scales must have one entry per row of codes")
+    check_aligned("scales", &scales[0], scales.shape[0], sizeof(float))
+    return check_rows("codes", &codes[0, 0], codes.shape[0], codes.shape[1], codes.strides[0],
+                      codes.strides[1], 1)
+
+
+cdef int check_out(float[:, ::1] out, Py_ssize_t n_rows, Py_ssize_t dim) except -1:
+    if out.shape[0] != n_rows or out.shape[1] != dim:
+        raise ValueError(f"out must have shape ({n_rows}, {dim})")
+    return check_aligned("out", &out[0, 0], out.shape[0] * out.shape[1], sizeof(float))
+
+
+def dequantize(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+               float[:, ::1] out not None, int n_threads):
     """Dequantize every row of codes into out."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    check_out(out, codes.shape[0], codes.shape[1])
     with nogil:
-        rq_dequantize(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes.strides[0],
+        rq_dequantize(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride,
                       &out[0, 0], out.shape[1], n_threads)
 
 
-def take(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] ids,
-         float[:, ::1] out, int n_threads):
+def take(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+         const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
     """Dequantize rows ids into out; -1, or the position of the first id out of range."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
+    check_out(out, ids.shape[0], codes.shape[1])
     cdef int64_t bad = -1
     cdef int status
     with nogil:
         status = rq_take(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
-                         codes.strides[0], &ids[0], ids.shape[0], &out[0, 0], out.shape[1],
+                         codes_stride, &ids[0], ids.shape[0], &out[0, 0], out.shape[1],
                          n_threads, &bad)
     return -1 if status == RQ_OK else bad
 
 
-def bag(const uint8_t[:, :] codes, const float[::1] scales, const int64_t[::1] ids,
-        const int64_t[::1] bounds, const float[::1] weights, int mode, int64_t padding_idx,
-        float[:, ::1] out, int n_threads):
+def bag(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+        const int64_t[::1] ids not None, const int64_t[::1] bounds not None,
+        const float[::1] weights, int mode, int64_t padding_idx, float[:, ::1] out not None,
+        int n_threads):
     """Pool ids into bags; -1, or the position of the first id out of range."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
+    check_aligned("bounds", &bounds[0], bounds.shape[0], sizeof(int64_t))
+    if bounds.shape[0] < 1:
+        raise ValueError("bounds must hold at least one entry")
+    check_out(out, bounds.shape[0] - 1, codes.shape[1])
+    if mode != RQ_BAG_SUM and mode != RQ_BAG_MEAN and mode != RQ_BAG_MAX:
+        raise ValueError(f"unknown bag mode {mode}")
     cdef int64_t bad = -1
     cdef int status
     cdef const float *weights_ptr = NULL
     if weights is not None:
+        if weights.shape[0] != ids.shape[0]:
+            raise ValueError("weights must have one entry per id")
+        check_aligned("weights", &weights[0], weights.shape[0], sizeof(float))
         weights_ptr = &weights[0]
     with nogil:
         status = rq_bag(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
-                        codes.strides[0], &ids[0], ids.shape[0], &bounds[0],
+                        codes_stride, &ids[0], ids.shape[0], &bounds[0],
                         bounds.shape[0] - 1, weights_ptr, mode, padding_idx,
                         &out[0, 0], out.shape[1], n_threads, &bad)
     return -1 if status == RQ_OK else bad
 
 
-import numpy as _np
-
-_FLOAT32 = _np.dtype(_np.float32)
-_INT64 = _np.dtype(_np.int64)  # native byte order
-
-
 @cython.auto_pickle(False)
 cdef class Table:
-    """A quantized table's arrays held as typed memoryviews, so that a lookup from Python pays
-    for acquiring only its ids and output: the serving fast path of QuantizedEmbedding."""
+    """A quantized table's arrays held as checked typed memoryviews, so that a lookup from
+    Python pays for acquiring only its ids and output: the serving fast path of
+    QuantizedEmbedding."""
 
     cdef const uint8_t[:, :] codes
     cdef const float[::1] scales
+    cdef int64_t codes_stride
 
-    def __init__(self, const uint8_t[:, :] codes, const float[::1] scales):
+    def __init__(self, const uint8_t[:, :] codes not None, const float[::1] scales not None):
+        self.codes_stride = check_table(codes, scales)
         self.codes = codes
         self.scales = scales
 
-    def take(self, ids, int n_threads):
-        """Rows ids (a C-contiguous 1-D int64 ndarray) into a new (len(ids), D) float32 array.
-        Returns (out, -1), (None, position of the first id out of range), or None when ids is
-        not such an array, or not aligned (the caller then takes the general path, which
-        checks and converts everything else: None, lists, other buffers, record dtypes)."""
-        if type(ids) is not _np.ndarray or (<object>ids).dtype != _INT64:
-            return None
-        cdef const int64_t[::1] id_view
-        try:
-            id_view = ids
-        except (ValueError, TypeError, BufferError):
-            return None
-        cdef int64_t n_ids = id_view.shape[0], dim = self.codes.shape[1], bad = -1
-        if n_ids and <uintptr_t>&id_view[0] % sizeof(int64_t):
-            return None  # misaligned ids: the general path makes an aligned copy
-        out = _np.empty((n_ids, dim), dtype=_FLOAT32)
-        cdef float[:, ::1] out_view = out
+    def take(self, const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
+        """take() on the held arrays: rows ids into out; -1, or the position of the first id
+        out of range."""
+        check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
+        check_out(out, ids.shape[0], self.codes.shape[1])
+        cdef int64_t bad = -1
         cdef int status
         with nogil:
-            status = rq_take(&self.codes[0, 0], &self.scales[0], self.codes.shape[0], dim,
-                             self.codes.strides[0], &id_view[0], n_ids, &out_view[0, 0], dim,
-                             n_threads, &bad)
-        return (out, -1) if status == RQ_OK else (None, bad)
+            status = rq_take(&self.codes[0, 0], &self.scales[0], self.codes.shape[0],
+                             self.codes.shape[1], self.codes_stride, &ids[0], ids.shape[0],
+                             &out[0, 0], out.shape[1], n_threads, &bad)
+        return -1 if status == RQ_OK else bad

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import os
 import warnings
+from typing import Any
 
 __all__ = ["MAX_THREADS", "set_num_threads", "get_num_threads", "resolve_threads"]
 
@@ -25,7 +26,7 @@ def _available_cores() -> int:
 MAX_THREADS = 2**31 - 1
 
 
-def _positive_count(value, name: str) -> int:
+def _positive_count(value: Any, name: str) -> int:
     if isinstance(value, (bool, float)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     try:

@@ -24,12 +24,13 @@ tensor([[1.5039, 1.0000]])
 """
 
 import weakref
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 import torch
 
 from . import _checks
+from ._api import BagMode
 from .table import QuantizedEmbedding as _Table
 
 __all__ = ["take", "embedding_bag"]
@@ -172,7 +173,7 @@ def embedding_bag(
         _array(ids, "input"),
         None if offsets is None else _array(offsets, "offsets"),
         weights=weights,
-        mode=mode,
+        mode=cast(BagMode, mode),  # the kernels check it
         include_last_offset=include_last_offset if ids.dim() == 1 else False,
         padding_idx=padding_idx,
         out=out.numpy(),

@@ -74,7 +74,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -164,9 +164,9 @@ class Case:
         """A short description: ``"take 4096 zipf out="``, ``"bag 8192x20 mean"``."""
         words = [self.op]
         if self.op == "take":
-            words += [str(self.ids), self.dist]
+            words += [str(self.ids), str(self.dist)]
         if self.op == "bag":
-            words += [f"{self.bags}x{self.length}", self.mode]
+            words += [f"{self.bags}x{self.length}", str(self.mode)]
         if self.out:
             words.append("out=")
         return " ".join(words)
@@ -178,14 +178,41 @@ class Case:
         if self.op == "dequantize":
             return n_rows * dim + 4 * n_rows, 4 * n_rows * dim
         if self.op == "take":
-            return self.ids * (dim + 4), 4 * self.ids * dim
+            return self.n_ids * (dim + 4), 4 * self.n_ids * dim
         if self.op == "bag":
-            return self.bags * self.length * (dim + 4), 4 * self.bags * dim
+            return self.n_bags * self.bag_length * (dim + 4), 4 * self.n_bags * dim
         raise ValueError(f"unknown operation {self.op!r}")
 
     def without(self, *names: str) -> Case:
         """The same case with the fields ``names`` cleared (a key for shared measurements)."""
-        return dataclasses.replace(self, **{name: None for name in names})
+        cleared: dict[str, Any] = dict.fromkeys(names)
+        return dataclasses.replace(self, **cleared)
+
+    # The fields an operation needs, for the code that runs it (a case without them is a bug).
+    @property
+    def n_ids(self) -> int:
+        return _given(self.ids, "ids", self)
+
+    @property
+    def id_dist(self) -> str:
+        return _given(self.dist, "dist", self)
+
+    @property
+    def n_bags(self) -> int:
+        return _given(self.bags, "bags", self)
+
+    @property
+    def bag_length(self) -> int:
+        return _given(self.length, "length", self)
+
+
+T = TypeVar("T")
+
+
+def _given(value: T | None, name: str, case: Case) -> T:
+    if value is None:
+        raise ValueError(f"the {case.op} case {case} has no {name}")
+    return value
 
 
 def _operations(full: bool) -> list[dict]:
@@ -482,16 +509,16 @@ def _rowquant_call(case: Case, table: _Table):
         out = table.buffer(embedding.shape) if case.out else None
         return lambda: embedding.dequantize(out, threads=threads)
     if case.op == "take":
-        ids = table.ids(case.ids, case.dist)
-        out = table.buffer((case.ids, table.dim)) if case.out else None
+        ids = table.ids(case.n_ids, case.id_dist)
+        out = table.buffer((case.n_ids, table.dim)) if case.out else None
         return lambda: embedding.take(ids, out, threads=threads)
     ids, offsets, weights, mode = _bag_inputs(case, table)
     return lambda: embedding.bag(ids, offsets, weights=weights, mode=mode, threads=threads)
 
 
 def _bag_inputs(case: Case, table: _Table):
-    ids = table.ids(case.bags * case.length, "uniform")
-    offsets = np.arange(0, case.bags * case.length, case.length, dtype=np.int64)
+    ids = table.ids(case.n_bags * case.bag_length, "uniform")
+    offsets = np.arange(0, case.n_bags * case.bag_length, case.bag_length, dtype=np.int64)
     weights = table.weights(len(ids)) if case.mode == "weighted" else None
     mode = "mean" if case.mode == "mean" else "sum"
     return ids, offsets, weights, mode
@@ -504,7 +531,7 @@ def _reference_call(case: Case, table: _Table):
     if case.op == "dequantize":
         return lambda: reference.dequantize(codes, scales)
     if case.op == "take":
-        ids = table.ids(case.ids, case.dist)
+        ids = table.ids(case.n_ids, case.id_dist)
         return lambda: reference.take(codes, scales, ids)
     ids, offsets, weights, mode = _bag_inputs(case, table)
     return lambda: reference.embedding_bag(codes, scales, ids, offsets, weights=weights, mode=mode)
@@ -529,8 +556,8 @@ def _fbgemm_call(case: Case, table: _Table):
         packed = table.packed
         return lambda: table.unpack(packed)
     if case.op == "take":
-        ids = torch.from_numpy(table.ids(case.ids, case.dist))
-        offsets = torch.arange(case.ids)
+        ids = torch.from_numpy(table.ids(case.n_ids, case.id_dist))
+        offsets = torch.arange(case.n_ids)
         return lambda: table.lookup(table.packed, ids, offsets, mode=0)
     ids, offsets, weights, mode = _bag_inputs(case, table)
     ids, offsets = torch.from_numpy(ids), torch.from_numpy(offsets)
@@ -542,9 +569,9 @@ def _fbgemm_call(case: Case, table: _Table):
 
 
 def _np_take_call(case: Case, table: _Table):
-    values, ids = table.values, table.ids(case.ids, case.dist)
+    values, ids = table.values, table.ids(case.n_ids, case.id_dist)
     if case.out:
-        out = table.buffer((case.ids, table.dim))
+        out = table.buffer((case.n_ids, table.dim))
         return lambda: np.take(values, ids, axis=0, out=out)
     return lambda: np.take(values, ids, axis=0)
 
@@ -690,7 +717,7 @@ def run(
     finally:
         table = None
         floor.close()
-        if torch_threads is not None:
+        if torch is not None and torch_threads is not None:
             torch.set_num_threads(torch_threads)
         gc.collect()
     return results

@@ -35,10 +35,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["quantize_rows", "dequantize", "take", "embedding_bag", "bag_bounds", "pool_bags"]
+from ._scheme import ROWWISE_U8
 
-BIAS = 128
-_LEVELS = np.float32(127)
+__all__ = [
+    "quantize_rows", "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
+    "pool_bags",
+]
+
+BIAS = ROWWISE_U8.bias
+_LEVELS = np.float32(ROWWISE_U8.levels)
+_LOWEST, _HIGHEST = ROWWISE_U8.code_range
 # Rows per block when quantizing, so the float64 temporaries stay near 8 MB whatever the table.
 _BLOCK_ELEMENTS = 1 << 20
 
@@ -71,7 +77,7 @@ def quantize_rows(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         zero = block_scales == 0
         divisors = np.where(zero, 1.0, block_scales.astype(np.float64))[:, None]
         block_codes = np.floor(rows.astype(np.float64) / divisors + (BIAS + 0.5))
-        np.clip(block_codes, 1, 255, out=block_codes)
+        np.clip(block_codes, _LOWEST, _HIGHEST, out=block_codes)
         block_codes[zero] = BIAS
         codes[start : start + block] = block_codes
         scales[start : start + block] = block_scales
@@ -88,10 +94,25 @@ def dequantize(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     >>> reference.dequantize(np.array([[255, 128, 1]], dtype=np.uint8), np.array([0.5], np.float32))
     array([[ 63.5,   0. , -63.5]], dtype=float32)
     """
+    return dequantize_codes(codes, np.asarray(scales, dtype=np.float32)[:, None])
+
+
+def dequantize_codes(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``float32((codes - 128) * scales)`` element by element, codes and float32 scales of any
+    shapes that broadcast together: the one place the arithmetic of a value is written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.dequantize_codes(np.array([255, 1], np.uint8), np.array([0.5, 2.0], np.float32))
+    array([  63.5, -254. ], dtype=float32)
+    """
     # codes - 128 is an exact small integer in float32, so the product is rounded exactly once.
     centered = codes.astype(np.float32) - np.float32(BIAS)
     with np.errstate(over="ignore"):  # huge scales overflow to inf, as the kernels do
-        return centered * np.asarray(scales, dtype=np.float32)[:, None]
+        values: np.ndarray = centered * scales
+    return values
 
 
 def take(codes: np.ndarray, scales: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -196,8 +217,8 @@ def pool_bags(
             sums[bags] += terms
         counts[bags] += 1
     if mode == "mean":
-        pooled = counts > 0
-        sums[pooled] /= counts[pooled].astype(np.float32)[:, None]
+        counted = counts > 0
+        sums[counted] /= counts[counted].astype(np.float32)[:, None]
     return sums
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from . import _api, _checks, _threads
+from . import _api, _backend, _checks, _threads, reference
+from ._api import BagMode
 
 
 def _human_bytes(n: int) -> str:
@@ -16,6 +19,9 @@ def _human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")
+
+
+_INT64 = np.dtype(np.int64)  # native byte order
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -54,9 +60,9 @@ class QuantizedEmbedding:
            [ 1.007874, -2.015748,  2.992126, -4.      ]], dtype=float32)
     """
 
-    __slots__ = ("_codes", "_scales", "_kernels")
+    __slots__ = ("_codes", "_scales", "_dim", "_kernels")
 
-    def __init__(self, codes, scales):
+    def __init__(self, codes: ArrayLike, scales: ArrayLike) -> None:
         codes, scales = _checks.codes_and_scales(codes, scales)
         self._set_arrays(codes, scales)
 
@@ -69,16 +75,17 @@ class QuantizedEmbedding:
     def _set_arrays(self, codes: np.ndarray, scales: np.ndarray) -> None:
         self._codes = _read_only(codes)
         self._scales = _read_only(scales)
-        # the C backend's handle on the arrays, for lookups with the least work per call
-        self._kernels = _api._ext.Table(self._codes, self._scales) if _api._ext else None
+        self._dim = codes.shape[1]
+        # the backend's handle on the arrays, for lookups with the least work per call
+        self._kernels = _backend.kernels.Table(self._codes, self._scales)
 
     @property
-    def codes(self) -> np.ndarray:
+    def codes(self) -> NDArray[np.uint8]:
         """uint8 codes, shape (N, D), read-only: ``floor(E / scale + 128.5)``."""
         return self._codes
 
     @property
-    def scales(self) -> np.ndarray:
+    def scales(self) -> NDArray[np.float32]:
         """float32 scales, shape (N,), read-only: ``max|row| / 127``."""
         return self._scales
 
@@ -93,7 +100,8 @@ class QuantizedEmbedding:
         return self._codes.nbytes + self._scales.nbytes
 
     def __len__(self) -> int:
-        return self._codes.shape[0]
+        rows: int = self._codes.shape[0]
+        return rows
 
     def __repr__(self) -> str:
         n_rows, dim = self.shape
@@ -101,10 +109,16 @@ class QuantizedEmbedding:
         ratio = f", {float_bytes / self.nbytes:.1f}x smaller than float32" if self.nbytes else ""
         return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {_human_bytes(self.nbytes)}{ratio})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[QuantizedEmbedding], tuple[np.ndarray, np.ndarray]]:
         return (type(self), (np.array(self._codes), np.array(self._scales)))
 
-    def take(self, ids, out=None, *, threads=None) -> np.ndarray:
+    def take(
+        self,
+        ids: ArrayLike,
+        out: NDArray[np.float32] | None = None,
+        *,
+        threads: int | None = None,
+    ) -> NDArray[np.float32]:
         """Embedding lookup: dequantized rows ``ids`` (in ``[0, N)``), shape ``ids.shape + (D,)``.
 
         See :func:`rowquant.take`.
@@ -118,14 +132,17 @@ class QuantizedEmbedding:
         array([[ 0.503937,  2.      ],
                [ 1.      , -1.      ]], dtype=float32)
         """
-        if out is None and self._kernels is not None:
-            # the serving path: a 1-D int64 array and a new output, straight to the kernel
-            n_threads = (
-                _threads.get_num_threads() if threads is None else _threads.resolve_threads(threads)
-            )
-            taken = self._kernels.take(ids, n_threads)
-            if taken is not None:
-                rows, bad = taken
+        if out is None and type(ids) is np.ndarray and ids.dtype == _INT64 and ids.ndim == 1:
+            flags = ids.flags
+            if flags.c_contiguous and flags.aligned:
+                # the serving path: ids the kernels read as they are, and a new output
+                n_threads = (
+                    _threads.get_num_threads()
+                    if threads is None
+                    else _threads.resolve_threads(threads)
+                )
+                rows = np.empty((ids.shape[0], self._dim), dtype=np.float32)
+                bad = self._kernels.take(ids, rows, n_threads)
                 if bad < 0:
                     return rows
                 raise _checks.id_range_error(ids, bad, len(self))
@@ -133,17 +150,17 @@ class QuantizedEmbedding:
 
     def bag(
         self,
-        ids,
-        offsets=None,
+        ids: ArrayLike,
+        offsets: ArrayLike | None = None,
         *,
-        lengths=None,
-        weights=None,
-        mode="sum",
-        include_last_offset=False,
-        padding_idx=None,
-        out=None,
-        threads=None,
-    ) -> np.ndarray:
+        lengths: ArrayLike | None = None,
+        weights: ArrayLike | None = None,
+        mode: BagMode = "sum",
+        include_last_offset: bool = False,
+        padding_idx: int | None = None,
+        out: NDArray[np.float32] | None = None,
+        threads: int | None = None,
+    ) -> NDArray[np.float32]:
         """Pooled lookup with the semantics of ``torch.nn.functional.embedding_bag``.
 
         See :func:`rowquant.embedding_bag` for the arguments.
@@ -162,7 +179,9 @@ class QuantizedEmbedding:
             include_last_offset, padding_idx, out, threads,
         )
 
-    def dequantize(self, out=None, *, threads=None) -> np.ndarray:
+    def dequantize(
+        self, out: NDArray[np.float32] | None = None, *, threads: int | None = None
+    ) -> NDArray[np.float32]:
         """The whole float32 table, shape (N, D).
 
         Examples
@@ -205,7 +224,7 @@ class QuantizedEmbedding:
 
         return to_torch_quantized(self)
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: Any) -> NDArray[np.float32]:
         n_rows = len(self)
         if isinstance(key, slice):
             return self._slice_rows(key)
@@ -218,7 +237,8 @@ class QuantizedEmbedding:
         else:
             if not -n_rows <= row < n_rows:
                 raise IndexError(f"index {row} is out of bounds for a table of {n_rows} rows")
-            return self.take(np.array([row % n_rows]))[0]
+            one: NDArray[np.float32] = self.take(np.array([row % n_rows]))[0]
+            return one
         if not isinstance(key, tuple):
             rows = np.asarray(key)
             if rows.dtype == np.bool_ and rows.ndim == 1:
@@ -238,16 +258,15 @@ class QuantizedEmbedding:
                 return self.take(np.where(rows < 0, rows + n_rows, rows))
         return self._elements(key)
 
-    def _slice_rows(self, rows: slice) -> np.ndarray:
+    def _slice_rows(self, rows: slice) -> NDArray[np.float32]:
         """Rows selected by a slice, dequantized straight from a view of the codes."""
         codes = self._codes[rows]
         scales = np.ascontiguousarray(self._scales[rows])
         return _api.dequantize_checked(codes, scales, None, None)
 
-    def _elements(self, key) -> np.ndarray:
+    def _elements(self, key: Any) -> NDArray[np.float32]:
         """Any other numpy index, with exactly numpy's semantics on the dequantized table: find
         which (row, column) each result element comes from, then dequantize just those."""
         grid = np.broadcast_to(np.arange(len(self))[:, None], self.shape)[key]
         columns = np.broadcast_to(np.arange(self.shape[1]), self.shape)[key]
-        centered = self._codes[grid, columns].astype(np.float32) - np.float32(128)
-        return centered * self._scales[grid]
+        return reference.dequantize_codes(self._codes[grid, columns], self._scales[grid])

@@ -1,0 +1,110 @@
+"""The numpy backend: the compiled extension's functions, with the same signatures and the same
+status returns, computed by :mod:`rowquant.reference`.
+
+:mod:`rowquant._backend` uses this module in place of ``rowquant._ext`` when the extension is
+not built or ``ROWQUANT_PUREPYTHON=1`` is set. Callers have checked every argument (as for the
+extension): 2-D float32 values and uint8 codes with contiguous rows, float32 scales, int64 ids
+and bounds, float32 weights or None, outputs of the right shape. Single-threaded: ``n_threads``
+is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import reference
+
+# The bag modes by number, as the extension exports them from csrc/rowquant.h (a test checks
+# that both backends agree).
+BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
+_MODE_NAMES = {number: name for name, number in BAG_MODES.items()}
+SIMD_NAMES: tuple[str, ...] = ()  # no SIMD kernels here
+
+
+def _first_out_of_range(ids: np.ndarray, n_rows: int) -> int:
+    bad = (ids < 0) | (ids >= n_rows)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+def quantize_rows(
+    values: NDArray[np.float32], codes: NDArray[np.uint8], scales: NDArray[np.float32],
+    n_threads: int,
+) -> int:
+    """Quantize into codes and scales; -1, or the flat index of the first NaN or inf (then
+    codes and scales are left as they were)."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        return int(np.argmin(finite))
+    codes[...], scales[...] = reference.quantize_rows(values)
+    return -1
+
+
+def dequantize(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], out: NDArray[np.float32],
+    n_threads: int,
+) -> None:
+    """Dequantize every row of codes into out."""
+    out[...] = reference.dequantize(codes, scales)
+
+
+def take(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], ids: NDArray[np.int64],
+    out: NDArray[np.float32], n_threads: int,
+) -> int:
+    """Dequantize rows ids (1-D) into out (len(ids), D); -1, or the position of the first id
+    out of range (then out is left as it was)."""
+    bad = _first_out_of_range(ids, codes.shape[0])
+    if bad < 0:
+        out[...] = reference.take(codes, scales, ids)
+    return bad
+
+
+def bag(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float32],
+    ids: NDArray[np.int64],
+    bounds: NDArray[np.int64],
+    weights: NDArray[np.float32] | None,
+    mode: int,
+    padding_idx: int,
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> int:
+    """Pool ids into the bags ids[bounds[b]:bounds[b + 1]] (padding_idx -1 for none); -1, or
+    the position of the first id out of range (then out is left as it was)."""
+    bad = _first_out_of_range(ids, codes.shape[0])
+    if bad < 0:
+        padding_row = None if padding_idx < 0 else padding_idx
+        out[...] = reference.pool_bags(
+            codes, scales, ids, bounds, weights, _MODE_NAMES[mode], padding_row
+        )
+    return bad
+
+
+class Table:
+    """A table's arrays held for lookups with the least work per call (the extension's Table)."""
+
+    def __init__(self, codes: NDArray[np.uint8], scales: NDArray[np.float32]) -> None:
+        self.codes = codes
+        self.scales = scales
+
+    def take(self, ids: NDArray[np.int64], out: NDArray[np.float32], n_threads: int) -> int:
+        """:func:`take` on the held arrays. Like the extension, refuses (ValueError) ids that
+        are not a C-contiguous, aligned 1-D int64 array: the caller then converts them."""
+        if not (ids.ndim == 1 and ids.dtype == np.int64 and ids.flags.c_contiguous
+                and ids.flags.aligned):
+            raise ValueError("ids must be a C-contiguous, aligned 1-D int64 array")
+        return take(self.codes, self.scales, ids, out, n_threads)
+
+
+def simd_name() -> None:
+    return None
+
+
+def simd_available(name: str) -> bool:
+    return False
+
+
+def simd_select(name: str | None) -> int:
+    return 3  # RQ_SIMD_UNKNOWN: there is no SIMD path to select
