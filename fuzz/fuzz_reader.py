@@ -3,7 +3,7 @@
 
 Each input is the whole content of a file. It is checked by ``reader_contract.check_bytes``:
 ``_safetensors.read_header`` on it in memory, then ``rowquant.load`` with and without mmap and
-``rowquant.io.FloatSource`` (all rows read in chunks as float32) on it as a real file. A
+``rowquant._sources.FloatSource`` (all rows read in chunks as float32) on it as a real file. A
 ``ContractViolation``, or any exception other than the documented ``ValueError``/``TypeError``,
 is a crash: libFuzzer writes the input to ``crash-<sha1>`` and stops.
 

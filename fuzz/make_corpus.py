@@ -22,7 +22,7 @@ import numpy as np
 import safetensors.numpy
 
 import rowquant as rq
-from rowquant import _safetensors
+from rowquant import _format, _safetensors
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "reader"
 
@@ -33,7 +33,7 @@ def table(rows: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def rowquant_bytes(E: np.ndarray) -> bytes:
     qe = rq.quantize(E)
-    header = rq.io.table_header(*qe.shape)
+    header = _format.table_header(*qe.shape)
     return header + qe.scales.astype("<f4").tobytes() + qe.codes.tobytes()
 
 
@@ -122,7 +122,7 @@ def seeds() -> dict[str, bytes]:
     # a rowquant-shaped header over other tensors, and hand-made headers of unusual JSON
     files["st_rowquant_metadata_wrong_tensors.safetensors"] = raw_safetensors(
         {
-            "__metadata__": dict(rq.io.METADATA),
+            "__metadata__": dict(_format.METADATA),
             "w": {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]},
         },
         bytes(8),

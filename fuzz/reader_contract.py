@@ -11,7 +11,7 @@ decoding of the same bytes and lies inside the file:
 - ``rowquant.load(path, mmap=True)`` and ``mmap=False``: ``ValueError`` naming the file (the same
   one both ways), or the same table both ways, equal to the file's bytes; ``take`` over every row
   equals ``float32((codes - 128) * scales)`` bit for bit, and bags agree with a float64 sum.
-- ``rowquant.io.FloatSource(path)``: ``ValueError`` naming the file, ``TypeError`` naming a
+- ``rowquant._sources.FloatSource(path)``: ``ValueError`` naming the file, ``TypeError`` naming a
   non-float dtype, or a 2-D float table inside the file whose rows, read in chunks as float32,
   equal the stored values converted.
 
@@ -29,7 +29,7 @@ import numpy as np
 
 import rowquant as rq
 from rowquant import _safetensors
-from rowquant.io import FloatSource
+from rowquant._sources import FloatSource
 
 __all__ = ["ContractViolation", "check_bytes", "check_file", "check_header"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import rowquant as rq
-import rowquant.io
+from rowquant import _atomic, _format
 
 
 def table(rows, dim, seed=0):
@@ -27,7 +27,7 @@ def partial_files(folder):
 
 
 def fail_on_write_number(monkeypatch, number, error):
-    real = rowquant.io._write_all
+    real = _atomic.write_all
     calls = []
 
     def write(*args):
@@ -36,7 +36,7 @@ def fail_on_write_number(monkeypatch, number, error):
             raise error
         return real(*args)
 
-    monkeypatch.setattr(rowquant.io, "_write_all", write)
+    monkeypatch.setattr(_atomic, "write_all", write)
 
 
 @pytest.mark.parametrize("number", [1, 2, 3])
@@ -182,7 +182,7 @@ def test_mapped_load_of_a_1gb_table_reads_only_what_is_looked_up(tmp_path):
     rows, dim = 262_144, 4096  # 1 GiB of codes, kept sparse on disk: all zero but the scales
     scales = (np.arange(rows, dtype=np.float32) + 1) / np.float32(1024)
     path = tmp_path / "big.safetensors"
-    header = rowquant.io.table_header(rows, dim)
+    header = _format.table_header(rows, dim)
     with open(path, "wb") as file:
         file.write(header)
         file.write(scales.tobytes())

@@ -17,7 +17,7 @@ import pytest
 
 import rowquant as rq
 from rowquant import _safetensors
-from rowquant.io import FloatSource
+from rowquant._sources import FloatSource
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
 CORPUS = FUZZ / "corpus" / "reader"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rowquant as rq
-import rowquant.io
+from rowquant import _format
 
 ROWS, DIM = 2**21 + 3, 1024  # 2**31 + 3072 values
 assert ROWS * DIM > 2**31
@@ -16,7 +16,7 @@ def sparse_table(path, filled):
     """A rowquant file of ROWS x DIM whose codes are 0 (a hole in the file) except the rows in
     ``filled`` (row -> codes), with scale (row + 1) / 1024 on every row."""
     scales = (np.arange(ROWS, dtype=np.float32) + 1) / np.float32(1024)
-    header = rowquant.io.table_header(ROWS, DIM)
+    header = _format.table_header(ROWS, DIM)
     codes_at = len(header) + 4 * ROWS
     with open(path, "wb") as file:
         file.write(header)

@@ -11,7 +11,7 @@ import pytest
 from helpers import ROW_KINDS, assert_same_bits, make_row, random_table
 
 import rowquant as rq
-from rowquant import _onnx
+from rowquant import _atomic, _onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -410,7 +410,7 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch, external):
     def disk_full(fd, data, offset):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_onnx._io, "_write_all", disk_full)
+    monkeypatch.setattr(_atomic, "write_all", disk_full)
     if external:
         monkeypatch.setattr(_onnx, "INLINE_LIMIT_BYTES", 0)
     with pytest.raises(OSError, match="No space left"):

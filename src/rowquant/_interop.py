@@ -1,22 +1,18 @@
 """Tables to and from the layouts PyTorch uses: FBGEMM's fused 8-bit rowwise rows and
 per-channel quantized tensors. Both can hold rowquant's tables exactly (FBGEMM with
 bias = -128 * scale, torch with zero point 128), so the conversions copy codes and scales
-without rounding anything again. torch is imported only by the functions that need it."""
+without rounding anything again. The layouts themselves are made from arrays by
+:mod:`rowquant._layouts`. torch is imported only by the functions that need it."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from . import _api, _checks
+from ._layouts import fbgemm_rows, torch_per_channel
 from .table import QuantizedEmbedding
 
 __all__ = ["from_fbgemm", "from_torch_quantized", "to_fbgemm", "to_torch_quantized"]
-
-# torch 2.13 deprecates creating quint8 tensors (pytorch/pytorch#184982) and says so on every
-# call; a caller who asked for one knows, and the README says it.
-_TORCH_DEPRECATION = r".*quantized tensor creation functions.*deprecated"
 
 
 def _table(table) -> QuantizedEmbedding:
@@ -47,13 +43,7 @@ def to_fbgemm(table) -> np.ndarray:
     True
     """
     table = _table(table)
-    rows, dim = table.shape
-    packed = np.empty((rows, dim + 8), dtype=np.uint8)
-    packed[:, :dim] = table.codes
-    scales = table.scales.astype("<f4")
-    packed[:, dim : dim + 4] = scales.view(np.uint8).reshape(rows, 4)
-    packed[:, dim + 4 :] = (np.float32(-128) * scales).astype("<f4").view(np.uint8).reshape(rows, 4)
-    return packed
+    return fbgemm_rows(table.codes, table.scales)
 
 
 def from_fbgemm(packed, *, requantize: bool = False) -> QuantizedEmbedding:
@@ -142,16 +132,10 @@ def to_torch_quantized(table):
     >>> qt.int_repr(), qt.q_per_channel_zero_points()
     (tensor([[255,  64]], dtype=torch.uint8), tensor([128]))
     """
-    import torch
+    import torch  # noqa: F401  (first: without torch, an ImportError whatever the argument)
 
     table = _table(table)
-    rows = table.shape[0]
-    codes = torch.from_numpy(np.array(table.codes, order="C"))
-    scales = torch.from_numpy(table.scales.astype(np.float64))
-    zero_points = torch.full((rows,), 128, dtype=torch.int64)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_TORCH_DEPRECATION, category=UserWarning)
-        return torch._make_per_channel_quantized_tensor(codes, scales, zero_points, 0)
+    return torch_per_channel(table.codes, table.scales)
 
 
 def from_torch_quantized(tensor, *, requantize: bool = False) -> QuantizedEmbedding:

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from . import io as _io
+from . import _atomic, _format
 from ._version import __version__
 from .table import QuantizedEmbedding
 
@@ -349,7 +349,7 @@ def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name):
     # the oldest IR version that can hold the opset, so that older runtimes load the model too
     model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
     helper.set_model_props(model, {
-        **_io.METADATA,
+        **_format.METADATA,
         "rows": str(n_rows),
         "dim": str(dim),
         "pooling": pooling or "none",
@@ -445,13 +445,13 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
         raise ValueError(f"opset {opset} is newer than the installed onnx knows ({newest})")
     path = os.fspath(path)
     data_name = os.path.basename(path) + ".data"
-    with _io.atomic_output(path) as model_fd:  # fails here, before any work, without a folder
+    with _atomic.atomic_output(path) as model_fd:  # fails here, before any work, without a folder
         model, pieces = _build(onnx, table, pooling, bool(contrib), opset, int(ids_ndim),
                                data_name)
         if pieces:
             data_path = os.path.join(os.path.dirname(os.path.abspath(path)), data_name)
-            with _io.atomic_output(data_path) as data_fd:
+            with _atomic.atomic_output(data_path) as data_fd:
                 for offset, array in pieces:  # external data is little-endian, as raw_data
                     little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-                    _io._write_all(data_fd, little, offset)
-        _io._write_all(model_fd, model.SerializeToString(), 0)
+                    _atomic.write_all(data_fd, little, offset)
+        _atomic.write_all(model_fd, model.SerializeToString(), 0)

@@ -7,7 +7,7 @@ fake implementation that gives the output's shape from the inputs' shapes alone,
 the compilers need. The table is checked as ``rowquant.QuantizedEmbedding`` checks it (uint8
 codes, finite non-negative float32 scales), but the scan of the scales costs O(N), too much for
 every call of a served model: a pair of tensors is scanned once, then again only after it
-changed (see :func:`_table`).
+changed (see :func:`checked_table`).
 
 Examples
 --------
@@ -57,7 +57,7 @@ def _state(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor._version
 
 
-def _table(codes: torch.Tensor, scales: torch.Tensor) -> _Table:
+def checked_table(codes: torch.Tensor, scales: torch.Tensor) -> _Table:
     """The rowquant table over the tensors' memory, its scales scanned only when needed.
 
     The scan is skipped when these very tensors (alive, so their ids are theirs) passed it
@@ -103,7 +103,7 @@ def take(codes: torch.Tensor, scales: torch.Tensor, ids: torch.Tensor) -> torch.
     Raises as ``take`` does: IndexError for ids outside ``[0, N)``, TypeError for non-integer
     ids, ValueError for a bad table or tensors that are not on the CPU.
     """
-    table = _table(codes, scales)
+    table = checked_table(codes, scales)
     return torch.from_numpy(table.take(_array(ids, "ids")))
 
 
@@ -162,7 +162,7 @@ def embedding_bag(
     counts from the end) or None.
     """
     n_bags = _bag_count(ids, offsets, per_sample_weights, include_last_offset)
-    table = _table(codes, scales)
+    table = checked_table(codes, scales)
     weights = None
     if per_sample_weights is not None:
         if per_sample_weights.is_floating_point():

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+from ._formatting import human_bytes
 from ._threads import MAX_THREADS
 from ._version import __version__
 
@@ -207,12 +208,6 @@ examples:
 """
 
 
-def _human_bytes(count: int) -> str:
-    from .table import _human_bytes
-
-    return _human_bytes(count)
-
-
 def _add_quantize(commands, common) -> None:
     parser = _command(
         commands,
@@ -273,11 +268,11 @@ def _run_quantize(args) -> int:
     print(f"  rows    {summary.rows:,}")
     print(f"  dim     {summary.dim:,}")
     print(
-        f"  size    {_human_bytes(summary.source_bytes)} ({summary.source_dtype}) -> "
-        f"{_human_bytes(summary.output_bytes)}{smaller}"
+        f"  size    {human_bytes(summary.source_bytes)} ({summary.source_dtype}) -> "
+        f"{human_bytes(summary.output_bytes)}{smaller}"
     )
     print(
-        f"  time    {summary.seconds:.3g} s, {_human_bytes(summary.source_bytes / seconds)}/s"
+        f"  time    {summary.seconds:.3g} s, {human_bytes(summary.source_bytes / seconds)}/s"
     )
     if summary.rows and summary.dim:
         print(
@@ -374,7 +369,7 @@ def _run_inspect(args) -> int:
     if args.json:
         print(json.dumps(description, indent=1))
         return 0
-    print(f"file        {args.file} ({_human_bytes(description['file_bytes'])})")
+    print(f"file        {args.file} ({human_bytes(description['file_bytes'])})")
     if not description["rowquant"]:
         print("            not a rowquant table; its tensors:")
         for tensor in description["tensors"]:
@@ -401,8 +396,8 @@ def _run_inspect(args) -> int:
     print(f"rows        {rows:,}")
     print(f"dim         {dim:,}")
     print(
-        f"size        {_human_bytes(description['file_bytes'])}; as float32 "
-        f"{_human_bytes(description['float32_bytes'])}{larger}"
+        f"size        {human_bytes(description['file_bytes'])}; as float32 "
+        f"{human_bytes(description['float32_bytes'])}{larger}"
     )
     scales = description["scales"]
     if rows:

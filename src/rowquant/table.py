@@ -8,17 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _api, _backend, _checks, _threads, reference
+from . import _api, _backend, _checks, _format, _layouts, _threads, reference
 from ._api import BagMode
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+from ._formatting import human_bytes
 
 
 _INT64 = np.dtype(np.int64)  # native byte order
@@ -107,7 +99,7 @@ class QuantizedEmbedding:
         n_rows, dim = self.shape
         float_bytes = 4 * n_rows * dim
         ratio = f", {float_bytes / self.nbytes:.1f}x smaller than float32" if self.nbytes else ""
-        return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {_human_bytes(self.nbytes)}{ratio})"
+        return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {human_bytes(self.nbytes)}{ratio})"
 
     def __reduce__(self) -> tuple[type[QuantizedEmbedding], tuple[np.ndarray, np.ndarray]]:
         return (type(self), (np.array(self._codes), np.array(self._scales)))
@@ -207,22 +199,16 @@ class QuantizedEmbedding:
         >>> rq.load(path).shape
         (2, 3)
         """
-        from . import io
-
-        io.save(path, self)
+        _format.write_table(path, self._codes, self._scales)
 
     def to_fbgemm(self) -> np.ndarray:
         """The table in FBGEMM's fused 8-bit rowwise layout; see :func:`rowquant.to_fbgemm`."""
-        from ._interop import to_fbgemm
-
-        return to_fbgemm(self)
+        return _layouts.fbgemm_rows(self._codes, self._scales)
 
     def to_torch_quantized(self):
         """The table as a torch per-channel quantized tensor (quint8, zero point 128); see
         :func:`rowquant.to_torch_quantized`."""
-        from ._interop import to_torch_quantized
-
-        return to_torch_quantized(self)
+        return _layouts.torch_per_channel(self._codes, self._scales)
 
     def __getitem__(self, key: Any) -> NDArray[np.float32]:
         n_rows = len(self)

@@ -108,7 +108,7 @@ class _TableModule(nn.Module):
     @property
     def table(self) -> _Table:
         """The rowquant table over this module's buffers (no copy; the scales checked)."""
-        return _torch_ops._table(self.codes, self.scales)
+        return _torch_ops.checked_table(self.codes, self.scales)
 
     def _apply(self, fn, recurse=True):
         """Casts (``.half()``, ``.to(torch.float64)``, ...) change the dtype forward answers in,
