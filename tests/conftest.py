@@ -1,17 +1,10 @@
-"""Shared fixtures. The helpers themselves live in ``helpers.py`` beside this file."""
-
-import sys
-from pathlib import Path
+"""Shared fixtures. The helpers themselves live in ``helpers.py`` beside this file, which the
+test modules import as ``import helpers`` (pyproject.toml's ``pythonpath`` puts this folder on
+``sys.path``)."""
 
 import pytest
 
-# pytest runs with --import-mode=importlib, which does not put this folder on sys.path; the test
-# modules import their shared helpers (``import helpers``) from here.
-_TESTS = str(Path(__file__).resolve().parent)
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-import rowquant as rq  # noqa: E402
+import rowquant as rq
 
 
 @pytest.fixture

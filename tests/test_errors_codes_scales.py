@@ -74,7 +74,37 @@ def test_first_bad_scale_is_named(call):
         CALLS[call](good_codes((40, DIM)), scales)
 
 
+# Each call of CALLS again, over every row of the table (ids out of order), returning rows.
+IDS = np.array([3, 0, 4, 1, 2])
+ROWS_OF = {
+    "dequantize": lambda codes, scales: rq.dequantize(codes, scales),
+    "take": lambda codes, scales: rq.take(codes, scales, IDS),
+    "embedding_bag": lambda codes, scales: rq.embedding_bag(codes, scales, IDS, [0]),
+    "embedding_bag_2d": lambda codes, scales: rq.embedding_bag(codes, scales, IDS[None]),
+    "QuantizedEmbedding": lambda codes, scales: rq.QuantizedEmbedding(codes, scales).take(IDS),
+}
+
+
 @pytest.mark.parametrize("call", CALLS)
 def test_zero_and_tiny_scales_are_valid(call):
+    """Scales of 0, the smallest subnormal and near float32's maximum are accepted, and the rows
+    are (code - 128) * scale rounded once to float32 (DESIGN.md section 1): zeros, multiples of
+    2**-149, and +-inf where the product passes float32's range. Bags add the rows; the sums are
+    exact here whatever the order (each column is dominated by its largest value)."""
+    assert ROWS_OF.keys() == CALLS.keys()
     scales = np.array([0, 1e-45, 1, 3e38, 0], np.float32)
-    CALLS[call](good_codes(), scales)
+    codes = np.array(
+        [[1, 128, 255], [0, 129, 200], [0, 77, 255], [129, 130, 0], [255, 0, 128]], np.uint8
+    )
+    with np.errstate(over="ignore"):
+        # exact in float64 (an 8-bit integer times a float32), then one rounding
+        rows = ((codes.astype(np.float64) - 128) * scales[:, None]).astype(np.float32)
+        if call.startswith("embedding_bag"):
+            expected = rows.astype(np.float64).sum(axis=0, keepdims=True).astype(np.float32)
+        elif call == "dequantize":
+            expected = rows
+        else:
+            expected = rows[IDS]
+    assert rows[1, 0] == -(2.0**-142) and rows[1, 1] == 2.0**-149
+    assert rows[3].tolist() == [np.float32(3e38), np.inf, -np.inf]
+    np.testing.assert_array_equal(ROWS_OF[call](codes, scales), expected)

@@ -27,7 +27,7 @@ def table(rows, dim, seed=0, zero_rows=()):
 def parse(path):
     """Header JSON and the file offset where the data section starts, read with struct/json
     only: an independent view of the layout."""
-    data = open(path, "rb").read()
+    data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
     return json.loads(data[8 : 8 + length]), 8 + length, data
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import rowquant as rq
-from rowquant import cli
+from rowquant import _atomic, cli
 
 E = np.random.default_rng(7).standard_normal((50, 6)).astype(np.float32)
 ROUTES = ["rq.save", "qe.save", "quantize_file", "cli"]
@@ -424,6 +424,14 @@ def start_paused_writer(source, output):
     return writer
 
 
+def stop(process):
+    """Kill ``process`` if it still runs, reap it and close our ends of its pipes."""
+    process.kill()
+    process.wait()
+    process.stdin.close()
+    process.stdout.close()
+
+
 def read_line(process, timeout=120):
     ready, _, _ = select.select([process.stdout], [], [], timeout)
     if not ready:
@@ -447,11 +455,14 @@ def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_pat
     try:
         (live_partial,) = partial_files(out)
         doomed = start_paused_writer(tmp_path / "in" / "big.npy", output)
-        # the second writer looked for abandoned files first, and left the live one's
-        assert live_partial in partial_files(out)
-        (doomed_partial,) = set(partial_files(out)) - {live_partial}
-        doomed.kill()  # SIGKILL: no chance to clean up
-        assert doomed.wait(60) == -9
+        try:
+            # the second writer looked for abandoned files first, and left the live one's
+            assert live_partial in partial_files(out)
+            (doomed_partial,) = set(partial_files(out)) - {live_partial}
+            doomed.kill()  # SIGKILL: no chance to clean up
+            assert doomed.wait(60) == -9
+        finally:
+            stop(doomed)
         assert partial_files(out) == sorted([live_partial, doomed_partial])
 
         write(next_writer, output, tmp_path / "in" / "E.npy")
@@ -463,8 +474,7 @@ def test_a_killed_writers_temporary_file_is_removed_and_a_live_ones_kept(tmp_pat
         assert read_line(live) == "done\n"
         assert live.wait(60) == 0
     finally:
-        live.kill()
-        live.wait()
+        stop(live)
     assert os.listdir(out) == ["table.safetensors"]
     assert np.array_equal(rq.load(output).codes, rq.quantize(big).codes)
 
@@ -526,13 +536,13 @@ def test_a_live_writers_temporary_file_is_locked_and_named_for_clean_up(tmp_path
 
     rq.quantize_file(source, tmp_path / "out.safetensors", chunk_rows=16, progress=look)
     assert len(set(seen)) == 1 and len(seen) == 4
-    assert rq.io._is_partial_name(seen[0], "out.safetensors"), seen[0]
+    assert _atomic._is_partial_name(seen[0], "out.safetensors"), seen[0]
 
 
 def test_a_writer_whose_new_file_a_cleaner_deleted_makes_another(tmp_path, monkeypatch, expected):
     """The race the lock leaves open: a cleaner may lock and delete a writer's temporary file
     between its creation and the writer's own flock."""
-    real_mkstemp = rq.io.tempfile.mkstemp
+    real_mkstemp = _atomic.tempfile.mkstemp
     created = []
 
     def mkstemp_then_cleaner(*args, **kwargs):
@@ -545,7 +555,7 @@ def test_a_writer_whose_new_file_a_cleaner_deleted_makes_another(tmp_path, monke
             os.close(other)
         return fd, name
 
-    monkeypatch.setattr(rq.io.tempfile, "mkstemp", mkstemp_then_cleaner)
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", mkstemp_then_cleaner)
     out = tmp_path / "out"
     out.mkdir()
     rq.quantize(E).save(out / "t.safetensors")

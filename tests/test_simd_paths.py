@@ -4,6 +4,7 @@ other path, bags included. .ci/run also runs the whole suite with ROWQUANT_SIMD=
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def simd_path(request):
 
 def test_scalar_and_avx2_are_available_on_x86_64():
     assert "scalar" in PATHS
-    if os.uname().machine == "x86_64" and "avx2" in open("/proc/cpuinfo").read():
+    if os.uname().machine == "x86_64" and "avx2" in Path("/proc/cpuinfo").read_text():
         assert "avx2" in PATHS
 
 

@@ -2,9 +2,11 @@
 and rejects wrong calls (tests/typing/misuse.py), each on the line that makes it, among them an
 unknown bag mode, which mypy used to let through."""
 
+import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,18 @@ EXAMPLES = Path(__file__).resolve().parent / "typing"
 
 
 def run_mypy(path: Path) -> subprocess.CompletedProcess:
-    # MYPYPATH: the folder holding the rowquant that this interpreter imports (an editable
-    # install's import hook is not a path mypy can follow)
-    package_parent = str(Path(rowquant.__file__).resolve().parents[1])
+    # MYPYPATH: the folder holding the rowquant that this interpreter imports, for an editable
+    # install (its import hook is not a path mypy can follow); an installed wheel mypy finds in
+    # site-packages itself, and refuses site-packages on MYPYPATH
+    env = dict(os.environ)
+    package_parent = Path(rowquant.__file__).resolve().parents[1]
+    site = {Path(sysconfig.get_path(name)).resolve() for name in ("purelib", "platlib")}
+    if package_parent not in site:
+        env["MYPYPATH"] = str(package_parent)
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes",
          "--follow-imports=silent", str(path)],
-        capture_output=True, text=True, cwd=EXAMPLES,
-        env={**__import__("os").environ, "MYPYPATH": package_parent},
+        capture_output=True, text=True, cwd=EXAMPLES, env=env,
     )
 
 
