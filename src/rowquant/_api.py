@@ -3,7 +3,7 @@ call (or one call into :mod:`rowquant.reference` on the numpy backend), raise wh
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,7 +14,7 @@ from ._threads import get_num_threads, resolve_threads
 from ._version import __version__
 
 
-BagMode = Literal["sum", "mean", "max"]
+BagMode: TypeAlias = Literal["sum", "mean", "max"]
 """How a bag pools its rows: their sum, their mean, or each column's largest value."""
 
 Codes = NDArray[np.uint8]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import mmap as _mmap
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "release_pages", "rows_per_chunk"]
@@ -36,7 +38,7 @@ def release_pages(rows: np.ndarray) -> None:
     """Drop the memory pages under ``rows`` (a contiguous view of a memory-mapped file, else
     nothing happens) from this process's resident memory: streaming through a mapped table then
     keeps it bounded by the chunk. The data stays in the file; touching it again reads it back."""
-    base = rows
+    base: Any = rows
     while isinstance(base, np.ndarray):
         base = base.base
     buffer = base.obj if isinstance(base, memoryview) else base

@@ -31,16 +31,14 @@ import numpy as np
 
 from . import _atomic, _checks, _safetensors
 from ._chunks import DEFAULT_CHUNK_BYTES
+from ._scheme import DEFAULT as DEFAULT_SCHEME
+from ._scheme import SCHEMES
 
 __all__ = ["CODES_ALIGNMENT", "METADATA", "little_endian_f32", "read_table", "table_header",
            "write_table"]
 
-METADATA = {
-    "format": "rowquant",
-    "version": "1",
-    "scheme": "rowwise-symmetric-u8",
-    "bias": "128",
-}
+# what every rowquant file records; the scheme's part comes from its description
+METADATA = {"format": "rowquant", "version": "1", **DEFAULT_SCHEME.metadata()}
 CODES_ALIGNMENT = 64  # a cache line: rows whose width is a multiple of it then take whole lines
 
 
@@ -88,12 +86,18 @@ def _rowquant_tensors(header: _safetensors.Header):
             f"rowquant format version {version!r} is not one this rowquant reads "
             f"(it reads version {METADATA['version']})"
         )
-    for key in ("scheme", "bias"):
-        if header.metadata.get(key) != METADATA[key]:
-            raise ValueError(
-                f"unknown quantization {key} {header.metadata.get(key)!r} "
-                f"(this rowquant knows {METADATA[key]!r})"
-            )
+    scheme = SCHEMES.get(header.metadata.get("scheme", ""))
+    if scheme is None:
+        known = ", ".join(repr(name) for name in SCHEMES)
+        raise ValueError(
+            f"unknown quantization scheme {header.metadata.get('scheme')!r} "
+            f"(this rowquant knows {known})"
+        )
+    if header.metadata.get("bias") != str(scheme.bias):
+        raise ValueError(
+            f"unknown quantization bias {header.metadata.get('bias')!r} "
+            f"(this rowquant knows {str(scheme.bias)!r})"
+        )
     if set(header.tensors) != {"scales", "codes"}:
         raise ValueError(f"a rowquant table holds the tensors scales and codes, this one {names}")
     scales, codes = header.tensors["scales"], header.tensors["codes"]
@@ -113,7 +117,7 @@ def _rowquant_tensors(header: _safetensors.Header):
 def _read_into(file, array: np.ndarray, offset: int) -> None:
     if array.size == 0:
         return
-    view = memoryview(array).cast("B")
+    view = array.reshape(-1).view(np.uint8).data  # a memoryview of the bytes
     file.seek(offset)
     while view.nbytes:
         count = file.readinto(view)

@@ -10,7 +10,10 @@ import numpy as np
 
 from . import _api, _checks
 from ._layouts import fbgemm_rows, torch_per_channel
+from ._scheme import ROWWISE_U8
 from .table import QuantizedEmbedding
+
+_BIAS = ROWWISE_U8.bias
 
 __all__ = ["from_fbgemm", "from_torch_quantized", "to_fbgemm", "to_torch_quantized"]
 
@@ -102,12 +105,12 @@ def from_fbgemm(packed, *, requantize: bool = False) -> QuantizedEmbedding:
         codes, scales = _api.quantize_rows(values)
         return QuantizedEmbedding._from_checked(codes, scales)
     with np.errstate(over="ignore"):
-        exact = np.float32(-128) * scales == biases
+        exact = np.float32(-_BIAS) * scales == biases
     if not exact.all():
         row = int(np.argmin(exact))
         raise ValueError(
-            f"row {row} of the FBGEMM table has bias {float(biases[row])!r}, not -128 * scale "
-            f"({float(np.float32(-128) * scales[row])!r}): it was quantized from its min and "
+            f"row {row} of the FBGEMM table has bias {float(biases[row])!r}, not -{_BIAS} * scale "
+            f"({float(np.float32(-_BIAS) * scales[row])!r}): it was quantized from its min and "
             "max, which rowquant cannot hold exactly; from_fbgemm(..., requantize=True) "
             "dequantizes and quantizes it again (lossy)"
         )
@@ -179,10 +182,10 @@ def from_torch_quantized(tensor, *, requantize: bool = False) -> QuantizedEmbedd
         codes, scales = _api.quantize_rows(tensor.dequantize().numpy())
         return QuantizedEmbedding._from_checked(codes, scales)
     zero_points = tensor.q_per_channel_zero_points().numpy()
-    if (zero_points != 128).any():
-        row = int(np.argmax(zero_points != 128))
+    if (zero_points != _BIAS).any():
+        row = int(np.argmax(zero_points != _BIAS))
         raise ValueError(
-            f"row {row} has zero point {int(zero_points[row])}; rowquant tables use 128 "
+            f"row {row} has zero point {int(zero_points[row])}; rowquant tables use {_BIAS} "
             "(from_torch_quantized(..., requantize=True) converts, lossily)"
         )
     scales64 = tensor.q_per_channel_scales().numpy()

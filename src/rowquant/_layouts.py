@@ -7,6 +7,10 @@ function that needs it.
 Examples
 --------
 >>> import numpy as np
+
+from ._scheme import ROWWISE_U8
+
+_BIAS = ROWWISE_U8.bias
 >>> from rowquant._layouts import fbgemm_rows
 >>> fbgemm_rows(np.array([[255, 64]], np.uint8), np.array([0.5], np.float32))  # 0.5, then -64
 array([[255,  64,   0,   0,   0,  63,   0,   0, 128, 194]], dtype=uint8)
@@ -17,6 +21,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
+from ._scheme import ROWWISE_U8
+
+_BIAS = ROWWISE_U8.bias
 
 __all__ = ["fbgemm_rows", "torch_per_channel"]
 
@@ -34,7 +42,7 @@ def fbgemm_rows(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     packed[:, :dim] = codes
     scales = scales.astype("<f4")
     packed[:, dim : dim + 4] = scales.view(np.uint8).reshape(rows, 4)
-    packed[:, dim + 4 :] = (np.float32(-128) * scales).astype("<f4").view(np.uint8).reshape(rows, 4)
+    packed[:, dim + 4 :] = (np.float32(-_BIAS) * scales).astype("<f4").view(np.uint8).reshape(rows, 4)
     return packed
 
 
@@ -46,7 +54,7 @@ def torch_per_channel(codes: np.ndarray, scales: np.ndarray):
     rows = codes.shape[0]
     codes_tensor = torch.from_numpy(np.array(codes, order="C"))
     scales_tensor = torch.from_numpy(scales.astype(np.float64))
-    zero_points = torch.full((rows,), 128, dtype=torch.int64)
+    zero_points = torch.full((rows,), _BIAS, dtype=torch.int64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TORCH_DEPRECATION, category=UserWarning)
         return torch._make_per_channel_quantized_tensor(codes_tensor, scales_tensor, zero_points, 0)

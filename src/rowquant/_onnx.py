@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from . import _atomic, _format
+from ._scheme import ROWWISE_U8
 from ._version import __version__
 from .table import QuantizedEmbedding
 
@@ -47,7 +48,7 @@ EXTERNAL_ALIGNMENT = 1 << 16
 # ScatterElements with reduction="max" (bags of mode "max", exported from rowquant.torch)
 MIN_OPSET_MAX_POOLING = 18
 CONTRIB_DOMAIN = "com.microsoft"
-BIAS = 128
+BIAS = ROWWISE_U8.bias
 # onnx.TensorProto data types, spelled out so that the graph code needs no onnx import
 FLOAT = 1
 INT64 = 7

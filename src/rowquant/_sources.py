@@ -256,7 +256,7 @@ class FloatSource:
             release_pages(self._array[start:stop])
 
     def close(self) -> None:
-        self._array = None
+        self._array = None  # type: ignore[assignment]  # closed: nothing may read it again
         if self._buffer is not None:
             with contextlib.suppress(BufferError):  # a caller still holds a view: the GC closes it
                 self._buffer.close()

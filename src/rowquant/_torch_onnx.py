@@ -17,6 +17,8 @@ know) raises during the export.
 
 from collections.abc import Callable
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -146,7 +148,10 @@ class _OnnxScriptGraph:
     """rowquant._onnx's graph builder over onnxscript's opset 18, recording into the graph the
     exporter is translating."""
 
-    def __init__(self):
+    op: Any  # onnxscript's opset18 and ir modules, imported when an export needs them
+    ir: Any
+
+    def __init__(self) -> None:
         from onnxscript import ir, opset18
 
         self.op, self.ir = opset18, ir

@@ -274,7 +274,7 @@ def _run_quantize(args) -> int:
     print(
         f"  time    {summary.seconds:.3g} s, {human_bytes(summary.source_bytes / seconds)}/s"
     )
-    if summary.rows and summary.dim:
+    if report is not None and summary.rows and summary.dim:
         print(
             f"  error   max {report.max_abs_error:.4g}, mean {report.mean_abs_error:.4g} "
             f"(SNR {report.snr_db:.1f} dB, min row cosine {report.cosine_min:.6f})"

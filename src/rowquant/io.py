@@ -174,7 +174,7 @@ def _progress_callback(progress, total: int, description: str):
     if progress is None or progress is False:
         return (lambda done: None), (lambda: None)
     if progress is True:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         bar = tqdm(total=total, unit="rows", unit_scale=True, desc=description, file=sys.stderr,
                    dynamic_ncols=True, leave=False)

@@ -73,7 +73,7 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
     else:
         values = _checks.float_matrix(original, "original")
         shape = values.shape
-        read = lambda start, stop: (values[start:stop], None)  # noqa: E731
+        read = lambda start, stop: (values[start:stop], values[start:stop])  # noqa: E731
         release, close = (lambda start, stop: None), (lambda: None)
     try:
         if shape != table.shape:
