@@ -1,7 +1,8 @@
 /* Run-time choice of the kernel table: the best instruction set this processor (and its
  * operating system) supports, or the one ROWQUANT_SIMD names, via rq_simd_select. A variant is
  * used only after it reproduced the scalar kernels' bits on a built-in table, so a miscompiled
- * or untested path (AVX-512 has no machine in our CI) falls back instead of giving wrong bits. */
+ * path, or one that a tool such as valgrind runs on a processor it emulates, falls back instead
+ * of giving wrong bits. */
 #include <stddef.h>
 
 #include "kernels.h"
@@ -9,6 +10,8 @@
 
 const rq_kernels *rq_active = NULL;
 
+/* Every variant compiled in, best first. A new instruction set is its kernel file, its extern
+ * in kernels.h and one line here; the variant's own supported() says whether it runs. */
 static const rq_kernels *const variants[] = {
 #ifdef RQ_X86
     &rq_kernels_avx512,
@@ -16,21 +19,7 @@ static const rq_kernels *const variants[] = {
 #endif
     &rq_kernels_scalar,
 };
-#define N_VARIANTS (sizeof variants / sizeof variants[0])
-
-static int cpu_supports(const rq_kernels *kernels)
-{
-#ifdef RQ_X86
-    __builtin_cpu_init();
-    if (kernels == &rq_kernels_avx2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (kernels == &rq_kernels_avx512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("fma");
-#endif
-    return kernels == &rq_kernels_scalar;
-}
+#define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
 /* A small table with ties, near-ties, zero and subnormal rows, negative values and a width
  * that leaves every loop tail: the variant must match the scalar kernels bit for bit. */
@@ -61,9 +50,10 @@ static void check_table(float *values)
 
 static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
+/* The scalar kernels are checked against themselves too: a few microseconds, once, and no
+ * variant is special. */
 static int reproduces_scalar(const rq_kernels *kernels)
 {
-    if (kernels == &rq_kernels_scalar) return 1;
     static float values[CHECK_ROWS * CHECK_DIM];
     uint8_t codes[2][CHECK_ROWS * CHECK_DIM];
     float scales[2][CHECK_ROWS], out[2][CHECK_ROWS * CHECK_DIM], bag[2][CHECK_DIM];
@@ -99,12 +89,20 @@ static int reproduces_scalar(const rq_kernels *kernels)
 
 static int usable(const rq_kernels *kernels)
 {
-    return cpu_supports(kernels) && reproduces_scalar(kernels);
+    return kernels->supported() && reproduces_scalar(kernels);
+}
+
+int rq_simd_count(void) { return N_VARIANTS; }
+
+const char *rq_simd_variant(int index)
+{
+    if (index < 0 || index >= N_VARIANTS) return NULL;
+    return variants[N_VARIANTS - 1 - index]->name; /* the table is best first */
 }
 
 int rq_simd_select(const char *name)
 {
-    for (size_t v = 0; v < N_VARIANTS; v++) {
+    for (int v = 0; v < N_VARIANTS; v++) {
         if (name && strcmp(name, variants[v]->name) != 0) continue;
         if (!usable(variants[v])) {
             if (name) return RQ_SIMD_UNAVAILABLE;
@@ -124,7 +122,7 @@ const char *rq_simd_name(void)
 
 int rq_simd_available(const char *name)
 {
-    for (size_t v = 0; v < N_VARIANTS; v++)
+    for (int v = 0; v < N_VARIANTS; v++)
         if (strcmp(name, variants[v]->name) == 0) return usable(variants[v]);
     return 0;
 }

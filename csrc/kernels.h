@@ -6,9 +6,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "rowquant.h" /* RQ_BIAS */
+
 #define RQ_ABS_MASK 0x7fffffffu
 #define RQ_INF_BITS 0x7f800000u
-#define RQ_BIAS 128
 
 /* The rows of one bag call: the table, and the flat ids that every bag of the call indexes.
  * Kernels check each id as they read it (another thread may change ids during the call) and
@@ -27,11 +28,14 @@ typedef struct rq_bag_rows {
 /* Row kernels for one instruction set. Every variant gives the same bits as the scalar one. */
 typedef struct rq_kernels {
     const char *name;
+    /* Whether this processor and its operating system run these kernels. It is called before
+     * any other entry, on any processor, so it must not itself need the instruction set. */
+    int (*supported)(void);
     /* The largest magnitude bits of a row (NaN and inf sort above every finite value). */
     uint32_t (*max_abs_bits)(const float *values, int64_t dim);
     /* Codes of a row whose scale is > 0 (see rq_codes_exact). */
     void (*encode_row)(const float *values, int64_t dim, float scale, uint8_t *codes);
-    /* out[j] = (codes[j] - 128) * scale. */
+    /* out[j] = rq_dequantized(codes[j], scale). */
     void (*dequantize_row)(const uint8_t *codes, float scale, int64_t dim, float *out);
     /* Rows 0..n_rows dequantized back to back into out, bypassing the caches where the
      * instruction set allows (for whole tables far larger than them); the stores are complete
@@ -50,6 +54,7 @@ typedef struct rq_kernels {
     int64_t (*max_bag)(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
 } rq_kernels;
 
+/* The variants, one kernel file each; dispatch.c lists those compiled in, best first. */
 extern const rq_kernels rq_kernels_scalar;
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RQ_X86 1
@@ -70,6 +75,13 @@ static inline uint32_t rq_float_bits(float value)
     uint32_t bits;
     memcpy(&bits, &value, sizeof bits);
     return bits;
+}
+
+/* The value of one code: code - 128 is exact in float32, so the multiply is the one rounding
+ * the contract allows. */
+static inline float rq_dequantized(uint8_t code, float scale)
+{
+    return (float)((int32_t)code - RQ_BIAS) * scale;
 }
 
 /* Column of the first NaN or inf in values[0..dim), or -1. */
@@ -134,6 +146,13 @@ static inline void rq_prefetch_id(const rq_bag_rows *rows, int64_t k)
         rq_prefetch_row(rows->codes + row * rows->codes_stride, rows->scales + row, rows->dim);
 }
 
+/* Keep in *bad the smallest position k of an id found outside the table: a kernel that reads
+ * the ids in several passes (over groups of columns) may find an earlier one in a later pass. */
+static inline void rq_note_bad(int64_t *bad, int64_t k)
+{
+    if (*bad < 0 || k < *bad) *bad = k;
+}
+
 /* The codes and scale of row ids[k] of a bag, or NULL for an id that adds nothing: padding_idx,
  * or an id outside the table, whose position goes to *bad unless an earlier one is there. The
  * id is read once. Also prefetches the row RQ_PREFETCH_IDS ids later. */
@@ -143,7 +162,7 @@ static inline const uint8_t *rq_bag_row(const rq_bag_rows *rows, int64_t k, floa
     rq_prefetch_id(rows, k + RQ_PREFETCH_IDS);
     const int64_t row = rows->ids[k];
     if (!rq_valid_row(row, rows->n_rows)) {
-        if (*bad < 0 || k < *bad) *bad = k;
+        rq_note_bad(bad, k);
         return NULL;
     }
     if (row == rows->padding_idx) return NULL;

@@ -1,8 +1,15 @@
 /* AVX2 + FMA kernels, compiled for that target only inside this file and chosen at run time
- * (dispatch.c) when the processor has both. Same bits as kernels_scalar.c. */
+ * (dispatch.c) when supported() finds both. Same bits as kernels_scalar.c. */
 #include "kernels.h"
 
 #ifdef RQ_X86
+/* Compiled before the target region below: it runs on processors without AVX2. */
+static int supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
@@ -128,7 +135,13 @@ static void encode_row(const float *values, int64_t dim, float scale, uint8_t *c
  * -0 for q < 128, which the FMA would round to +0. */
 #define RQ_FMA_MAX_SCALE 0x1p120f
 
-static inline int rq_fma_scale(float scale) { return scale > 0.0f && scale <= RQ_FMA_MAX_SCALE; }
+/* 0 < scale <= RQ_FMA_MAX_SCALE, on the bits: positive floats order as their bits, and -0,
+ * negative scales and NaN have bits above those of RQ_FMA_MAX_SCALE, +0 wraps around to the
+ * top. One integer compare, where two float ones kept a zero register busy in the bag loops. */
+static inline int rq_fma_scale(float scale)
+{
+    return rq_float_bits(scale) - 1u < rq_float_bits(RQ_FMA_MAX_SCALE);
+}
 
 static inline __m256 codes8_as_floats(const uint8_t *codes)
 {
@@ -142,20 +155,20 @@ static inline __m256 values8(const uint8_t *codes, __m256 s, __m256 bias)
 
 static inline __m256 values8_sub(const uint8_t *codes, __m256 s)
 {
-    return _mm256_mul_ps(_mm256_sub_ps(codes8_as_floats(codes), _mm256_set1_ps(128.0f)), s);
+    return _mm256_mul_ps(_mm256_sub_ps(codes8_as_floats(codes), _mm256_set1_ps((float)RQ_BIAS)), s);
 }
 
 /* values8 for any scale: the two products agree wherever both are defined */
 static inline __m256 values8_any(const uint8_t *codes, float scale)
 {
     const __m256 s = _mm256_set1_ps(scale);
-    return rq_fma_scale(scale) ? values8(codes, s, _mm256_set1_ps(-128.0f * scale))
+    return rq_fma_scale(scale) ? values8(codes, s, _mm256_set1_ps(-(float)RQ_BIAS * scale))
                                : values8_sub(codes, s);
 }
 
 static void dequantize_tail(const uint8_t *codes, float scale, int64_t n, float *out)
 {
-    for (int64_t j = 0; j < n; j++) out[j] = (float)((int32_t)codes[j] - RQ_BIAS) * scale;
+    for (int64_t j = 0; j < n; j++) out[j] = rq_dequantized(codes[j], scale);
 }
 
 void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out)
@@ -164,7 +177,7 @@ void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, floa
         dequantize_tail(codes, scale, dim, out);
         return;
     }
-    const __m256 s = _mm256_set1_ps(scale), bias = _mm256_set1_ps(-128.0f * scale);
+    const __m256 s = _mm256_set1_ps(scale), bias = _mm256_set1_ps(-(float)RQ_BIAS * scale);
     int64_t j = 0;
     for (; j + 32 <= dim; j += 32) {
         _mm256_storeu_ps(out + j, values8(codes + j, s, bias));
@@ -177,7 +190,8 @@ void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, floa
 }
 
 /* Rows 0..n_rows of the table dequantized one after another into out, with non-temporal
- * stores: every aligned 32-byte block of out is streamed, including blocks that straddle two rows, so whole cache lines go to memory without first being read. */
+ * stores: every aligned 32-byte block of out is streamed, including blocks that straddle two
+ * rows, so whole cache lines go to memory without first being read. */
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                    const float *scales, int64_t n_rows, int64_t dim, float *out)
 {
@@ -186,7 +200,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
         for (int64_t i = 0; i < n_rows; i++) {
             const int64_t row = i;
             for (int64_t j = 0; j < dim; j++)
-                out[i * dim + j] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+                out[i * dim + j] = rq_dequantized(codes[row * codes_stride + j], scales[row]);
         }
         return;
     }
@@ -195,7 +209,7 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     int64_t i = 0, j = 0; /* the (row, column) of output position f */
     for (int64_t g = 0; g < f; g++) {
         const int64_t row = i;
-        out[g] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+        out[g] = rq_dequantized(codes[row * codes_stride + j], scales[row]);
         if (++j == dim) i++, j = 0;
     }
     for (; f + 8 <= total; f += 8) {
@@ -224,222 +238,256 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     }
     for (; f < total; f++) {
         const int64_t row = i;
-        out[f] = (float)((int32_t)codes[row * codes_stride + j] - RQ_BIAS) * scales[row];
+        out[f] = rq_dequantized(codes[row * codes_stride + j], scales[row]);
         if (++j == dim) i++, j = 0;
     }
     _mm_sfence();
 }
 
+/* The helpers below that take a count of 8-column blocks are always inlined, and called with a
+ * constant count (pool_blocks turns a variable one into constants), so that their loops over the
+ * blocks unroll and the sums stay in registers; with a variable count they live on the stack. */
+#define RQ_INLINE static inline __attribute__((always_inline))
+
 /* Keeps the compiler from loading the codes once above the three ways of adding a row (it
  * does, as they all read the same codes): the eight loaded blocks plus eight sums then need
  * more than the sixteen vector registers, and the sums spill to the stack, a load and a store
  * per block and row. Loads stay below this point; the sums are registers, unaffected. */
-#define RQ_NO_HOIST() __asm__ volatile("" ::: "memory")
-
-/* Prefetch columns [COL, COL + 8 * BLOCKS) of the row RQ_BAG_AHEAD ids after k (and its scale
- * with the first columns), if that id is a row of the table: ids are read once and checked, as
- * another thread may change them during the call. */
-#define RQ_PREFETCH_LATER(COL, BLOCKS)                                                        \
-    do {                                                                                      \
-        if (k + RQ_BAG_AHEAD < n_ids) {                                                       \
-            const int64_t later_row = ids[k + RQ_BAG_AHEAD];                                  \
-            if (rq_valid_row(later_row, n_rows)) {                                            \
-                const uint8_t *later = codes + later_row * codes_stride + (COL);              \
-                __builtin_prefetch(later);                                                    \
-                __builtin_prefetch(later + 8 * (BLOCKS) - 1);                                 \
-                if ((COL) == 0) __builtin_prefetch(scales + later_row);                       \
-            }                                                                                 \
-        }                                                                                     \
-    } while (0)
-
-/* Keep the smallest position of an id found outside the table (passes over the columns re-read
- * the ids, so a later pass may find an earlier one). */
-#define RQ_NOTE_BAD(k)                                                                        \
-    do {                                                                                      \
-        if (bad < 0 || (k) < bad) bad = (k);                                                  \
-    } while (0)
-
-/* Add the rows of one bag, in id order, over columns [COL, COL + 8 * BLOCKS) held in registers,
- * then STORE them. Each step also prefetches the same columns of the row RQ_BAG_AHEAD ids later
- * (into the next bags when this one ends, whose passes run over the same columns): the loads
- * spread evenly over the work instead of queueing behind each other. */
-#define RQ_POOL(COL, BLOCKS, STORE)                                                           \
-    do {                                                                                      \
-        __m256 acc[BLOCKS];                                                                   \
-        for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
-        for (int64_t k = begin; k < end; k++) {                                               \
-            RQ_PREFETCH_LATER(COL, BLOCKS);                                                   \
-            const int64_t row = ids[k];                                                       \
-            if (!rq_valid_row(row, n_rows)) {                                                 \
-                RQ_NOTE_BAD(k);                                                               \
-                continue;                                                                     \
-            }                                                                                 \
-            if (row == padding_idx) continue;                                                 \
-            const uint8_t *row_codes = codes + row * codes_stride + (COL);                    \
-            const float scale = scales[row];                                                  \
-            const __m256 s = _mm256_set1_ps(scale);                                           \
-            if (weights) {                                                                    \
-                RQ_NO_HOIST();                                                                \
-                const __m256 w = _mm256_set1_ps(weights[k]);                                  \
-                for (int b = 0; b < (BLOCKS); b++)                                            \
-                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, values8_any(row_codes + 8 * b, scale))); \
-            } else if (rq_fma_scale(scale)) {                                                 \
-                RQ_NO_HOIST();                                                                \
-                const __m256 bias = _mm256_set1_ps(-128.0f * scale);                          \
-                for (int b = 0; b < (BLOCKS); b++)                                            \
-                    acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s, bias));      \
-            } else {                                                                          \
-                RQ_NO_HOIST();                                                                \
-                for (int b = 0; b < (BLOCKS); b++)                                            \
-                    acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));        \
-            }                                                                                 \
-        }                                                                                     \
-        for (int b = 0; b < (BLOCKS); b++) STORE(out + (COL) + 8 * b, acc[b]);                \
-    } while (0)
+RQ_INLINE void no_hoist(void) { __asm__ volatile("" ::: "memory"); }
 
 /* measured on 400000x300: 8 ids ahead 11.4 ms, 16 ids 9.0 ms, 32 ids 8.6 ms but twice as slow on
  * cache-resident tables */
 #define RQ_BAG_AHEAD 16
-#define RQ_STORE(where, value) _mm256_storeu_ps((where), (value))
-/* the last dim % 8 columns: the 8 columns ending the row are summed, and the lanes of those
- * already stored by the passes before are masked off (each lane is its own column's sum) */
-#define RQ_STORE_TAIL(where, value) _mm256_maskstore_ps((where), tail_lanes, (value))
-#define RQ_STORE_AFTER_OVERLAP(where, value)                                                  \
-    do {                                                                                      \
-        if (b == 0)                                                                           \
-            _mm256_maskstore_ps((where), head_lanes, (value));                                \
-        else                                                                                  \
-            _mm256_storeu_ps((where), (value));                                               \
-    } while (0)
 
-/* RQ_POOL for unweighted bags whose rows all take the FMA path, from per-row pointers, scales
+#define RQ_BAG_READY_MAX 64 /* ids of a bag worked out at once; longer bags take pool_pass */
+
+/* One rq_avx2_pool_bag call, as each pass over a group of its columns sees it. */
+typedef struct bag_call {
+    const rq_bag_rows *rows;
+    const float *weights;
+    int64_t begin, end;
+    float *out;
+    int64_t bad; /* what rq_avx2_pool_bag returns */
+    /* from prepare_rows, for pool_ready_pass */
+    const uint8_t *row_at[RQ_BAG_READY_MAX];
+    float row_scale[RQ_BAG_READY_MAX], row_bias[RQ_BAG_READY_MAX];
+} bag_call;
+
+/* Prefetch columns [col, col + 8 * blocks) of row ids[later] (and its scale with the first
+ * columns), if later < n_ids and that id is a row of the table: ids are read once and checked,
+ * as another thread may change them during the call. */
+RQ_INLINE void prefetch_later(const rq_bag_rows *table, int64_t later, int64_t col, int blocks)
+{
+    if (later >= table->n_ids) return;
+    const int64_t later_row = table->ids[later];
+    if (!rq_valid_row(later_row, table->n_rows)) return;
+    const uint8_t *later_codes = table->codes + later_row * table->codes_stride + col;
+    __builtin_prefetch(later_codes);
+    __builtin_prefetch(later_codes + 8 * blocks - 1);
+    if (col == 0) __builtin_prefetch(table->scales + later_row);
+}
+
+/* The lanes first..7 of a vector, as a mask. */
+RQ_INLINE __m256i lanes_from(int first)
+{
+    return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                              _mm256_set1_epi32(first - 1));
+}
+
+/* Store the sums of the blocks at out. A pass that starts inside columns already stored (the
+ * last of a row, which ends at dim) masks its first block's store with first_lanes: each lane
+ * is its own column's sum, so the lanes left out are the ones stored before. */
+RQ_INLINE void store_sums(float *out, const __m256 *acc, int blocks, int mask_first,
+                          __m256i first_lanes)
+{
+    for (int b = 0; b < blocks; b++) {
+        if (b == 0 && mask_first)
+            _mm256_maskstore_ps(out, first_lanes, acc[0]);
+        else
+            _mm256_storeu_ps(out + 8 * b, acc[b]);
+    }
+}
+
+/* Add the rows of one bag, in id order, over columns [col, col + 8 * blocks) held in registers,
+ * then store them. Each step also prefetches the same columns of the row RQ_BAG_AHEAD ids later
+ * (into the next bags when this one ends, whose passes run over the same columns): the loads
+ * spread evenly over the work instead of queueing behind each other. */
+RQ_INLINE void pool_pass(bag_call *call, int64_t col, int blocks, int mask_first,
+                         __m256i first_lanes)
+{
+    /* locals, not loads through call after each no_hoist() */
+    const rq_bag_rows table = *call->rows;
+    const float *weights = call->weights;
+    const int64_t end = call->end;
+    __m256 acc[8];
+    for (int b = 0; b < blocks; b++) acc[b] = _mm256_setzero_ps();
+    for (int64_t k = call->begin; k < end; k++) {
+        prefetch_later(&table, k + RQ_BAG_AHEAD, col, blocks);
+        const int64_t row = table.ids[k];
+        if (!rq_valid_row(row, table.n_rows)) {
+            rq_note_bad(&call->bad, k);
+            continue;
+        }
+        if (row == table.padding_idx) continue;
+        const uint8_t *row_codes = table.codes + row * table.codes_stride + col;
+        const float scale = table.scales[row];
+        const __m256 s = _mm256_set1_ps(scale);
+        if (weights) {
+            no_hoist();
+            const __m256 w = _mm256_set1_ps(weights[k]);
+            for (int b = 0; b < blocks; b++) {
+                const __m256 value = values8_any(row_codes + 8 * b, scale);
+                acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, value));
+            }
+        } else if (rq_fma_scale(scale)) {
+            no_hoist();
+            const __m256 bias = _mm256_set1_ps(-(float)RQ_BIAS * scale);
+            for (int b = 0; b < blocks; b++)
+                acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s, bias));
+        } else {
+            no_hoist();
+            for (int b = 0; b < blocks; b++)
+                acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));
+        }
+    }
+    store_sums(call->out + col, acc, blocks, mask_first, first_lanes);
+}
+
+/* pool_pass for unweighted bags whose rows all take the FMA path, from per-row pointers, scales
  * and biases worked out once for the bag instead of once per pass (a pass covers 64 columns).
  * Worth it from three passes on: 1000x300, 8192 bags of 20, 4.3 -> 3.9 ms (callgrind: 172 ->
- * 147 million instructions with the RQ_NO_HOIST fix); with one pass (dim 64) it costs 15%. */
-#define RQ_POOL_READY(COL, BLOCKS, STORE)                                                     \
-    do {                                                                                      \
-        __m256 acc[BLOCKS];                                                                   \
-        for (int b = 0; b < (BLOCKS); b++) acc[b] = _mm256_setzero_ps();                      \
-        for (int64_t i = 0; i < count; i++) {                                                 \
-            const int64_t k = begin + i;                                                      \
-            RQ_PREFETCH_LATER(COL, BLOCKS);                                                   \
-            const uint8_t *row_codes = row_at[i];                                             \
-            if (!row_codes) continue;                                                         \
-            const __m256 s = _mm256_broadcast_ss(row_scale + i);                              \
-            const __m256 bias = _mm256_broadcast_ss(row_bias + i);                            \
-            for (int b = 0; b < (BLOCKS); b++)                                                \
-                acc[b] = _mm256_add_ps(acc[b], values8(row_codes + (COL) + 8 * b, s, bias));  \
-        }                                                                                     \
-        for (int b = 0; b < (BLOCKS); b++) STORE(out + (COL) + 8 * b, acc[b]);                \
-    } while (0)
+ * 147 million instructions with the no_hoist fix); with one pass (dim 64) it costs 15%. */
+RQ_INLINE void pool_ready_pass(bag_call *call, int64_t col, int blocks, int mask_first,
+                               __m256i first_lanes)
+{
+    const rq_bag_rows table = *call->rows;
+    const int64_t begin = call->begin, count = call->end - call->begin;
+    __m256 acc[8];
+    for (int b = 0; b < blocks; b++) acc[b] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < count; i++) {
+        prefetch_later(&table, begin + i + RQ_BAG_AHEAD, col, blocks);
+        const uint8_t *row_codes = call->row_at[i];
+        if (!row_codes) continue;
+        const __m256 s = _mm256_broadcast_ss(call->row_scale + i);
+        const __m256 bias = _mm256_broadcast_ss(call->row_bias + i);
+        for (int b = 0; b < blocks; b++)
+            acc[b] = _mm256_add_ps(acc[b], values8(row_codes + col + 8 * b, s, bias));
+    }
+    store_sums(call->out + col, acc, blocks, mask_first, first_lanes);
+}
 
-/* All columns of a row of 64 or more with POOL (RQ_POOL or RQ_POOL_READY): passes of 64, then
- * the last columns in one pass of whole vectors ending at dim; its first vector starts inside
- * the columns already stored, and its store skips those lanes. */
-#define RQ_POOL_WIDE(POOL)                                                                    \
-    do {                                                                                      \
-        int64_t j = 0;                                                                        \
-        for (; j + 64 <= dim; j += 64) POOL(j, 8, RQ_STORE);                                  \
-        if (j < dim) {                                                                        \
-            const int vectors = (int)((dim - j + 7) / 8);                                     \
-            const int64_t start = dim - 8 * (int64_t)vectors;                                 \
-            const __m256i head_lanes = _mm256_cmpgt_epi32(                                    \
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),                                    \
-                _mm256_set1_epi32((int)(j - start) - 1));                                     \
-            switch (vectors) {                                                                \
-            case 8: POOL(start, 8, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 7: POOL(start, 7, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 6: POOL(start, 6, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 5: POOL(start, 5, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 4: POOL(start, 4, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 3: POOL(start, 3, RQ_STORE_AFTER_OVERLAP); break;                            \
-            case 2: POOL(start, 2, RQ_STORE_AFTER_OVERLAP); break;                            \
-            default: POOL(start, 1, RQ_STORE_AFTER_OVERLAP); break;                           \
-            }                                                                                 \
-        }                                                                                     \
-    } while (0)
+RQ_INLINE void pool_blocks_of(bag_call *call, int ready, int64_t col, int blocks,
+                              int mask_first, __m256i first_lanes)
+{
+    if (ready)
+        pool_ready_pass(call, col, blocks, mask_first, first_lanes);
+    else
+        pool_pass(call, col, blocks, mask_first, first_lanes);
+}
 
-#define RQ_BAG_READY_MAX 64 /* ids of a bag worked out at once; longer bags take RQ_POOL */
+/* pool_ready_pass when ready, else pool_pass, over 1 to 8 blocks from col: each count is a
+ * literal here, for the reason RQ_INLINE gives. */
+RQ_INLINE void pool_blocks(bag_call *call, int ready, int64_t col, int blocks, int mask_first,
+                           __m256i first_lanes)
+{
+    switch (blocks) {
+    case 8: pool_blocks_of(call, ready, col, 8, mask_first, first_lanes); break;
+    case 7: pool_blocks_of(call, ready, col, 7, mask_first, first_lanes); break;
+    case 6: pool_blocks_of(call, ready, col, 6, mask_first, first_lanes); break;
+    case 5: pool_blocks_of(call, ready, col, 5, mask_first, first_lanes); break;
+    case 4: pool_blocks_of(call, ready, col, 4, mask_first, first_lanes); break;
+    case 3: pool_blocks_of(call, ready, col, 3, mask_first, first_lanes); break;
+    case 2: pool_blocks_of(call, ready, col, 2, mask_first, first_lanes); break;
+    default: pool_blocks_of(call, ready, col, 1, mask_first, first_lanes); break;
+    }
+}
+
+/* All columns of a row of 64 or more: passes of 64, then the last columns in one pass of whole
+ * vectors ending at dim; its first vector starts inside the columns already stored, and its
+ * store skips those lanes. */
+RQ_INLINE void pool_wide(bag_call *call, int ready)
+{
+    const int64_t dim = call->rows->dim;
+    int64_t j = 0;
+    for (; j + 64 <= dim; j += 64) pool_blocks_of(call, ready, j, 8, 0, _mm256_setzero_si256());
+    if (j < dim) {
+        const int vectors = (int)((dim - j + 7) / 8);
+        const int64_t start = dim - 8 * (int64_t)vectors;
+        pool_blocks(call, ready, start, vectors, 1, lanes_from((int)(j - start)));
+    }
+}
 
 /* Row pointers (NULL for padding and for ids outside the table, whose first position goes to
- * *bad), scales and biases of ids[begin, end) for RQ_POOL_READY; 0 when a row needs another
- * path (scale 0 or past RQ_FMA_MAX_SCALE). Each id is read once: the passes over the columns
- * then use these pointers, not the ids. */
-static int prepare_rows(const rq_bag_rows *rows, int64_t begin, int64_t end,
-                        const uint8_t **row_at, float *row_scale, float *row_bias, int64_t *bad)
+ * call->bad), scales and biases of the bag's ids for pool_ready_pass; 0 when a row needs
+ * another path (scale 0 or past RQ_FMA_MAX_SCALE). Each id is read once: the passes over the
+ * columns then use these pointers, not the ids. */
+static int prepare_rows(bag_call *call)
 {
+    const rq_bag_rows *rows = call->rows;
     int ready = 1;
-    for (int64_t k = begin; k < end; k++) {
-        const int64_t row = rows->ids[k];
-        row_at[k - begin] = NULL;
-        row_scale[k - begin] = row_bias[k - begin] = 0.0f;
+    for (int64_t k = call->begin; k < call->end; k++) {
+        const int64_t i = k - call->begin, row = rows->ids[k];
+        call->row_at[i] = NULL;
+        call->row_scale[i] = call->row_bias[i] = 0.0f;
         if (!rq_valid_row(row, rows->n_rows)) {
-            if (*bad < 0) *bad = k;
+            rq_note_bad(&call->bad, k);
             continue;
         }
         if (row == rows->padding_idx) continue;
         const float scale = rows->scales[row];
-        row_at[k - begin] = rows->codes + row * rows->codes_stride;
-        row_scale[k - begin] = scale;
-        row_bias[k - begin] = -128.0f * scale;
+        call->row_at[i] = rows->codes + row * rows->codes_stride;
+        call->row_scale[i] = scale;
+        call->row_bias[i] = -(float)RQ_BIAS * scale;
         ready &= rq_fma_scale(scale);
     }
     return ready;
 }
 
-int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
-                         int64_t end, float *out)
+/* Rows narrower than a vector, as the scalar kernel sums them. */
+RQ_INLINE int64_t pool_narrow(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                              int64_t end, float *out)
 {
-    /* the names RQ_POOL's loops use */
-    const uint8_t *codes = rows->codes;
-    const float *scales = rows->scales;
-    const int64_t codes_stride = rows->codes_stride, n_rows = rows->n_rows, dim = rows->dim;
-    const int64_t *ids = rows->ids, n_ids = rows->n_ids, padding_idx = rows->padding_idx;
+    const rq_bag_rows table = *rows; /* registers, not reloads after each store to out */
+    const int64_t dim = table.dim;
     int64_t bad = -1;
-    const uint8_t *row_at[RQ_BAG_READY_MAX];
-    float row_scale[RQ_BAG_READY_MAX], row_bias[RQ_BAG_READY_MAX];
-    const int64_t count = end - begin;
-    if (!weights && dim > 128 && count <= RQ_BAG_READY_MAX) {
-        if (prepare_rows(rows, begin, end, row_at, row_scale, row_bias, &bad)) {
-            RQ_POOL_WIDE(RQ_POOL_READY);
-            return bad;
-        }
-        bad = -1; /* found again by RQ_POOL */
-    }
-    if (dim >= 64) {
-        RQ_POOL_WIDE(RQ_POOL);
-        return bad;
-    }
-    int64_t j = 0;
-    /* narrower rows: the remaining whole vectors in one pass, so their sums run side by side */
-    switch ((dim - j) / 8) {
-    case 7: RQ_POOL(j, 7, RQ_STORE); j += 56; break;
-    case 6: RQ_POOL(j, 6, RQ_STORE); j += 48; break;
-    case 5: RQ_POOL(j, 5, RQ_STORE); j += 40; break;
-    case 4: RQ_POOL(j, 4, RQ_STORE); j += 32; break;
-    case 3: RQ_POOL(j, 3, RQ_STORE); j += 24; break;
-    case 2: RQ_POOL(j, 2, RQ_STORE); j += 16; break;
-    case 1: RQ_POOL(j, 1, RQ_STORE); j += 8; break;
-    default: break;
-    }
-    if (j < dim && dim >= 8) {
-        const __m256i tail_lanes = _mm256_cmpgt_epi32(
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)(7 - (dim - j))));
-        RQ_POOL(dim - 8, 1, RQ_STORE_TAIL);
-    } else if (j < dim) {
-        /* rows narrower than a vector, as the scalar kernel sums them */
-        float scale;
-        for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
-        for (int64_t k = begin; k < end; k++) {
-            const uint8_t *row_codes = rq_bag_row(rows, k, &scale, &bad);
-            if (!row_codes) continue;
-            for (int64_t t = 0; t < dim; t++) {
-                const float value = (float)((int32_t)row_codes[t] - RQ_BIAS) * scale;
-                out[t] += weights ? weights[k] * value : value;
-            }
+    float scale;
+    for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
+    for (int64_t k = begin; k < end; k++) {
+        const uint8_t *row_codes = rq_bag_row(&table, k, &scale, &bad);
+        if (!row_codes) continue;
+        for (int64_t t = 0; t < dim; t++) {
+            const float value = rq_dequantized(row_codes[t], scale);
+            out[t] += weights ? weights[k] * value : value;
         }
     }
     return bad;
+}
+
+int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                         int64_t end, float *out)
+{
+    const int64_t dim = rows->dim;
+    if (dim < 8) return dim > 0 ? pool_narrow(rows, weights, begin, end, out) : -1;
+    /* fields one by one: an initializer would also zero the row arrays, a kilobyte per bag */
+    bag_call call;
+    call.rows = rows, call.weights = weights, call.begin = begin, call.end = end, call.out = out;
+    call.bad = -1;
+    if (!weights && dim > 128 && end - begin <= RQ_BAG_READY_MAX) {
+        if (prepare_rows(&call)) {
+            pool_wide(&call, 1);
+            return call.bad;
+        }
+        call.bad = -1; /* found again by pool_pass */
+    }
+    if (dim >= 64) {
+        pool_wide(&call, 0);
+        return call.bad;
+    }
+    /* narrower rows: the whole vectors in one pass, so their sums run side by side; then the 8
+     * columns ending the row, of which the store keeps the last dim % 8 */
+    pool_blocks(&call, 0, 0, (int)(dim / 8), 0, _mm256_setzero_si256());
+    if (dim % 8) pool_pass(&call, dim - 8, 1, 1, lanes_from(8 - (int)(dim % 8)));
+    return call.bad;
 }
 
 /* Column-wise max of a bag's rows, kept in out (the row is in the first level of cache, being
@@ -464,7 +512,7 @@ int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, flo
             _mm256_storeu_ps(out + j, _mm256_max_ps(values8_any(row_codes + j, scale),
                                                     _mm256_loadu_ps(out + j)));
         for (; j < dim; j++) {
-            const float value = (float)((int32_t)row_codes[j] - RQ_BIAS) * scale;
+            const float value = rq_dequantized(row_codes[j], scale);
             out[j] = value > out[j] ? value : out[j];
         }
     }
@@ -474,6 +522,7 @@ int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, flo
 
 const rq_kernels rq_kernels_avx2 = {
     .name = "avx2",
+    .supported = supported,
     .max_abs_bits = max_abs_bits,
     .encode_row = encode_row,
     .dequantize_row = rq_avx2_dequantize_row,

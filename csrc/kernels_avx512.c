@@ -1,10 +1,20 @@
 /* AVX-512 (F, BW, VL, DQ) quantization: the AVX2 algorithm at 16 lanes, compiled for that
- * target only inside this file and chosen at run time (dispatch.c); the memory-bound kernels
- * are the AVX2 ones. Same bits as kernels_scalar.c, which dispatch.c checks on a built-in table
- * before using it. */
+ * target only inside this file and chosen at run time (dispatch.c) when supported() finds the
+ * processor has them; the memory-bound kernels are the AVX2 ones. Same bits as
+ * kernels_scalar.c, which dispatch.c checks on a built-in table before using it. */
 #include "kernels.h"
 
 #ifdef RQ_X86
+/* Compiled before the target region below: it runs on processors without AVX-512. The
+ * features include the operating system's support for the wider registers. */
+static int supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma");
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
 #include <immintrin.h>
@@ -60,6 +70,7 @@ static void encode_row(const float *values, int64_t dim, float scale, uint8_t *c
 
 const rq_kernels rq_kernels_avx512 = {
     .name = "avx512",
+    .supported = supported,
     .max_abs_bits = max_abs_bits,
     .encode_row = encode_row,
     .dequantize_row = rq_avx2_dequantize_row,

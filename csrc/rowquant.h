@@ -8,6 +8,8 @@
  *   scale  s = float32(max_j |E[i, j]| / 127)           (one float32 division)
  *   code   q = floor(E / s + 128.5), evaluated exactly   (s == 0 gives 128)
  *   value  x = float32((q - 128) * s)                    (one float32 multiply)
+ * The enums and RQ_BIAS are for callers too (the Cython glue reads them), so that no layer
+ * retypes them.
  */
 #ifndef ROWQUANT_H
 #define ROWQUANT_H
@@ -18,6 +20,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The code of the value 0 (the 128 above). */
+#define RQ_BIAS 128
 
 enum rq_status {
     RQ_OK = 0,
@@ -58,7 +63,14 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
            int mode, int64_t padding_idx,
            float *out, int64_t out_stride, int n_threads, int64_t *bad);
 
-/* Choose the kernels: "scalar", "avx2" or "avx512", or NULL for the best this processor runs.
+/* The kernel variants compiled into this build, by index from 0 to rq_simd_count() - 1, slowest
+ * first: index 0 is "scalar", which every build has and every processor runs; an x86 build
+ * follows it with "avx2" and "avx512". rq_simd_variant gives NULL for an index outside that
+ * range. Whether this processor runs a variant is rq_simd_available's answer. */
+int rq_simd_count(void);
+const char *rq_simd_variant(int index);
+
+/* Choose the kernels by one of those names, or NULL for the best this processor runs.
  * Until called, the first kernel call chooses the best. Not to be called while kernels run. */
 int rq_simd_select(const char *name);
 /* The name of the kernels in use. */

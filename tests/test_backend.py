@@ -95,6 +95,9 @@ def test_both_backends_offer_the_same_functions_and_tables():
     assert list(inspect.signature(_ext.Table.take).parameters) == list(
         inspect.signature(_numpy_backend.Table.take).parameters)
     assert _ext.BAG_MODES == _numpy_backend.BAG_MODES  # the C enum, read by both layers
+    from rowquant._scheme import ROWWISE_U8
+
+    assert _ext.BIAS == ROWWISE_U8.bias == rq.reference.BIAS  # C's RQ_BIAS and the scheme
 
 
 def test_using_switches_every_call_and_restores_it():

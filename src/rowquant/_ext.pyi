@@ -7,6 +7,7 @@ from typing_extensions import disjoint_base
 from numpy.typing import NDArray
 
 BAG_MODES: dict[str, int]
+BIAS: int
 SIMD_NAMES: tuple[str, ...]
 
 def simd_select(name: str | None) -> int: ...

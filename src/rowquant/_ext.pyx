@@ -19,6 +19,7 @@ cdef extern from "rowquant.h" nogil:
     int RQ_BAG_SUM
     int RQ_BAG_MEAN
     int RQ_BAG_MAX
+    int RQ_BIAS
     int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                          uint8_t *codes, int64_t codes_stride, float *scales,
                          int n_threads, int64_t *bad)
@@ -35,12 +36,17 @@ cdef extern from "rowquant.h" nogil:
     int rq_simd_select(const char *name)
     const char *rq_simd_name()
     int rq_simd_available(const char *name)
+    int rq_simd_count()
+    const char *rq_simd_variant(int index)
     int RQ_SIMD_UNKNOWN
 
 
+# The code of 0 the kernels use (rowquant._scheme describes it for Python; a test compares).
+BIAS = RQ_BIAS
 # The bag modes by number, from the C enum: the Python layer maps names to these.
 BAG_MODES = {"sum": RQ_BAG_SUM, "mean": RQ_BAG_MEAN, "max": RQ_BAG_MAX}
-SIMD_NAMES = ("scalar", "avx2", "avx512")
+# The kernel variants compiled in, slowest first, as csrc/dispatch.c lists them.
+SIMD_NAMES = tuple(rq_simd_variant(i).decode("ascii") for i in range(rq_simd_count()))
 
 
 def simd_select(name):
