@@ -345,7 +345,8 @@ def bag_checked(
     ids = _checks.integer_array(ids, "ids")
     bounds = _bag_bounds(ids, offsets, lengths, include_last_offset)
     mode_number = _mode_number(mode)
-    padding = _padding_row(padding_idx, n_rows)
+    padding_row = _checks.padding_row(padding_idx, n_rows)
+    padding = -1 if padding_row is None else padding_row  # the kernels' "none"
     flat_weights = _bag_weights(weights, ids, mode)
     n_threads = resolve_threads(threads)
     n_bags = len(bounds) - 1
@@ -459,21 +460,6 @@ def _mode_number(mode: object) -> int:
         names = ", ".join(repr(name) for name in modes)
         raise ValueError(f"mode must be one of {names}, got {mode!r}")
     return modes[mode]
-
-
-def _padding_row(padding_idx: object, n_rows: int) -> int:
-    """padding_idx as a row in [0, n_rows), or -1 for none."""
-    if padding_idx is None:
-        return -1
-    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(
-        padding_idx, (int, np.integer)
-    ):
-        raise TypeError(f"padding_idx must be an integer or None, got {padding_idx!r}")
-    if not -n_rows <= padding_idx < n_rows:
-        raise ValueError(
-            f"padding_idx = {padding_idx} is out of range for a table of {n_rows} rows"
-        )
-    return int(padding_idx) % n_rows
 
 
 def _bag_weights(

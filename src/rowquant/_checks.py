@@ -155,6 +155,24 @@ def id_range_error(
     )
 
 
+def padding_row(padding_idx: Any, n_rows: int) -> int | None:
+    """``padding_idx`` as a row in ``[0, n_rows)`` (negative counts from the end, as in
+    PyTorch), or None for none; the one check of every layer that takes it (bags, the torch
+    modules, their ONNX export)."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(
+        padding_idx, (int, np.integer)
+    ):
+        raise TypeError(f"padding_idx must be an integer or None, got {padding_idx!r}")
+    if not -n_rows <= padding_idx < n_rows:
+        raise ValueError(
+            f"padding_idx = {padding_idx} is out of range for a table of {n_rows} rows "
+            f"(it must be in [-{n_rows}, {n_rows}))"
+        )
+    return int(padding_idx) % n_rows
+
+
 def cache_aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """np.empty whose data starts on a 64-byte cache line (numpy gives 16): rows of a table
     whose byte width is a multiple of 64 then sit in whole cache lines, one miss per row."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _onnx
+from . import _checks, _onnx
 
 __all__ = ["onnx_translation_table", "register_symbolics"]
 
@@ -31,15 +31,6 @@ _MODES = ("sum", "mean", "max")
 
 def _min_opset(mode) -> int:
     return _onnx.MIN_OPSET_MAX_POOLING if mode == "max" else _onnx.MIN_OPSET_POOLING
-
-
-def _padding_row(padding_idx, n_rows: int):
-    """padding_idx as a row in [0, N), or None; the operator refused the others already."""
-    if padding_idx is None:
-        return None
-    if not -n_rows <= padding_idx < n_rows:
-        raise ValueError(f"padding_idx = {padding_idx} is out of range for {n_rows} rows")
-    return padding_idx % n_rows
 
 
 def _bag(graph, codes, scales, ids, offsets, weights, mode, padding_idx, include_last_offset,
@@ -57,7 +48,7 @@ def _bag(graph, codes, scales, ids, offsets, weights, mode, padding_idx, include
         raise ValueError(f"per_sample_weights are only supported with mode='sum', got {mode!r}")
     return _onnx.bag_graph(
         graph, codes, scales, ids, offsets, weights, n_rows=n_rows, dim=dim, ids_ndim=ids_ndim,
-        mode=mode, padding_row=_padding_row(padding_idx, n_rows),
+        mode=mode, padding_row=_checks.padding_row(padding_idx, n_rows),
         include_last_offset=include_last_offset,
     )
 

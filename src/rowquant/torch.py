@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _torch_ops, _torch_onnx
+from . import _checks, _torch_ops, _torch_onnx
 from ._torch_onnx import onnx_translation_table
 from .table import QuantizedEmbedding as _Table
 
@@ -49,22 +49,6 @@ __all__ = ["QuantizedEmbedding", "QuantizedEmbeddingBag", "onnx_translation_tabl
 _torch_onnx.register_symbolics()
 
 _MODES = ("sum", "mean", "max")
-
-
-def _padding_row(padding_idx: Optional[int], num_embeddings: int) -> Optional[int]:
-    """padding_idx in [0, num_embeddings) as torch's modules normalise it, or None."""
-    if padding_idx is None:
-        return None
-    if isinstance(padding_idx, (bool, np.bool_)) or not isinstance(
-        padding_idx, (int, np.integer)
-    ):
-        raise TypeError(f"padding_idx must be an integer or None, got {padding_idx!r}")
-    if not -num_embeddings <= padding_idx < num_embeddings:
-        raise ValueError(
-            f"padding_idx must be within num_embeddings: got {padding_idx} for a table of "
-            f"{num_embeddings} rows"
-        )
-    return int(padding_idx) % num_embeddings
 
 
 def _float_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -92,7 +76,7 @@ class _TableModule(nn.Module):
             )
         self.register_buffer("codes", torch.from_numpy(np.array(table.codes, order="C")))
         self.register_buffer("scales", torch.from_numpy(np.array(table.scales)))
-        self.padding_idx = _padding_row(padding_idx, len(table))
+        self.padding_idx = _checks.padding_row(padding_idx, len(table))
         self.output_dtype = _float_dtype(output_dtype)
 
     @property
