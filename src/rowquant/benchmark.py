@@ -48,10 +48,28 @@ The peers, each on the same table and ids:
     concurrently. ``R`` and ``W`` count the table bytes an operation cannot avoid: quantize reads
     ``4ND`` and writes ``ND + 4N``; dequantize reads ``ND + 4N`` and writes ``4ND``; a take of
     ``k`` ids reads ``k (D + 4)`` and writes ``4kD``; ``B`` bags of ``L`` ids read ``BL (D + 4)``
-    and write ``4BD``. Ids, offsets and weights are not counted. ``rowquant / floor`` near 1 means
-    the operation runs at copy speed; tiny cases are dominated by call overhead instead.
+    and write ``4BD``. Ids, offsets and weights are not counted.
 
-Ratios are ``peer time / rowquant time``: above 1 means rowquant is faster.
+Every ratio is ``peer time / rowquant time``, the floor's included: above 1, rowquant is faster;
+``floor / rowquant`` near 1 means the operation runs at copy speed (tiny cases are dominated by
+call overhead instead). The printed table shows rowquant's time and these ratios; the JSON and
+the Markdown table also hold every peer's time. A summary closes the report: in how many cases
+rowquant is faster than each peer and the case where it compares worst, the worst
+``rowquant / floor``, and how many cases ran with more threads than the cores other processes
+left idle.
+
+Instruction sets: ``isa="native"`` (the default) runs each side's best kernels for this
+processor, whatever ``ROWQUANT_SIMD`` or ``FBGEMM_ENABLE_INSTRUCTIONS`` say; ``isa="avx2"``
+runs rowquant's AVX2 kernels and sets ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` (before PyTorch is
+imported: FBGEMM reads it once), for a like-for-like comparison on an AVX-512 machine.
+:func:`machine_info` reports the path of each side (FBGEMM's as a best guess where it is one:
+FBGEMM cannot be asked, see :func:`fbgemm_simd`). PyTorch's own kernels (``torch`` peer) keep
+their choice (``ATEN_CPU_CAPABILITY``).
+
+This module times the cases and runs the peers. What is measured (tables, peers, cases) is in
+``_benchmark_cases``, what it ran on (machine, SIMD paths, ``isa``) in ``_benchmark_machine``,
+and how it reads (table, summary, Markdown) in ``_benchmark_output``; the public names of all
+three are here.
 
 Examples
 --------
@@ -65,59 +83,68 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import os
-import platform
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from . import backend_info, quantize, reference
-from ._version import __version__
+from . import quantize, reference
+from ._benchmark_cases import (
+    FULL_TABLES,
+    PEER_OPS,
+    PEERS,
+    QUICK_TABLES,
+    TABLES,
+    Case,
+    plan,
+    result_key,
+)
+from ._benchmark_machine import (
+    ISAS,
+    cores_used_elsewhere,
+    cpu_clock,
+    fbgemm_simd,
+    isa_selected,
+    machine_info,
+)
+from ._benchmark_output import (
+    format_column_titles,
+    format_header,
+    format_markdown,
+    format_row,
+    format_summary,
+    format_table,
+    format_table_title,
+    format_time,
+    summarize,
+)
 
 __all__ = [
     "TABLES",
     "QUICK_TABLES",
     "FULL_TABLES",
     "PEERS",
+    "ISAS",
     "Case",
     "plan",
     "run",
     "machine_info",
+    "fbgemm_simd",
     "bench",
+    "summarize",
     "format_time",
     "format_header",
     "format_row",
     "format_table",
+    "format_summary",
     "format_markdown",
 ]
-
-#: Table shapes by name: (rows, dim).
-TABLES = {
-    "glove": (400_000, 300),
-    "glove-100k": (100_000, 300),
-    "bert": (30_522, 384),
-    "recsys": (2_000_000, 64),
-    "cache": (1_000, 64),
-}
-QUICK_TABLES = ("glove-100k", "cache")
-FULL_TABLES = ("glove", "bert", "recsys", "cache")
-#: The peers, in the order of the columns.
-PEERS = ("reference", "torch", "fbgemm", "np.take", "floor")
-_PEER_OPS = {
-    "reference": ("quantize", "dequantize", "take", "bag"),
-    "torch": ("quantize",),
-    "fbgemm": ("quantize", "dequantize", "take", "bag"),
-    "np.take": ("take",),
-    "floor": ("quantize", "dequantize", "take", "bag"),
-}
-_RESULT_KEYS = {peer: peer.replace(".", "_") + "_s" for peer in PEERS}
 
 QUICK_BUDGET = 0.1
 FULL_BUDGET = 0.25
@@ -125,254 +152,7 @@ _SAMPLE_SECONDS = 1e-3  # calls shorter than this are looped within one sample
 _MAX_SAMPLES = 200
 _SPLIT_COPY_BYTES = 4 << 20  # below this a thread hand-off costs more than the copy
 _ZIPF_EXPONENT = 1.1
-_BAG_LENGTH = 20
 _SEED = 2017
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One measurement: an operation on a named table at a thread count.
-
-    ``out`` (dequantize, take): into a preallocated ``out=`` buffer rather than allocating.
-    ``ids`` and ``dist`` (take): how many ids, drawn ``"uniform"`` or ``"zipf"``.
-    ``bags``, ``length`` and ``mode`` (bag): ``bags`` bags of ``length`` ids,
-    ``"sum"``, ``"mean"`` or ``"weighted"`` (a sum with one random weight per id).
-    """
-
-    op: str
-    table: str
-    threads: int
-    out: bool | None = None
-    ids: int | None = None
-    dist: str | None = None
-    bags: int | None = None
-    length: int | None = None
-    mode: str | None = None
-
-    @property
-    def params(self) -> dict:
-        """The operation's parameters (the fields that apply to it)."""
-        skip = ("op", "table", "threads")
-        return {
-            field.name: getattr(self, field.name)
-            for field in dataclasses.fields(self)
-            if field.name not in skip and getattr(self, field.name) is not None
-        }
-
-    @property
-    def label(self) -> str:
-        """A short description: ``"take 4096 zipf out="``, ``"bag 8192x20 mean"``."""
-        words = [self.op]
-        if self.op == "take":
-            words += [str(self.ids), str(self.dist)]
-        if self.op == "bag":
-            words += [f"{self.bags}x{self.length}", str(self.mode)]
-        if self.out:
-            words.append("out=")
-        return " ".join(words)
-
-    def traffic(self, n_rows: int, dim: int) -> tuple[int, int]:
-        """Bytes the operation must read and write on a table of ``n_rows x dim``."""
-        if self.op == "quantize":
-            return 4 * n_rows * dim, n_rows * dim + 4 * n_rows
-        if self.op == "dequantize":
-            return n_rows * dim + 4 * n_rows, 4 * n_rows * dim
-        if self.op == "take":
-            return self.n_ids * (dim + 4), 4 * self.n_ids * dim
-        if self.op == "bag":
-            return self.n_bags * self.bag_length * (dim + 4), 4 * self.n_bags * dim
-        raise ValueError(f"unknown operation {self.op!r}")
-
-    def without(self, *names: str) -> Case:
-        """The same case with the fields ``names`` cleared (a key for shared measurements)."""
-        cleared: dict[str, Any] = dict.fromkeys(names)
-        return dataclasses.replace(self, **cleared)
-
-    # The fields an operation needs, for the code that runs it (a case without them is a bug).
-    @property
-    def n_ids(self) -> int:
-        return _given(self.ids, "ids", self)
-
-    @property
-    def id_dist(self) -> str:
-        return _given(self.dist, "dist", self)
-
-    @property
-    def n_bags(self) -> int:
-        return _given(self.bags, "bags", self)
-
-    @property
-    def bag_length(self) -> int:
-        return _given(self.length, "length", self)
-
-
-T = TypeVar("T")
-
-
-def _given(value: T | None, name: str, case: Case) -> T:
-    if value is None:
-        raise ValueError(f"the {case.op} case {case} has no {name}")
-    return value
-
-
-def _operations(full: bool) -> list[dict]:
-    if not full:
-        return [
-            dict(op="quantize"),
-            dict(op="dequantize", out=True),
-            *(dict(op="take", ids=k, dist="uniform", out=False) for k in (1, 4096, 65536)),
-            dict(op="bag", bags=8192, length=_BAG_LENGTH, mode="sum"),
-        ]
-    return [
-        dict(op="quantize"),
-        *(dict(op="dequantize", out=out) for out in (True, False)),
-        *(
-            dict(op="take", ids=k, dist=dist, out=out)
-            for k in (1, 64, 4096, 65536)
-            for dist in ("uniform", "zipf")
-            for out in (True, False)
-        ),
-        *(
-            dict(op="bag", bags=bags, length=_BAG_LENGTH, mode=mode)
-            for bags in (512, 8192)
-            for mode in ("sum", "mean", "weighted")
-        ),
-    ]
-
-
-def _all_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def plan(full: bool = False, tables=None, threads=None) -> list[Case]:
-    """The cases a run measures, grouped by table (each table is generated once).
-
-    Parameters
-    ----------
-    full : bool
-        Every operation of the benchmark; otherwise a representative subset: quantize,
-        dequantize into ``out=``, takes of 1, 4096 and 65536 uniform ids, and 8192 bags of 20.
-    tables : sequence of str, optional
-        Names from :data:`TABLES`; default :data:`FULL_TABLES` or :data:`QUICK_TABLES`.
-    threads : sequence of int, optional
-        Thread counts; default 1 and all cores.
-
-    Returns
-    -------
-    list of Case
-
-    Examples
-    --------
-    >>> from rowquant import benchmark
-    >>> len(benchmark.plan(full=True, tables=["bert"], threads=[1, 2]))
-    50
-    """
-    tables = list(tables) if tables is not None else list(FULL_TABLES if full else QUICK_TABLES)
-    unknown = [name for name in tables if name not in TABLES]
-    if unknown:
-        raise ValueError(f"unknown table {unknown[0]!r}; the tables are {', '.join(TABLES)}")
-    counts = sorted({1, _all_cores()}) if threads is None else list(dict.fromkeys(threads))
-    if not counts or any(int(n) < 1 for n in counts):
-        raise ValueError(f"thread counts must be at least 1, got {counts}")
-    return [
-        Case(table=name, threads=int(n), **operation)
-        for name in dict.fromkeys(tables)
-        for operation in _operations(full)
-        for n in counts
-    ]
-
-
-def machine_info() -> dict:
-    """What the numbers were measured on: CPU, cores, memory, versions and rowquant's backend.
-
-    Examples
-    --------
-    >>> from rowquant import benchmark
-    >>> info = benchmark.machine_info()
-    >>> info["cores"] >= 1, info["backend"]["backend"] in ("c", "numpy")
-    (True, True)
-    """
-    return {
-        "cpu": _cpu_model(),
-        "cores": _all_cores(),
-        "memory_gb": _memory_gb(),
-        "load_average": _load_average(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": _installed_version("torch"),
-        "rowquant": __version__,
-        "backend": backend_info(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith(("model name", "Model", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages: other work on the machine skews multi-thread times."""
-    try:
-        return [round(load, 2) for load in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def _cpu_clock() -> tuple[float, float, float] | None:
-    """(CPU seconds used by every process on the machine, by this process, wall seconds), or None
-    without ``/proc/stat``. Two readings tell how much CPU other processes took in between."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            ticks = [int(field) for field in stat.readline().split()[1:9]]
-        per_second = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
-        return None
-    idle = ticks[3] + ticks[4]  # idle and iowait
-    ours = os.times()
-    return (sum(ticks) - idle) / per_second, ours.user + ours.system, time.perf_counter()
-
-
-def _cores_used_elsewhere(start, end) -> float | None:
-    """Cores that other processes kept busy between two :func:`_cpu_clock` readings (roughly:
-    the clocks tick every 10 ms or so)."""
-    if start is None or end is None or end[2] <= start[2]:
-        return None
-    others = (end[0] - start[0]) - (end[1] - start[1])
-    return round(min(max(0.0, others / (end[2] - start[2])), _all_cores()), 2)
-
-
-def _installed_version(package: str) -> str | None:
-    """The installed version of ``package``, found without importing it (torch takes seconds)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 _torch_cache: list = []
 
 
@@ -639,13 +419,14 @@ _SHARED = {"reference": ("threads", "out"), "np.take": ("threads",)}
 def run(
     full: bool = False,
     *,
-    tables=None,
-    threads=None,
+    tables: Iterable[str] | None = None,
+    threads: Iterable[int] | None = None,
     budget: float | None = None,
-    peers=None,
-    on_result: Callable[[dict], None] | None = None,
+    peers: Iterable[str] | None = None,
+    isa: str = "native",
+    on_result: Callable[[dict[str, Any]], None] | None = None,
     on_table: Callable[[str, tuple[int, int], float], None] | None = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Measure rowquant and its peers; return one dict per case.
 
     Parameters
@@ -660,6 +441,11 @@ def run(
         Seconds per measurement (default 0.1, or 0.25 with ``full``).
     peers : sequence of str, optional
         The peers to measure, from :data:`PEERS`; default all of them.
+    isa : str
+        The instruction sets, from :data:`ISAS`: ``"native"``, each side's best kernels, or
+        ``"avx2"``, rowquant's AVX2 kernels and FBGEMM's (``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``,
+        set before PyTorch is imported; a process that imported PyTorch with another setting
+        gets a RuntimeError). rowquant's previous kernels are restored at the end.
     on_result : callable, optional
         Called with each result as soon as it is measured (to print progress).
     on_table : callable, optional
@@ -686,6 +472,9 @@ def run(
     ['quantize', 'dequantize', 'take', 'take', 'take', 'bag']
     >>> results[0]["rowquant_s"] > 0, results[0]["missing"]
     (True, {'fbgemm': 'skipped', 'torch': 'skipped'})
+    >>> benchmark.run(tables=["cache"], isa="avx512")
+    Traceback (most recent call last):
+    ValueError: unknown isa 'avx512'; choose from native, avx2
     """
     cases = plan(full, tables, threads)
     budget = (FULL_BUDGET if full else QUICK_BUDGET) if budget is None else float(budget)
@@ -695,7 +484,22 @@ def run(
     unknown = [peer for peer in wanted if peer not in PEERS]
     if unknown:
         raise ValueError(f"unknown peer {unknown[0]!r}; the peers are {', '.join(PEERS)}")
-    torch, torch_reason = _import_torch() if {"torch", "fbgemm"} & set(wanted) else (None, None)
+    with isa_selected(isa, _uses_torch(wanted)):
+        return _run_cases(cases, wanted, budget, on_result, on_table)
+
+
+def _uses_torch(peers: Iterable[str] | None) -> bool:
+    return peers is None or bool({"torch", "fbgemm"} & set(peers))
+
+
+def _run_cases(
+    cases: list[Case],
+    wanted: list[str],
+    budget: float,
+    on_result: Callable[[dict[str, Any]], None] | None,
+    on_table: Callable[[str, tuple[int, int], float], None] | None,
+) -> list[dict[str, Any]]:
+    torch, torch_reason = _import_torch() if _uses_torch(wanted) else (None, None)
     torch_threads = torch.get_num_threads() if torch is not None else None
     floor = _Floor(budget)
     shared: dict = {}
@@ -725,7 +529,7 @@ def run(
 
 def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> dict:
     read, written = case.traffic(table.n_rows, table.dim)
-    clock = _cpu_clock()
+    clock = cpu_clock()
     result = {
         "op": case.op,
         "table": case.table,
@@ -737,7 +541,7 @@ def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> d
     missing = {}
     for peer in PEERS:
         seconds = None
-        if case.op not in _PEER_OPS[peer]:
+        if case.op not in PEER_OPS[peer]:
             pass
         elif peer not in wanted:
             missing[peer] = "skipped"
@@ -752,10 +556,10 @@ def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> d
             if key not in shared:
                 shared[key] = _time_peer(peer, case, table, budget)
             seconds = shared[key]
-        result[_RESULT_KEYS[peer]] = seconds
+        result[result_key(peer)] = seconds
     result["bytes_read"], result["bytes_written"] = read, written
     result["missing"] = dict(sorted(missing.items()))
-    result["busy_elsewhere"] = _cores_used_elsewhere(clock, _cpu_clock())
+    result["busy_elsewhere"] = cores_used_elsewhere(clock, cpu_clock())
     return result
 
 
@@ -770,176 +574,42 @@ def _time_peer(peer: str, case: Case, table: _Table, budget: float) -> float:
         return _time_call(call, budget, min_samples)
 
 
-# ---------------------------------------------------------------------------------------------
-# The printed table
-
-
-_COLUMNS = (
-    ("reference", "numpy ref"),
-    ("torch", "torch"),
-    ("fbgemm", "FBGEMM"),
-    ("np.take", "np.take"),
-    ("floor", "floor"),
-)
-_WIDTHS = {"op": 26, "threads": 3, "rowquant": 9, "peer": 16, "ratio": 8, "busy": 6}
-
-
-def format_time(seconds: float) -> str:
-    """``seconds`` with three significant digits in a fitting unit.
-
-    Examples
-    --------
-    >>> from rowquant.benchmark import format_time
-    >>> format_time(0.0123), format_time(2.5e-6), format_time(3.0)
-    ('12.3 ms', '2.50 us', '3.00 s')
-    """
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        # Choose the unit and the digits after rounding, so 0.99999 s reads "1.00 s".
-        if round(seconds / scale, 2) >= 1 or unit == "ns":
-            value = seconds / scale
-            digits = 2 if round(value, 2) < 10 else 1 if round(value, 1) < 100 else 0
-            return f"{value:.{digits}f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def _format_ratio(ratio: float) -> str:
-    # Three significant digits, choosing the digits after rounding (9.996 -> "10.0x").
-    digits = 2 if round(ratio, 2) < 10 else 1 if round(ratio, 1) < 100 else 0
-    return f"{ratio:.{digits}f}x"
-
-
-def format_header(info: dict) -> str:
-    """The lines above the table: the machine, the versions and how to read the ratios."""
-    backend = info["backend"]
-    backend_text = ", ".join(f"{key}={value}" for key, value in backend.items())
-    torch_text = info["torch"] or "not installed"
-    memory = f", {info['memory_gb']} GB" if info.get("memory_gb") else ""
-    load = info.get("load_average")
-    load_text = f", load average {' '.join(map(str, load))} at start" if load else ""
-    return "\n".join(
-        [
-            f"rowquant {info['rowquant']} benchmark, {info['date']}",
-            f"cpu: {info['cpu']}, {info['cores']} cores{memory}{load_text}",
-            f"{info['platform']}",
-            f"python {info['python']}, numpy {info['numpy']}, torch {torch_text}",
-            f"rowquant backend: {backend_text}",
-            "peer columns: peer time and peer/rowquant (>1x: rowquant is faster); "
-            "rq/floor: rowquant time / memory-copy floor",
-            "(floor: np.copyto moving the bytes the operation must read and write; "
-            "FBGEMM 'mean' bags are sums: it ignores mode)",
-            "busy: cores kept busy by other processes during the case; when threads + busy "
-            "exceed the cores, multi-thread times measure the contention",
-        ]
-    )
-
-
-def _column_titles() -> str:
-    cells = [
-        "case".ljust(_WIDTHS["op"]),
-        "thr".rjust(_WIDTHS["threads"]),
-        "rowquant".rjust(_WIDTHS["rowquant"]),
-        *(title.rjust(_WIDTHS["peer"]) for _, title in _COLUMNS),
-        "rq/floor".rjust(_WIDTHS["ratio"]),
-        "busy".rjust(_WIDTHS["busy"]),
-    ]
-    return "  ".join(cells)
-
-
-def format_table_title(name: str, shape: tuple[int, int], seconds: float | None = None) -> str:
-    """The line that opens the rows of one table: name, shape and float32 size."""
-    n_rows, dim = shape
-    size = 4 * n_rows * dim / 1e6
-    made = f", generated in {seconds:.1f} s" if seconds is not None else ""
-    title = f"-- {name}: {n_rows} x {dim} float32 ({size:.0f} MB){made} "
-    return title.ljust(len(_column_titles()), "-")
-
-
-def format_row(result: dict) -> str:
-    """One line of the table for one result of :func:`run`."""
-    ours = result["rowquant_s"]
-    case = Case(result["op"], result["table"], result["threads"], **result["params"])
-    cells = [
-        case.label.ljust(_WIDTHS["op"]),
-        str(result["threads"]).rjust(_WIDTHS["threads"]),
-        format_time(ours).rjust(_WIDTHS["rowquant"]),
-    ]
-    for peer, _ in _COLUMNS:
-        seconds = result.get(_RESULT_KEYS[peer])
-        if seconds is not None:
-            text = f"{format_time(seconds)} {_format_ratio(seconds / ours)}"
-        else:
-            text = result["missing"].get(peer, "-")
-        cells.append(text.rjust(_WIDTHS["peer"]))
-    floor = result.get("floor_s")
-    cells.append((_format_ratio(ours / floor) if floor else "-").rjust(_WIDTHS["ratio"]))
-    busy = result.get("busy_elsewhere")
-    cells.append(("?" if busy is None else f"{busy:.1f}").rjust(_WIDTHS["busy"]))
-    return "  ".join(cells)
-
-
-def format_table(results: list[dict], info: dict | None = None) -> str:
-    """The whole report: header (if ``info`` is given), column titles and one row per result."""
-    lines = [format_header(info), ""] if info is not None else []
-    lines.append(_column_titles())
-    table = None
-    for result in results:
-        if result["table"] != table:
-            table = result["table"]
-            lines.append(format_table_title(table, tuple(result["shape"])))
-        lines.append(format_row(result))
-    return "\n".join(lines)
-
-
-def format_markdown(results: list[dict]) -> str:
-    """The results as a Markdown table (for a README): times, with peer/rowquant in brackets."""
-    titles = ["table", "case", "threads", "rowquant", *(t for _, t in _COLUMNS), "rq/floor"]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    for result in results:
-        ours = result["rowquant_s"]
-        n_rows, dim = result["shape"]
-        case = Case(result["op"], result["table"], result["threads"], **result["params"])
-        cells = [f"{result['table']} {n_rows}x{dim}", case.label, str(result["threads"])]
-        cells.append(format_time(ours))
-        for peer, _ in _COLUMNS:
-            seconds = result.get(_RESULT_KEYS[peer])
-            if seconds is None:
-                cells.append(result["missing"].get(peer, ""))
-            else:
-                cells.append(f"{format_time(seconds)} ({_format_ratio(seconds / ours)})")
-        floor = result.get("floor_s")
-        cells.append(_format_ratio(ours / floor) if floor else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def bench(stream=None, **options) -> dict:
-    """Run the benchmark and print the report as it goes: header, then each row once measured.
+def bench(stream: TextIO | None = None, **options: Any) -> dict[str, Any]:
+    """Run the benchmark and print the report as it goes: header, each row once measured, then
+    the summary.
 
     Parameters
     ----------
     stream : file, optional
         Where to print; default ``sys.stdout``.
     **options
-        Passed to :func:`run`.
+        Passed to :func:`run` (``isa`` included).
 
     Returns
     -------
     dict
-        ``{"machine": machine_info(), "results": run(...)}``: what ``rowquant bench --json``
-        writes.
+        What ``rowquant bench --json`` writes: ``machine`` (:func:`machine_info`, taken with
+        the run's instruction sets in place), ``isa``, ``results`` (:func:`run`) and
+        ``summary`` (:func:`summarize`).
     """
-    stream = sys.stdout if stream is None else stream
+    out = sys.stdout if stream is None else stream
 
-    def show(line: str):
-        print(line, file=stream, flush=True)
+    def show(line: str) -> None:
+        print(line, file=out, flush=True)
 
-    info = machine_info()
-    show(format_header(info))
+    isa = options.pop("isa", "native")
+    with isa_selected(isa, _uses_torch(options.get("peers"))):
+        info = machine_info()
+        show(format_header(info))
+        show("")
+        show(format_column_titles())
+        results = run(
+            **options,
+            isa=isa,
+            on_table=lambda name, shape, seconds: show(format_table_title(name, shape, seconds)),
+            on_result=lambda result: show(format_row(result)),
+        )
+    summary = summarize(results, info["cores"])
     show("")
-    show(_column_titles())
-    results = run(
-        **options,
-        on_table=lambda name, shape, seconds: show(format_table_title(name, shape, seconds)),
-        on_result=lambda result: show(format_row(result)),
-    )
-    return {"machine": info, "results": results}
+    show(format_summary(summary))
+    return {"machine": info, "isa": isa, "results": results, "summary": summary}

@@ -33,12 +33,17 @@ examples:
   rowquant bench --full --json out.json   every case on the glove, bert, recsys and cache
                                           tables (many minutes), results also saved as JSON
   rowquant bench --tables bert --threads 1
+  rowquant bench --isa avx2               rowquant and FBGEMM both on their AVX2 kernels
   rowquant bench --peers reference floor  skip PyTorch (and its import)
-  python -m rowquant bench --markdown     the same table, in Markdown
+  python -m rowquant bench --markdown     the table again at the end in Markdown, with times
 
-Times are medians after a warm-up. Peer columns give the peer's time and peer/rowquant (above
-1x rowquant is faster); rq/floor is rowquant's time over that of np.copyto moving the same
-number of bytes as the operation must read and write. See the rowquant.benchmark docstring.
+Times are medians after a warm-up. The table gives rowquant's time and, for each peer, peer
+time / rowquant time: above 1x rowquant is faster. The floor column is the time of np.copyto
+moving the bytes the operation must read and write over rowquant's: near 1x is copy speed. A
+summary follows the table; --json and --markdown also hold every peer's time. The header names
+the SIMD path of rowquant and of FBGEMM (a best guess for FBGEMM, which cannot be asked, unless
+FBGEMM_ENABLE_INSTRUCTIONS sets it). --isa overrides ROWQUANT_SIMD and sets
+FBGEMM_ENABLE_INSTRUCTIONS (AVX2, or unset for native). See the rowquant.benchmark docstring.
 """
 
 
@@ -102,7 +107,7 @@ def _command(commands, common, name: str, summary: str, description: str, epilog
 
 
 def _add_bench(commands, common) -> None:
-    from .benchmark import FULL_TABLES, PEERS, QUICK_TABLES, TABLES
+    from .benchmark import FULL_TABLES, ISAS, PEERS, QUICK_TABLES, TABLES
 
     parser = _command(
         commands,
@@ -148,9 +153,20 @@ def _add_bench(commands, common) -> None:
         help="time spent on each measurement (default 0.1, or 0.25 with --full); small values "
         "give a fast, rough run",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
     parser.add_argument(
-        "--markdown", action="store_true", help="print the table in Markdown at the end"
+        "--isa",
+        choices=ISAS,
+        default="native",
+        help="the kernels both sides run: native, the best each has for this CPU (default); "
+        "avx2, the AVX2 kernels of both, like for like on an AVX-512 CPU",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results, times and summary to PATH as JSON"
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the table again at the end in Markdown, with every peer's time",
     )
     parser.set_defaults(run=_run_bench)
 
@@ -172,10 +188,11 @@ def _run_bench(args) -> int:
         threads=args.threads,
         budget=args.budget,
         peers=_flatten(args.peers),
+        isa=args.isa,
     )
     if args.markdown:
         print()
-        print(benchmark.format_markdown(report["results"]))
+        print(benchmark.format_markdown(report["results"], report["summary"]))
     if args.json is not None:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=1)
