@@ -33,6 +33,7 @@ extension = Extension(
     include_dirs=["csrc"],
     extra_compile_args=list(COMPILE_ARGS),
     extra_link_args=list(LINK_ARGS),
+    libraries=["m"],  # fmaf, for the scalar bag kernel on processors without FMA
 )
 
 setup(

@@ -78,9 +78,19 @@ static int reproduces_scalar(const rq_kernels *kernels)
             .codes = codes[v], .scales = scales[v], .codes_stride = CHECK_DIM,
             .n_rows = CHECK_ROWS, .dim = CHECK_DIM, .ids = ids, .n_ids = 7, .padding_idx = 5,
         };
-        pair[v]->pool_bag(&rows, weights, 0, 7, bag[v]);
+        const int64_t bounds[] = {0, 7};
+        pair[v]->pool_bags(&rows, weights, bounds, 0, 1, bag[v], CHECK_DIM);
         pair[v]->max_bag(&rows, 0, 7, bag_max[v]);
     }
+    /* ids with one out of range (negative, then too large) in the vector steps and the tail */
+    int64_t check_ids[40];
+    for (int k = 0; k < 40; k++) check_ids[k] = k % CHECK_ROWS;
+    check_ids[37] = -1;
+    const int64_t tail_bad = kernels->first_bad_id(check_ids, 40, CHECK_ROWS);
+    check_ids[21] = CHECK_ROWS;
+    const int64_t step_bad = kernels->first_bad_id(check_ids, 40, CHECK_ROWS);
+    const int64_t none_bad = kernels->first_bad_id(check_ids, 21, CHECK_ROWS);
+    if (tail_bad != 37 || step_bad != 21 || none_bad != -1) return 0;
     return same_bits(codes[0], codes[1], sizeof codes[0]) &&
            same_bits(scales[0], scales[1], sizeof scales[0]) &&
            same_bits(out[0], out[1], sizeof out[0]) && same_bits(bag[0], bag[1], sizeof bag[0]) &&

@@ -42,16 +42,21 @@ typedef struct rq_kernels {
      * when it returns. */
     void (*dequantize_rows_stream)(const uint8_t *codes, int64_t codes_stride,
                                    const float *scales, int64_t n_rows, int64_t dim, float *out);
-    /* Sum rows ids[begin..end) (weighted when weights != NULL, skipping padding_idx) into out,
-     * in id order: out[j] = ((0 + t_0) + t_1) + ..., t_k = weight_k * ((q - 128) * scale), each
-     * product rounded to float32. Returns the position of the first id found outside
-     * [0, n_rows) (that row is left out), or -1. */
-    int64_t (*pool_bag)(const rq_bag_rows *rows, const float *weights, int64_t begin,
-                        int64_t end, float *out);
+    /* Bags first_bag..last_bag: bag b sums rows ids[bounds[b]..bounds[b + 1]) (weighted when
+     * weights != NULL, skipping padding_idx) into out + b * out_stride in id order, as
+     * rq_bag_fold defines it (the centered form included). One call covers many bags, so that
+     * a bag costs no call. Returns the position of the first id found outside [0, n_rows)
+     * (that row is left out), or -1. */
+    int64_t (*pool_bags)(const rq_bag_rows *rows, const float *weights, const int64_t *bounds,
+                         int64_t first_bag, int64_t last_bag, float *out, int64_t out_stride);
     /* out[j] = the largest (q - 128) * scale of column j over rows ids[begin..end), skipping
      * padding_idx, in id order with a later value kept only when strictly greater (which
      * decides between -0 and +0); zeros when no row is pooled. Returns as pool_bag. */
     int64_t (*max_bag)(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
+    /* The position of the first id outside [0, n_rows) (negative ids included), or -1: the
+     * check of a call's ids before any work, which on long bags took longer than a tenth of
+     * the pooling as a scalar loop. */
+    int64_t (*first_bad_id)(const int64_t *ids, int64_t n_ids, int64_t n_rows);
 } rq_kernels;
 
 /* The variants, one kernel file each; dispatch.c lists those compiled in, best first. */
@@ -60,13 +65,10 @@ extern const rq_kernels rq_kernels_scalar;
 #define RQ_X86 1
 extern const rq_kernels rq_kernels_avx2;
 extern const rq_kernels rq_kernels_avx512;
-/* The memory-bound AVX2 kernels, which the AVX-512 table shares: wider registers do not make
- * memory faster, and one copy of them is one copy to test. */
-void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out);
+/* The AVX2 kernels the AVX-512 table shares: the streaming whole-table dequantize runs at the
+ * speed of memory already, and max bags are rare; one copy of them is one copy to test. */
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                     const float *scales, int64_t n_rows, int64_t dim, float *out);
-int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
-                         int64_t end, float *out);
 int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
 #endif
 
@@ -82,6 +84,62 @@ static inline uint32_t rq_float_bits(float value)
 static inline float rq_dequantized(uint8_t code, float scale)
 {
     return (float)((int32_t)code - RQ_BIAS) * scale;
+}
+
+/* Always inlined: kernels call these with literal counts so that their loops unroll and their
+ * sums stay in registers. */
+#define RQ_INLINE static inline __attribute__((always_inline))
+
+/* The largest scale for which fma(q, s, -128 s) is the exact (q - 128) * s rounded once (-128 s
+ * is exact while 128 s is finite); other scales, zero included ((q - 128) * 0 is -0 for
+ * q < 128, which the FMA would round to +0), take the plain multiply. */
+#define RQ_FMA_MAX_SCALE 0x1p120f
+
+/* 0 < scale <= RQ_FMA_MAX_SCALE, on the bits: positive floats order as their bits, and -0,
+ * negative scales and NaN have bits above those of RQ_FMA_MAX_SCALE, +0 wraps around to the
+ * top. One integer compare, where two float ones kept a zero register busy. */
+static inline int rq_fma_scale(float scale)
+{
+    return rq_float_bits(scale) - 1u < rq_float_bits(RQ_FMA_MAX_SCALE);
+}
+
+/* The factor of a bag's term for id position k: the row's scale, times the id's weight in a
+ * weighted bag (one float32 multiply). */
+static inline float rq_bag_factor(float scale, const float *weights, int64_t k)
+{
+    return weights ? scale * weights[k] : scale;
+}
+
+/* Bags are summed in FBGEMM's form, one FMA per element: with f_k = rq_bag_factor(s, w, k) for
+ * the bag's rows in id order,
+ *     sum[j] = fma(q_kj, f_k, sum[j])   from +0, the codes unshifted,
+ *     total  = total + f_k              (float32) from +0,
+ *     out[j] = fma(-128, total, sum[j]),
+ * so that a 16-value step is a convert and an FMA, the bias -128 f_k being added once per bag.
+ * Where that gives a value that is not finite (the unshifted sums reach twice the magnitude
+ * of the result, and may overflow), the bag is summed again term by term instead,
+ * out[j] = fma(q_kj - 128, f_k, out[j]) from +0: rq_pool_bag_centered. Every path, and
+ * rowquant.reference, computes exactly this. */
+static inline float rq_bag_fold(uint8_t code, float factor, float sum)
+{
+    return __builtin_fmaf((float)code, factor, sum);
+}
+
+static inline float rq_bag_finish(float sum, float total)
+{
+    return __builtin_fmaf(-(float)RQ_BIAS, total, sum);
+}
+
+/* Whether values[0..n) are all finite (an integer max over the magnitude bits, which
+ * vectorizes). */
+static inline int rq_all_finite(const float *values, int64_t n)
+{
+    uint32_t max_bits = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const uint32_t bits = rq_float_bits(values[j]) & RQ_ABS_MASK;
+        max_bits = bits > max_bits ? bits : max_bits;
+    }
+    return max_bits < RQ_INF_BITS;
 }
 
 /* Column of the first NaN or inf in values[0..dim), or -1. */
@@ -146,6 +204,15 @@ static inline void rq_prefetch_id(const rq_bag_rows *rows, int64_t k)
         rq_prefetch_row(rows->codes + row * rows->codes_stride, rows->scales + row, rows->dim);
 }
 
+/* The scalar check of ids[begin..n_ids), for every variant's tail. */
+static inline int64_t rq_first_bad_id_from(const int64_t *ids, int64_t begin, int64_t n_ids,
+                                           int64_t n_rows)
+{
+    for (int64_t k = begin; k < n_ids; k++)
+        if (!rq_valid_row(ids[k], n_rows)) return k;
+    return -1;
+}
+
 /* Keep in *bad the smallest position k of an id found outside the table: a kernel that reads
  * the ids in several passes (over groups of columns) may find an earlier one in a later pass. */
 static inline void rq_note_bad(int64_t *bad, int64_t k)
@@ -168,6 +235,42 @@ static inline const uint8_t *rq_bag_row(const rq_bag_rows *rows, int64_t k, floa
     if (row == rows->padding_idx) return NULL;
     *scale = rows->scales[row];
     return rows->codes + row * rows->codes_stride;
+}
+
+/* The centered form of a bag (see rq_bag_fold), for bags whose fast form is not finite. */
+static inline int64_t rq_pool_bag_centered(const rq_bag_rows *rows, const float *weights,
+                                           int64_t begin, int64_t end, float *out)
+{
+    const rq_bag_rows table = *rows; /* registers, not reloads after each store to out */
+    int64_t bad = -1;
+    float scale;
+    for (int64_t j = 0; j < table.dim; j++) out[j] = 0.0f;
+    for (int64_t k = begin; k < end; k++) {
+        const uint8_t *row_codes = rq_bag_row(&table, k, &scale, &bad);
+        if (!row_codes) continue;
+        const float factor = rq_bag_factor(scale, weights, k);
+        for (int64_t j = 0; j < table.dim; j++)
+            out[j] = __builtin_fmaf((float)((int32_t)row_codes[j] - RQ_BIAS), factor, out[j]);
+    }
+    return bad;
+}
+
+/* Bag kernels prefetch the columns they are about to sum of the row this many ids later (in
+ * the same bag or the next ones). */
+#define RQ_BAG_AHEAD 8
+
+/* Prefetch `span` bytes from column col of row ids[later] (and its scale with the first
+ * columns), when later < n_ids and the id is a row of the table. */
+static inline void rq_prefetch_columns(const rq_bag_rows *rows, int64_t later, int64_t col,
+                                       int64_t span)
+{
+    if (later >= rows->n_ids) return;
+    const int64_t row = rows->ids[later];
+    if (!rq_valid_row(row, rows->n_rows)) return;
+    const uint8_t *first = rows->codes + row * rows->codes_stride + col;
+    for (int64_t offset = 0; offset < span; offset += 64) __builtin_prefetch(first + offset);
+    __builtin_prefetch(first + span - 1);
+    if (col == 0) __builtin_prefetch(rows->scales + row);
 }
 
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof

@@ -129,20 +129,6 @@ static void encode_row(const float *values, int64_t dim, float scale, uint8_t *c
         codes_fast(values, dim, scale, codes);
 }
 
-/* 8 dequantized values from 8 codes, rounded once: fma(q, s, -128 s) is the exact
- * (q - 128) * s rounded once, because -128 s is exact. That holds while 128 s is finite, which
- * rq_fma_scale checks; larger scales take values8_sub. Zero scales do too: (q - 128) * 0 is
- * -0 for q < 128, which the FMA would round to +0. */
-#define RQ_FMA_MAX_SCALE 0x1p120f
-
-/* 0 < scale <= RQ_FMA_MAX_SCALE, on the bits: positive floats order as their bits, and -0,
- * negative scales and NaN have bits above those of RQ_FMA_MAX_SCALE, +0 wraps around to the
- * top. One integer compare, where two float ones kept a zero register busy in the bag loops. */
-static inline int rq_fma_scale(float scale)
-{
-    return rq_float_bits(scale) - 1u < rq_float_bits(RQ_FMA_MAX_SCALE);
-}
-
 static inline __m256 codes8_as_floats(const uint8_t *codes)
 {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)codes)));
@@ -171,7 +157,7 @@ static void dequantize_tail(const uint8_t *codes, float scale, int64_t n, float 
     for (int64_t j = 0; j < n; j++) out[j] = rq_dequantized(codes[j], scale);
 }
 
-void rq_avx2_dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out)
+static void dequantize_row(const uint8_t *codes, float scale, int64_t dim, float *out)
 {
     if (!rq_fma_scale(scale)) {
         dequantize_tail(codes, scale, dim, out);
@@ -244,251 +230,156 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
     _mm_sfence();
 }
 
-/* The helpers below that take a count of 8-column blocks are always inlined, and called with a
- * constant count (pool_blocks turns a variable one into constants), so that their loops over the
- * blocks unroll and the sums stay in registers; with a variable count they live on the stack. */
-#define RQ_INLINE static inline __attribute__((always_inline))
+/* Up to this many vectors of columns are summed in registers in one pass over a bag's rows
+ * (12 sums, the factor, the total and the codes fill the sixteen registers). */
+#define RQ_YMM_PASS 12
 
-/* Keeps the compiler from loading the codes once above the three ways of adding a row (it
- * does, as they all read the same codes): the eight loaded blocks plus eight sums then need
- * more than the sixteen vector registers, and the sums spill to the stack, a load and a store
- * per block and row. Loads stay below this point; the sums are registers, unaffected. */
-RQ_INLINE void no_hoist(void) { __asm__ volatile("" ::: "memory"); }
-
-/* measured on 400000x300: 8 ids ahead 11.4 ms, 16 ids 9.0 ms, 32 ids 8.6 ms but twice as slow on
- * cache-resident tables */
-#define RQ_BAG_AHEAD 16
-
-#define RQ_BAG_READY_MAX 64 /* ids of a bag worked out at once; longer bags take pool_pass */
-
-/* One rq_avx2_pool_bag call, as each pass over a group of its columns sees it. */
-typedef struct bag_call {
-    const rq_bag_rows *rows;
-    const float *weights;
-    int64_t begin, end;
-    float *out;
-    int64_t bad; /* what rq_avx2_pool_bag returns */
-    /* from prepare_rows, for pool_ready_pass */
-    const uint8_t *row_at[RQ_BAG_READY_MAX];
-    float row_scale[RQ_BAG_READY_MAX], row_bias[RQ_BAG_READY_MAX];
-} bag_call;
-
-/* Prefetch columns [col, col + 8 * blocks) of row ids[later] (and its scale with the first
- * columns), if later < n_ids and that id is a row of the table: ids are read once and checked,
- * as another thread may change them during the call. */
-RQ_INLINE void prefetch_later(const rq_bag_rows *table, int64_t later, int64_t col, int blocks)
+/* Sum the bag's rows over `vectors` vectors of columns in the fast form of rq_bag_fold. Vector
+ * v starts at column col + 8 v, except the last, which starts at last_col (a row whose width is
+ * not a multiple of 8 ends with a vector overlapping the one before: its lanes are the same
+ * columns' sums, so storing them twice stores the same bits). vectors is a literal at every
+ * call (pool_vectors), so the sums stay in registers. Each step prefetches the same columns of
+ * the row RQ_BAG_AHEAD ids later, in this bag or the next. */
+RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                            int64_t end, int64_t col, int vectors, int64_t last_col, float *out,
+                            int64_t *bad, __m256 *nonfinite)
 {
-    if (later >= table->n_ids) return;
-    const int64_t later_row = table->ids[later];
-    if (!rq_valid_row(later_row, table->n_rows)) return;
-    const uint8_t *later_codes = table->codes + later_row * table->codes_stride + col;
-    __builtin_prefetch(later_codes);
-    __builtin_prefetch(later_codes + 8 * blocks - 1);
-    if (col == 0) __builtin_prefetch(table->scales + later_row);
-}
-
-/* The lanes first..7 of a vector, as a mask. */
-RQ_INLINE __m256i lanes_from(int first)
-{
-    return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                              _mm256_set1_epi32(first - 1));
-}
-
-/* Store the sums of the blocks at out. A pass that starts inside columns already stored (the
- * last of a row, which ends at dim) masks its first block's store with first_lanes: each lane
- * is its own column's sum, so the lanes left out are the ones stored before. */
-RQ_INLINE void store_sums(float *out, const __m256 *acc, int blocks, int mask_first,
-                          __m256i first_lanes)
-{
-    for (int b = 0; b < blocks; b++) {
-        if (b == 0 && mask_first)
-            _mm256_maskstore_ps(out, first_lanes, acc[0]);
-        else
-            _mm256_storeu_ps(out + 8 * b, acc[b]);
-    }
-}
-
-/* Add the rows of one bag, in id order, over columns [col, col + 8 * blocks) held in registers,
- * then store them. Each step also prefetches the same columns of the row RQ_BAG_AHEAD ids later
- * (into the next bags when this one ends, whose passes run over the same columns): the loads
- * spread evenly over the work instead of queueing behind each other. */
-RQ_INLINE void pool_pass(bag_call *call, int64_t col, int blocks, int mask_first,
-                         __m256i first_lanes)
-{
-    /* locals, not loads through call after each no_hoist() */
-    const rq_bag_rows table = *call->rows;
-    const float *weights = call->weights;
-    const int64_t end = call->end;
-    __m256 acc[8];
-    for (int b = 0; b < blocks; b++) acc[b] = _mm256_setzero_ps();
-    for (int64_t k = call->begin; k < end; k++) {
-        prefetch_later(&table, k + RQ_BAG_AHEAD, col, blocks);
+    const rq_bag_rows table = *rows; /* registers, not reloads after each store */
+    const int64_t span = last_col + 8 - col;
+    float total = 0.0f;
+    __m256 acc[RQ_YMM_PASS];
+    _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) acc[v] = _mm256_setzero_ps();
+    for (int64_t k = begin; k < end; k++) {
+        rq_prefetch_columns(&table, k + RQ_BAG_AHEAD, col, span);
         const int64_t row = table.ids[k];
         if (!rq_valid_row(row, table.n_rows)) {
-            rq_note_bad(&call->bad, k);
+            rq_note_bad(bad, k);
             continue;
         }
         if (row == table.padding_idx) continue;
-        const uint8_t *row_codes = table.codes + row * table.codes_stride + col;
-        const float scale = table.scales[row];
-        const __m256 s = _mm256_set1_ps(scale);
-        if (weights) {
-            no_hoist();
-            const __m256 w = _mm256_set1_ps(weights[k]);
-            for (int b = 0; b < blocks; b++) {
-                const __m256 value = values8_any(row_codes + 8 * b, scale);
-                acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(w, value));
-            }
-        } else if (rq_fma_scale(scale)) {
-            no_hoist();
-            const __m256 bias = _mm256_set1_ps(-(float)RQ_BIAS * scale);
-            for (int b = 0; b < blocks; b++)
-                acc[b] = _mm256_add_ps(acc[b], values8(row_codes + 8 * b, s, bias));
-        } else {
-            no_hoist();
-            for (int b = 0; b < blocks; b++)
-                acc[b] = _mm256_add_ps(acc[b], values8_sub(row_codes + 8 * b, s));
+        const uint8_t *row_codes = table.codes + row * table.codes_stride;
+        const float factor = rq_bag_factor(table.scales[row], weights, k);
+        const __m256 f = _mm256_set1_ps(factor);
+        total += factor;
+        _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) {
+            const int64_t at = v == vectors - 1 ? last_col : col + 8 * v;
+            acc[v] = _mm256_fmadd_ps(codes8_as_floats(row_codes + at), f, acc[v]);
         }
     }
-    store_sums(call->out + col, acc, blocks, mask_first, first_lanes);
-}
-
-/* pool_pass for unweighted bags whose rows all take the FMA path, from per-row pointers, scales
- * and biases worked out once for the bag instead of once per pass (a pass covers 64 columns).
- * Worth it from three passes on: 1000x300, 8192 bags of 20, 4.3 -> 3.9 ms (callgrind: 172 ->
- * 147 million instructions with the no_hoist fix); with one pass (dim 64) it costs 15%. */
-RQ_INLINE void pool_ready_pass(bag_call *call, int64_t col, int blocks, int mask_first,
-                               __m256i first_lanes)
-{
-    const rq_bag_rows table = *call->rows;
-    const int64_t begin = call->begin, count = call->end - call->begin;
-    __m256 acc[8];
-    for (int b = 0; b < blocks; b++) acc[b] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < count; i++) {
-        prefetch_later(&table, begin + i + RQ_BAG_AHEAD, col, blocks);
-        const uint8_t *row_codes = call->row_at[i];
-        if (!row_codes) continue;
-        const __m256 s = _mm256_broadcast_ss(call->row_scale + i);
-        const __m256 bias = _mm256_broadcast_ss(call->row_bias + i);
-        for (int b = 0; b < blocks; b++)
-            acc[b] = _mm256_add_ps(acc[b], values8(row_codes + col + 8 * b, s, bias));
+    const __m256 bias = _mm256_set1_ps(-(float)RQ_BIAS), t = _mm256_set1_ps(total);
+    __m256 unordered = *nonfinite; /* x - x is NaN exactly where x is inf or NaN */
+    _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) {
+        const __m256 value = _mm256_fmadd_ps(bias, t, acc[v]);
+        unordered = _mm256_or_ps(unordered, _mm256_sub_ps(value, value));
+        _mm256_storeu_ps(out + (v == vectors - 1 ? last_col : col + 8 * v), value);
     }
-    store_sums(call->out + col, acc, blocks, mask_first, first_lanes);
+    *nonfinite = unordered;
 }
 
-RQ_INLINE void pool_blocks_of(bag_call *call, int ready, int64_t col, int blocks,
-                              int mask_first, __m256i first_lanes)
-{
-    if (ready)
-        pool_ready_pass(call, col, blocks, mask_first, first_lanes);
-    else
-        pool_pass(call, col, blocks, mask_first, first_lanes);
-}
+#define RQ_POOL_CASE(n) \
+    case n: pool_columns(rows, weights, begin, end, col, n, last_col, out, bad, nonfinite); break;
 
-/* pool_ready_pass when ready, else pool_pass, over 1 to 8 blocks from col: each count is a
- * literal here, for the reason RQ_INLINE gives. */
-RQ_INLINE void pool_blocks(bag_call *call, int ready, int64_t col, int blocks, int mask_first,
-                           __m256i first_lanes)
+/* pool_columns with a literal vector count for each of 1..RQ_YMM_PASS. */
+static void pool_vectors(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                         int64_t end, int64_t col, int vectors, int64_t last_col, float *out,
+                         int64_t *bad, __m256 *nonfinite)
 {
-    switch (blocks) {
-    case 8: pool_blocks_of(call, ready, col, 8, mask_first, first_lanes); break;
-    case 7: pool_blocks_of(call, ready, col, 7, mask_first, first_lanes); break;
-    case 6: pool_blocks_of(call, ready, col, 6, mask_first, first_lanes); break;
-    case 5: pool_blocks_of(call, ready, col, 5, mask_first, first_lanes); break;
-    case 4: pool_blocks_of(call, ready, col, 4, mask_first, first_lanes); break;
-    case 3: pool_blocks_of(call, ready, col, 3, mask_first, first_lanes); break;
-    case 2: pool_blocks_of(call, ready, col, 2, mask_first, first_lanes); break;
-    default: pool_blocks_of(call, ready, col, 1, mask_first, first_lanes); break;
+    switch (vectors) {
+        RQ_POOL_CASE(1) RQ_POOL_CASE(2) RQ_POOL_CASE(3) RQ_POOL_CASE(4) RQ_POOL_CASE(5)
+        RQ_POOL_CASE(6) RQ_POOL_CASE(7) RQ_POOL_CASE(8) RQ_POOL_CASE(9) RQ_POOL_CASE(10)
+        RQ_POOL_CASE(11) RQ_POOL_CASE(12)
     }
 }
+#undef RQ_POOL_CASE
 
-/* All columns of a row of 64 or more: passes of 64, then the last columns in one pass of whole
- * vectors ending at dim; its first vector starts inside the columns already stored, and its
- * store skips those lanes. */
-RQ_INLINE void pool_wide(bag_call *call, int ready)
-{
-    const int64_t dim = call->rows->dim;
-    int64_t j = 0;
-    for (; j + 64 <= dim; j += 64) pool_blocks_of(call, ready, j, 8, 0, _mm256_setzero_si256());
-    if (j < dim) {
-        const int vectors = (int)((dim - j + 7) / 8);
-        const int64_t start = dim - 8 * (int64_t)vectors;
-        pool_blocks(call, ready, start, vectors, 1, lanes_from((int)(j - start)));
-    }
-}
-
-/* Row pointers (NULL for padding and for ids outside the table, whose first position goes to
- * call->bad), scales and biases of the bag's ids for pool_ready_pass; 0 when a row needs
- * another path (scale 0 or past RQ_FMA_MAX_SCALE). Each id is read once: the passes over the
- * columns then use these pointers, not the ids. */
-static int prepare_rows(bag_call *call)
-{
-    const rq_bag_rows *rows = call->rows;
-    int ready = 1;
-    for (int64_t k = call->begin; k < call->end; k++) {
-        const int64_t i = k - call->begin, row = rows->ids[k];
-        call->row_at[i] = NULL;
-        call->row_scale[i] = call->row_bias[i] = 0.0f;
-        if (!rq_valid_row(row, rows->n_rows)) {
-            rq_note_bad(&call->bad, k);
-            continue;
-        }
-        if (row == rows->padding_idx) continue;
-        const float scale = rows->scales[row];
-        call->row_at[i] = rows->codes + row * rows->codes_stride;
-        call->row_scale[i] = scale;
-        call->row_bias[i] = -(float)RQ_BIAS * scale;
-        ready &= rq_fma_scale(scale);
-    }
-    return ready;
-}
-
-/* Rows narrower than a vector, as the scalar kernel sums them. */
-RQ_INLINE int64_t pool_narrow(const rq_bag_rows *rows, const float *weights, int64_t begin,
-                              int64_t end, float *out)
+/* Rows narrower than a vector: the scalar kernel's loops (fmaf is one instruction here). */
+static int64_t pool_narrow(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                           int64_t end, float *out)
 {
     const rq_bag_rows table = *rows; /* registers, not reloads after each store to out */
-    const int64_t dim = table.dim;
     int64_t bad = -1;
-    float scale;
-    for (int64_t t = 0; t < dim; t++) out[t] = 0.0f;
+    float scale, total = 0.0f;
+    for (int64_t t = 0; t < table.dim; t++) out[t] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
         const uint8_t *row_codes = rq_bag_row(&table, k, &scale, &bad);
         if (!row_codes) continue;
-        for (int64_t t = 0; t < dim; t++) {
-            const float value = rq_dequantized(row_codes[t], scale);
-            out[t] += weights ? weights[k] * value : value;
-        }
+        const float factor = rq_bag_factor(scale, weights, k);
+        total += factor;
+        for (int64_t t = 0; t < table.dim; t++) out[t] = rq_bag_fold(row_codes[t], factor, out[t]);
+    }
+    for (int64_t t = 0; t < table.dim; t++) out[t] = rq_bag_finish(out[t], total);
+    if (!rq_all_finite(out, table.dim)) return rq_pool_bag_centered(rows, weights, begin, end, out);
+    return bad;
+}
+
+/* Passes of at most RQ_YMM_PASS vectors, of near-equal sizes, over the row's columns. */
+static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
+                        int64_t end, float *out)
+{
+    const int64_t dim = rows->dim;
+    if (dim < 8) return dim > 0 ? pool_narrow(rows, weights, begin, end, out) : -1;
+    int64_t bad = -1;
+    const int64_t total = (dim + 7) / 8;
+    const int64_t passes = (total + RQ_YMM_PASS - 1) / RQ_YMM_PASS;
+    __m256 nonfinite = _mm256_setzero_ps(); /* NaN lanes where a result is not finite */
+    int64_t done = 0;
+    for (int64_t p = 0; p < passes; p++) {
+        const int64_t vectors = total * (p + 1) / passes - total * p / passes;
+        const int64_t col = 8 * done;
+        const int64_t last_col = done + vectors == total ? dim - 8 : col + 8 * (vectors - 1);
+        pool_vectors(rows, weights, begin, end, col, (int)vectors, last_col, out, &bad,
+                     &nonfinite);
+        done += vectors;
+    }
+    if (_mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)))
+        return rq_pool_bag_centered(rows, weights, begin, end, out);
+    return bad;
+}
+
+/* Bags whose rows take one pass of `vectors` vectors (a literal: pool_bags), all in one loop,
+ * so that a bag costs no call and its sums are registers from start to store. */
+RQ_INLINE int64_t pool_bags_one_pass(const rq_bag_rows *rows, const float *weights,
+                                     const int64_t *bounds, int64_t first_bag,
+                                     int64_t last_bag, float *out, int64_t out_stride,
+                                     int vectors, int64_t last_col)
+{
+    int64_t bad = -1;
+    for (int64_t b = first_bag; b < last_bag; b++) {
+        const int64_t begin = bounds[b], end = bounds[b + 1];
+        float *bag_out = out + b * out_stride;
+        __m256 nonfinite = _mm256_setzero_ps();
+        pool_columns(rows, weights, begin, end, 0, vectors, last_col, bag_out, &bad, &nonfinite);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)))
+            rq_pool_bag_centered(rows, weights, begin, end, bag_out);
     }
     return bad;
 }
 
-int64_t rq_avx2_pool_bag(const rq_bag_rows *rows, const float *weights, int64_t begin,
-                         int64_t end, float *out)
+#define RQ_POOL_BAGS_CASE(n) \
+    case n: \
+        return pool_bags_one_pass(rows, weights, bounds, first_bag, last_bag, out, out_stride, n, \
+                                  last_col);
+
+static int64_t pool_bags(const rq_bag_rows *rows, const float *weights, const int64_t *bounds,
+                         int64_t first_bag, int64_t last_bag, float *out, int64_t out_stride)
 {
-    const int64_t dim = rows->dim;
-    if (dim < 8) return dim > 0 ? pool_narrow(rows, weights, begin, end, out) : -1;
-    /* fields one by one: an initializer would also zero the row arrays, a kilobyte per bag */
-    bag_call call;
-    call.rows = rows, call.weights = weights, call.begin = begin, call.end = end, call.out = out;
-    call.bad = -1;
-    if (!weights && dim > 128 && end - begin <= RQ_BAG_READY_MAX) {
-        if (prepare_rows(&call)) {
-            pool_wide(&call, 1);
-            return call.bad;
+    const int64_t dim = rows->dim, vectors = (dim + 7) / 8, last_col = dim - 8;
+    if (dim >= 8 && vectors <= RQ_YMM_PASS) {
+        switch (vectors) {
+            RQ_POOL_BAGS_CASE(1) RQ_POOL_BAGS_CASE(2) RQ_POOL_BAGS_CASE(3) RQ_POOL_BAGS_CASE(4)
+            RQ_POOL_BAGS_CASE(5) RQ_POOL_BAGS_CASE(6) RQ_POOL_BAGS_CASE(7) RQ_POOL_BAGS_CASE(8)
+            RQ_POOL_BAGS_CASE(9) RQ_POOL_BAGS_CASE(10) RQ_POOL_BAGS_CASE(11)
+            RQ_POOL_BAGS_CASE(12)
         }
-        call.bad = -1; /* found again by pool_pass */
     }
-    if (dim >= 64) {
-        pool_wide(&call, 0);
-        return call.bad;
+    int64_t bad = -1; /* narrow rows, and rows of several passes: bag by bag */
+    for (int64_t b = first_bag; b < last_bag; b++) {
+        const int64_t found = pool_bag(rows, weights, bounds[b], bounds[b + 1], out + b * out_stride);
+        if (bad < 0) bad = found; /* bags in order: the first found is the least */
     }
-    /* narrower rows: the whole vectors in one pass, so their sums run side by side; then the 8
-     * columns ending the row, of which the store keeps the last dim % 8 */
-    pool_blocks(&call, 0, 0, (int)(dim / 8), 0, _mm256_setzero_si256());
-    if (dim % 8) pool_pass(&call, dim - 8, 1, 1, lanes_from(8 - (int)(dim % 8)));
-    return call.bad;
+    return bad;
 }
+#undef RQ_POOL_BAGS_CASE
 
 /* Column-wise max of a bag's rows, kept in out (the row is in the first level of cache, being
  * the one being written): out = max(value, out) lane by lane, which keeps out unless value is
@@ -503,7 +394,7 @@ int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, flo
         const uint8_t *row_codes = rq_bag_row(rows, k, &scale, &bad);
         if (!row_codes) continue;
         if (!pooled) {
-            rq_avx2_dequantize_row(row_codes, scale, dim, out);
+            dequantize_row(row_codes, scale, dim, out);
             pooled = 1;
             continue;
         }
@@ -520,15 +411,35 @@ int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, flo
     return bad;
 }
 
+/* 16 ids per step, compared as unsigned (the sign bit flipped on both sides), so that negative
+ * ids are out of range too; the scalar loop finds the position in a step that has one. */
+static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
+{
+    if (n_rows <= 0) return n_ids > 0 ? 0 : -1; /* n_rows - 1 below must not wrap */
+    const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+    const __m256i last = _mm256_xor_si256(_mm256_set1_epi64x(n_rows - 1), flip);
+    int64_t k = 0;
+    for (; k + 16 <= n_ids; k += 16) {
+        __m256i above = _mm256_setzero_si256();
+        for (int b = 0; b < 16; b += 4) {
+            const __m256i id = _mm256_loadu_si256((const __m256i *)(ids + k + b));
+            above = _mm256_or_si256(above, _mm256_cmpgt_epi64(_mm256_xor_si256(id, flip), last));
+        }
+        if (!_mm256_testz_si256(above, above)) return rq_first_bad_id_from(ids, k, n_ids, n_rows);
+    }
+    return rq_first_bad_id_from(ids, k, n_ids, n_rows);
+}
+
 const rq_kernels rq_kernels_avx2 = {
     .name = "avx2",
     .supported = supported,
     .max_abs_bits = max_abs_bits,
     .encode_row = encode_row,
-    .dequantize_row = rq_avx2_dequantize_row,
+    .dequantize_row = dequantize_row,
     .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
-    .pool_bag = rq_avx2_pool_bag,
+    .pool_bags = pool_bags,
     .max_bag = rq_avx2_max_bag,
+    .first_bad_id = first_bad_id,
 };
 
 #pragma GCC pop_options

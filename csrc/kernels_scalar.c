@@ -33,20 +33,27 @@ static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t b
 {
     const int64_t dim = rows->dim;
     int64_t bad = -1;
-    float scale;
+    float scale, total = 0.0f;
     for (int64_t j = 0; j < dim; j++) out[j] = 0.0f;
     for (int64_t k = begin; k < end; k++) {
         const uint8_t *restrict row_codes = rq_bag_row(rows, k, &scale, &bad);
         if (!row_codes) continue;
-        if (weights) {
-            const float weight = weights[k];
-            for (int64_t j = 0; j < dim; j++)
-                out[j] += weight * rq_dequantized(row_codes[j], scale);
-        } else {
-            /* not +=, with which GCC 12 sets the loop up in two more instructions per row */
-            for (int64_t j = 0; j < dim; j++)
-                out[j] = out[j] + rq_dequantized(row_codes[j], scale);
-        }
+        const float factor = rq_bag_factor(scale, weights, k);
+        total += factor;
+        for (int64_t j = 0; j < dim; j++) out[j] = rq_bag_fold(row_codes[j], factor, out[j]);
+    }
+    for (int64_t j = 0; j < dim; j++) out[j] = rq_bag_finish(out[j], total);
+    if (!rq_all_finite(out, dim)) return rq_pool_bag_centered(rows, weights, begin, end, out);
+    return bad;
+}
+
+static int64_t pool_bags(const rq_bag_rows *rows, const float *weights, const int64_t *bounds,
+                         int64_t first_bag, int64_t last_bag, float *out, int64_t out_stride)
+{
+    int64_t bad = -1;
+    for (int64_t b = first_bag; b < last_bag; b++) {
+        const int64_t found = pool_bag(rows, weights, bounds[b], bounds[b + 1], out + b * out_stride);
+        if (bad < 0) bad = found; /* bags in order: the first found is the least */
     }
     return bad;
 }
@@ -75,6 +82,11 @@ static int64_t max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, floa
     return bad;
 }
 
+static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
+{
+    return rq_first_bad_id_from(ids, 0, n_ids, n_rows);
+}
+
 /* Baseline C: every processor the build targets runs it. */
 static int supported(void) { return 1; }
 
@@ -85,6 +97,7 @@ const rq_kernels rq_kernels_scalar = {
     .encode_row = rq_codes_exact,
     .dequantize_row = dequantize_row,
     .dequantize_rows_stream = dequantize_rows,
-    .pool_bag = pool_bag,
+    .pool_bags = pool_bags,
     .max_bag = max_bag,
+    .first_bad_id = first_bad_id,
 };

@@ -16,10 +16,10 @@
 
 extern const rq_kernels *rq_active;
 
-/* Below this many bytes touched per thread, a call keeps to fewer threads: starting a team costs
- * microseconds, and a team member that the system has descheduled costs a whole time slice
- * (milliseconds) at the closing barrier, so only work of a millisecond or more is shared. */
-#define RQ_PARALLEL_MIN_BYTES ((int64_t)4 << 20)
+/* Below this many bytes touched (read and written) per thread, a call keeps to fewer threads:
+ * handing work to a team member that is still watching for it (team.c) costs a microsecond or
+ * two, about a twentieth of the work below which a call stays on the caller's thread. */
+#define RQ_PARALLEL_MIN_BYTES ((int64_t)256 << 10)
 /* Whole-table outputs larger than this bypass the caches (non-temporal stores): they would only
  * evict the table's rows, and streaming skips reading each output line before overwriting it. */
 #define RQ_STREAM_MIN_BYTES ((int64_t)16 << 20)
@@ -124,19 +124,11 @@ int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int
     return RQ_OK;
 }
 
-/* Position of the first id outside [0, n_rows), or -1. */
-static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
-{
-    for (int64_t k = 0; k < n_ids; k++)
-        if ((uint64_t)ids[k] >= (uint64_t)n_rows) return k; /* negative ids wrap to huge */
-    return -1;
-}
-
 int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
             int64_t codes_stride, const int64_t *ids, int64_t n_ids,
             float *out, int64_t out_stride, int n_threads, int64_t *bad)
 {
-    int64_t position = first_bad_id(ids, n_ids, n_rows);
+    int64_t position = kernels()->first_bad_id(ids, n_ids, n_rows);
     if (position < 0)
         position = dequantize_rows(codes, codes_stride, scales, n_rows, ids, n_ids, dim, out,
                                    out_stride, n_threads);
@@ -236,6 +228,27 @@ struct bag_job {
     int64_t first_bad; /* position in ids of the first id out of range, INT64_MAX if none */
 };
 
+/* Where member's share of the bags starts: bags are shared by the ids they pool (plus one for
+ * each bag's output row), not by their count, so that a few long bags do not load one thread.
+ * The first bag b whose work before it, bounds[b] - bounds[0] + b, reaches member / members of
+ * the whole; increasing in member, so the shares cover every bag once. */
+static int64_t bag_split(const int64_t *bounds, int64_t n_bags, int member, int members)
+{
+    if (member <= 0) return 0;
+    if (member >= members) return n_bags;
+    const int64_t total = bounds[n_bags] - bounds[0] + n_bags;
+    const int64_t target = (int64_t)((double)total * member / members);
+    int64_t low = 0, high = n_bags; /* the answer is in [low, high] */
+    while (low < high) {
+        const int64_t mid = low + (high - low) / 2;
+        if (bounds[mid] - bounds[0] + mid >= target)
+            high = mid;
+        else
+            low = mid + 1;
+    }
+    return low;
+}
+
 /* One member's contiguous share of the bags, each pooled whole by this member in id order. */
 static void bag_part(void *context, int member, int members)
 {
@@ -252,14 +265,17 @@ static void bag_part(void *context, int member, int members)
     float *out = job->out;
     const int mode = job->mode;
     int64_t first, last, first_bad = -1;
-    rq_team_share(job->n_bags, member, members, &first, &last);
+    first = bag_split(bounds, job->n_bags, member, members);
+    last = bag_split(bounds, job->n_bags, member + 1, members);
+    if (mode != RQ_BAG_MAX)
+        first_bad = k->pool_bags(&rows, weights, bounds, first, last, out, out_stride);
     for (int64_t b = first; b < last; b++) {
         const int64_t begin = bounds[b], end = bounds[b + 1];
         float *bag_out = out + b * out_stride;
-        const int64_t bad = mode == RQ_BAG_MAX ? k->max_bag(&rows, begin, end, bag_out)
-                                               : k->pool_bag(&rows, weights, begin, end, bag_out);
-        if (bad >= 0 && first_bad < 0) first_bad = bad; /* bags in order: the first is least */
-        if (mode == RQ_BAG_MEAN) {
+        if (mode == RQ_BAG_MAX) {
+            const int64_t bad = k->max_bag(&rows, begin, end, bag_out);
+            if (bad >= 0 && first_bad < 0) first_bad = bad; /* bags in order: the first is least */
+        } else if (mode == RQ_BAG_MEAN) {
             int64_t count = 0;
             for (int64_t i = begin; i < end; i++) count += ids[i] != padding_idx;
             if (count > 0) {
@@ -277,7 +293,7 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
            int mode, int64_t padding_idx,
            float *out, int64_t out_stride, int n_threads, int64_t *bad)
 {
-    int64_t position = first_bad_id(ids, n_ids, n_rows);
+    int64_t position = kernels()->first_bad_id(ids, n_ids, n_rows);
     if (position >= 0) {
         *bad = position;
         return RQ_ID_RANGE;
@@ -289,7 +305,8 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
         .padding_idx = padding_idx, .out = out, .out_stride = out_stride,
         .first_bad = INT64_MAX,
     };
-    rq_team_run(team_size(n_threads, (n_ids + n_bags) * dim * 5), bag_part, &job);
+    const int64_t touched = n_ids * (dim + (int64_t)sizeof(float)) + n_bags * dim * (int64_t)sizeof(float);
+    rq_team_run(team_size(n_threads, touched), bag_part, &job);
     if (job.first_bad != INT64_MAX) {
         *bad = job.first_bad;
         return RQ_ID_RANGE;

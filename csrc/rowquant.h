@@ -51,7 +51,13 @@ int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t d
             int64_t codes_stride, const int64_t *ids, int64_t n_ids,
             float *out, int64_t out_stride, int n_threads, int64_t *bad);
 
-/* Pooled lookup. Bag b holds ids[bounds[b] .. bounds[b + 1]); bounds has n_bags + 1 entries,
+/* Pooled lookup. Sums and means are computed as FBGEMM computes them, one fused multiply-add
+ * per value: with f = the row's scale (times the id's weight, one float32 multiply),
+ * sum[j] = fma(code, f, sum[j]) over the bag's rows in id order, f added up in float32 beside,
+ * and the bag is fma(-128, sum of f, sum[j]); a bag for which that is not finite (sums of
+ * unshifted codes overflow first) is summed again as fma(code - 128, f, out[j]). Means divide
+ * by the count. rowquant.reference computes the same bits.
+ * Bag b holds ids[bounds[b] .. bounds[b + 1]); bounds has n_bags + 1 entries,
  * non-decreasing, from 0 to at most n_ids (the caller checks this). weights (one per id) may be
  * NULL, and are ignored with RQ_BAG_MAX. Ids equal to padding_idx (pass -1 for none) are skipped
  * and not counted. RQ_BAG_MAX takes each column's largest value over the bag's rows (the first

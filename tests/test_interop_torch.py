@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import rowquant as rq
+from helpers import bag_error_bound
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -477,7 +478,9 @@ def test_negative_padding_idx_leaves_out_the_last_row():
     assert module.padding_idx == 199
     ids, offsets = torch.tensor([199, 3, 199, 199]), torch.tensor([0, 2])
     pooled = module(ids, offsets)
-    assert torch.equal(pooled[0], torch.from_numpy(module.table.take([3])[0]))  # 1 id counted
+    # 1 id counted: the row, up to the bag arithmetic's rounding (helpers.bag_error_bound)
+    error = np.abs(pooled[0].numpy() - module.table.take([3])[0])
+    assert (error <= bag_error_bound(float(module.table.scales[3]), 2)).all()
     assert torch.equal(pooled[1], torch.zeros(24))  # padding only
 
 

@@ -109,3 +109,19 @@ def test_environment_variable_naming_a_missing_path_warns_and_keeps_the_best():
     assert chosen == available[-1]
     assert set(PATHS) <= set(available)
     assert "ignoring ROWQUANT_SIMD='sse9'" in shown.stderr
+
+
+def test_every_path_falls_back_to_the_centered_bag_where_the_fast_one_overflows(simd_path):
+    # 255 * 2e36 overflows the unshifted sum; the centered form keeps the bag finite. Wide rows
+    # too, so that the vector loops and their tails take the fallback.
+    rng = np.random.default_rng(5)
+    for dim in (3, 17, 64, 300, 401):
+        codes = rng.integers(0, 256, (4, dim), dtype=np.uint8)
+        codes[:, 0], codes[:, 1], codes[:, -1] = 255, 130, 1  # column 1: finite only centered
+        scales = np.array([2e36, 1e36, 1.0, 2e36], np.float32)
+        ids, offsets = np.array([0, 1, 3, 2, 0, 3]), np.array([0, 3, 4])
+        weights = rng.uniform(-1, 1, len(ids)).astype(np.float32)
+        for kwargs in ({}, {"weights": weights}, {"mode": "mean"}):
+            got = rq.embedding_bag(codes, scales, ids, offsets, **kwargs)
+            assert np.isfinite(got[:, 1]).all()
+            assert_same_bits(got, rq.reference.embedding_bag(codes, scales, ids, offsets, **kwargs))

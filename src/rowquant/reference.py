@@ -16,7 +16,11 @@ The arithmetic, for a float32 table ``E`` of shape ``(N, D)``:
   a reciprocal multiply would not be. Rows whose scale is 0 get code 128. Codes are clamped to
   ``[1, 255]``, which only acts on rows whose scale is a subnormal float32 too coarse to keep
   ``max / s`` below 127.5 (row maxima under about 5e-41);
-* value ``x[i, j] = float32((q[i, j] - 128) * s[i])``, one float32 multiply.
+* value ``x[i, j] = float32((q[i, j] - 128) * s[i])``, one float32 multiply;
+* bag: as FBGEMM sums, one fused multiply-add (C's ``fmaf``: the exact product and sum rounded
+  once to float32) per value: each id in order adds ``q[i, j] * f`` to a sum from +0.0, ``f`` the
+  scale (times the id's weight in float32, if weighted), and the bag is
+  ``fmaf(-128, total of the f, sum)`` (see :func:`pool_bags`).
 
 Examples
 --------
@@ -47,6 +51,8 @@ _LEVELS = np.float32(ROWWISE_U8.levels)
 _LOWEST, _HIGHEST = ROWWISE_U8.code_range
 # Rows per block when quantizing, so the float64 temporaries stay near 8 MB whatever the table.
 _BLOCK_ELEMENTS = 1 << 20
+# Values per block of bags when pooling, so that a step's float64 temporaries stay near 256 kB.
+_BAG_BLOCK_ELEMENTS = 1 << 15
 
 
 def quantize_rows(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +167,144 @@ def bag_bounds(
     return np.append(offsets, np.int64(n_ids))
 
 
+# A float64 whose low 29 fraction bits are these is halfway between two neighbouring float32
+# values of float32's normal range: it has 25 significant bits, the last one set.
+_LOW_29_BITS = np.int64((1 << 29) - 1)
+_FLOAT32_MIDPOINT_BITS = np.int64(1 << 28)
+
+
+def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """C's ``fmaf(a, b, c)`` element by element, on float32 arrays that broadcast together:
+    ``a * b + c`` computed exactly and rounded once to float32, to nearest even.
+
+    The product of two float32 values is exact in float64: 24 + 24 significant bits fit in 53,
+    and its exponent (-298 to 256) in float64's range. The sum is then rounded to odd in float64
+    (see :func:`_sum_rounded_to_odd`) and that to float32, which rounds the exact sum correctly:
+    the odd-rounded sum lies strictly between the same two neighbouring float64 values as the
+    exact one, so on the same side of every float64 whose last significand bit is 0, and every
+    float32 and every midpoint between two float32 values is one of those (25 significant bits
+    or fewer; below 2**-126, multiples of 2**-150 where the float64 steps are 2**-179 or finer,
+    so subnormal results round correctly too). The float64 sum cannot overflow (it stays under
+    2**257) nor lose bits to underflow (every operand is a multiple of 2**-298). NaN and inf come
+    out as IEEE gives them (``0 * inf`` and ``inf - inf`` are NaN, a finite result past the
+    float32 range is inf); an exact zero sum is -0.0 only when the product and ``c`` are both
+    -0.0, in float64 as in ``fmaf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> x, tiny = np.float32(1 + 2.0**-12), np.float32(2.0**-60)
+    >>> # x * x + tiny = 1 + 2**-11 + 2**-24 + 2**-60, just above halfway between two float32
+    >>> reference._fma32(x, x, tiny) - np.float32(1 + 2.0**-11)
+    np.float32(1.1920929e-07)
+    >>> # the float64 sum drops 2**-60 and lands on the tie, which then rounds to even, down
+    >>> np.float32(np.float64(x) * np.float64(x) + np.float64(tiny)) - np.float32(1 + 2.0**-11)
+    np.float32(0.0)
+    """
+    a, b, c = np.broadcast_arrays(*(np.asarray(x, dtype=np.float32) for x in (a, b, c)))
+    shape = a.shape
+    # 1-D, because numpy turns 0-d results into scalars, which _sum_rounded_to_odd cannot edit
+    a, b, c = (x.reshape(-1).astype(np.float64) for x in (a, b, c))
+    with np.errstate(over="ignore", invalid="ignore"):  # as in C: inf, and NaN from 0 * inf
+        result = _sum_rounded_to_odd(c, a * b).astype(np.float32).reshape(shape)
+    return result[()] if result.ndim == 0 else result
+
+
+def _sum_rounded_once(
+    addends: np.ndarray,
+    products: np.ndarray,
+    factors: np.ndarray,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`_fma32` for a step of bags: ``float32(addends + products)`` rounded once, to
+    nearest even, for float32 ``addends`` of shape ``(n, d)`` and float64 ``products`` of that
+    shape that hold ``k * factors[i]`` exactly in row i, for integers ``|k| <= 255`` and float32
+    ``factors`` of shape ``(n,)``. ``scratch``, if given, is a float64 array of shape ``(n, d)``
+    to work in.
+
+    Rounding the float64 sum to float32 rounds the exact sum correctly wherever the float64 sum
+    is exact, which :func:`_rows_sum_exactly` proves for nearly every row. Elsewhere, it still
+    does except where the float64 sum landed exactly on a midpoint between two float32 values:
+    it cannot jump over one (a midpoint is a float64 value, nearer to the exact sum than anything
+    beyond it), and a sum that lands on one may have come from either side. Only those sums are
+    redone, rounded to odd as :func:`_fma32` does. Midpoints below 2**-126, which the bit test
+    below does not see, never occur: with both operands multiples of 2**-149, a sum that small
+    is itself a float32, exact in float64 and in float32.
+    """
+    totals = np.empty(products.shape) if scratch is None else scratch
+    np.copyto(totals, products)
+    totals += addends
+    rounded: np.ndarray = totals.astype(np.float32)
+    rows = np.flatnonzero(~_rows_sum_exactly(addends, factors))
+    if rows.size == 0:
+        return rounded
+    low_bits = totals[rows].view(np.int64) & _LOW_29_BITS
+    row, column = np.nonzero(low_bits == _FLOAT32_MIDPOINT_BITS)
+    if row.size:
+        row = rows[row]
+        tie_addends = addends[row, column].astype(np.float64)
+        tie_products = products[row, column]
+        ties = tie_products + tie_addends
+        errors = _two_sum_errors(tie_addends, tie_products, ties)
+        # Rounded to odd, as _sum_rounded_to_odd does: a midpoint's last bit is 0, so where the
+        # sum was inexact it steps one float64 toward the exact sum (np.sign(0) leaves it).
+        towards = ties + np.sign(errors) * np.abs(ties)
+        rounded[row, column] = np.nextafter(ties, towards).astype(np.float32)
+    return rounded
+
+
+def _rows_sum_exactly(addends: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Rows i in which every float32 ``addends[i, j]`` plus ``k * factors[i]``, for any integer
+    ``|k| <= 255``, is exact in float64: those whose nonzero addends all lie between
+    ``2**-21 * |factors[i]|`` and ``2**28 * |factors[i]|`` (False where a factor or an addend is
+    NaN).
+
+    The exact sum of x and k * w is a multiple of g, the smaller of their float32 steps (the
+    spacing of float32 values where each lies, a power of two), and is a float64 when it is at
+    most 2**53 * g. The step of a float32 v exceeds 2**-24 * |v|. If |x| >= |w|: g > 2**-24 * |w|
+    and |x + k * w| <= (2**28 + 255) * |w| < 2**29 * |w|. If |x| < |w|: g > 2**-24 * |x| and
+    |x + k * w| <= |x| + 255 * 2**21 * |x| < 2**29 * |x| (255 * 2**21 + 1 < 2**29). Either way
+    the sum is under 2**53 * g.
+    """
+    # The magnitude bits of a float32 order like its absolute value; minus 1, a zero wraps to the
+    # largest unsigned value, which keeps it out of the minimum.
+    magnitudes = addends.view(np.int32) & np.int32(0x7FFFFFFF)
+    largest = magnitudes.max(axis=1, initial=0).view(np.float32)
+    magnitudes -= 1
+    smallest = magnitudes.view(np.uint32).min(axis=1, initial=np.uint32(0xFFFFFFFF))
+    smallest = (smallest + np.uint32(1)).view(np.float32)  # 0.0 for a row of zeros
+    scale = np.abs(factors.astype(np.float64))
+    exact: np.ndarray = (largest <= 2.0**28 * scale) & (
+        (smallest >= 2.0**-21 * scale) | (largest == 0)
+    )
+    return exact
+
+
+def _sum_rounded_to_odd(addends: np.ndarray, products: np.ndarray) -> np.ndarray:
+    """``addends + products`` (float64, 1-D) rounded to odd: the exact sum when it is a float64,
+    else the one of the two float64 values around it whose last significand bit is 1."""
+    # the product first: of two NaNs x86 keeps the first, so the product's, as glibc's fmaf does
+    totals: np.ndarray = products + addends
+    errors = _two_sum_errors(addends, products, totals)
+    bits = totals.view(np.int64)
+    # A NaN error (from an inf or NaN operand) compares false both ways: that total stays. A
+    # nonzero error never comes with a zero total, which only an exact sum gives.
+    step = np.flatnonzero(((errors > 0) | (errors < 0)) & ((bits & 1) == 0))
+    # One float64 step toward the exact sum: away from zero when the error has the total's sign.
+    bits[step] += np.where(np.signbit(errors[step]) == np.signbit(totals[step]), 1, -1)
+    return totals
+
+
+def _two_sum_errors(addends: np.ndarray, products: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """TwoSum (Knuth): the exact ``addends + products - totals`` where ``totals`` is the float64
+    sum ``addends + products``, whatever the magnitudes; NaN where an operand is inf or NaN."""
+    addend_parts = totals - products
+    product_parts = totals - addend_parts
+    errors: np.ndarray = (addends - addend_parts) + (products - product_parts)
+    return errors
+
+
 def pool_bags(
     codes: np.ndarray,
     scales: np.ndarray,
@@ -172,11 +316,23 @@ def pool_bags(
 ) -> np.ndarray:
     """Pool the flat ``ids`` into ``len(bounds) - 1`` bags (see :func:`bag_bounds`).
 
-    Each bag is a float32 sum in id order of the dequantized rows, each first multiplied by its
-    weight; ids equal to ``padding_idx`` are skipped; ``mode="mean"`` divides by the number of ids
-    pooled. ``mode="max"`` instead takes each column's largest value, going through the rows in
-    id order and keeping a later value only when it is strictly greater (which decides between
-    -0.0 and +0.0, the only values that compare equal and differ). Empty bags are zero.
+    Sums and means are computed as FBGEMM computes them, one fused multiply-add per value (C's
+    ``fmaf``: the exact product and sum, rounded once to float32). Each bag takes its ids in
+    order, skipping those equal to ``padding_idx``; id ``k`` naming row ``i`` has the factor
+    ``f = scales[i]``, or with weights the float32 product ``scales[i] * weights[k]``. From
+    ``sum[j] = +0.0`` and ``total = +0.0``, each id adds ``codes[i, j] * f`` to ``sum[j]`` with
+    one fused multiply-add (the codes unshifted) and ``f`` to ``total`` (a float32 addition);
+    the bag is then ``fmaf(-128, total, sum[j])``. A bag for which that gives a value that is
+    not finite (the unshifted sums reach twice the magnitude of the result, and may overflow
+    first) is summed again in the centered form, ``sum[j] = fmaf(codes[i, j] - 128, f,
+    sum[j])`` from +0.0. ``mode="mean"`` then divides each bag by the number of ids it pooled.
+    ``mode="max"`` instead takes each column's largest dequantized value, going through the rows
+    in id order and keeping a later value only when it is strictly greater (which decides
+    between -0.0 and +0.0, the only values that compare equal and differ). Empty bags are zero.
+
+    The error of a sum is bounded by the rows' scales rather than by its terms (see the
+    README's arithmetic section): a bag of one id is within a few units of ``2**-24 * 255 * s``
+    of :func:`take`'s row, not equal to it.
 
     Examples
     --------
@@ -188,14 +344,65 @@ def pool_bags(
     >>> reference.pool_bags(codes, scales, np.array([0, 1, 2]), bounds, mode="max")
     array([[2., 4.],
            [0., 0.]], dtype=float32)
+
+    The bias is taken once per bag: row 1 below is ``(131 - 128) * float32(1/3)``, just above
+    1.0, but beside row 0's scale of 2**24 the unshifted sum ``129 * 2**24 + 131 / 3`` rounds to
+    ``129 * 2**24`` (a step of 256 there), and so does ``2**24 + 1/3`` in the total of the
+    factors, leaving ``2**24``: one float32 step (2) below the exact ``2**24 + 1.00000003``, well
+    inside the bound the scales give.
+
+    >>> codes = np.array([[129], [131]], dtype=np.uint8)
+    >>> scales = np.array([2.0**24, 1 / 3], dtype=np.float32)
+    >>> reference.pool_bags(codes, scales, np.array([0, 1]), np.array([0, 2])) - 2**24
+    array([[0.]], dtype=float32)
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     bounds = np.asarray(bounds, dtype=np.int64)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32).reshape(-1)
     n_bags, dim = len(bounds) - 1, codes.shape[1]
-    starts, sizes = bounds[:-1], np.diff(bounds)
     sums = np.zeros((n_bags, dim), dtype=np.float32)
+    # Bags a block at a time, so that the float64 temporaries of a step stay in the cache.
+    block = max(1, _BAG_BLOCK_ELEMENTS // max(dim, 1))
     counts = np.zeros(n_bags, dtype=np.int64)
-    # Step k adds the k-th id of every bag that has one: float32 additions in id order, the
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN, as C's float32 gives
+        for first in range(0, n_bags, block):
+            _pool_block(codes, scales, ids, bounds[first : first + block + 1], weights, mode,
+                        padding_idx, sums[first : first + block], counts[first : first + block])
+        if mode != "max":
+            # the bags whose fast form is not finite, again in the centered form
+            for bag in np.flatnonzero(~np.isfinite(sums).all(axis=1)):
+                sums[bag] = 0
+                _pool_block(codes, scales, ids, bounds[bag : bag + 2], weights, mode,
+                            padding_idx, sums[bag : bag + 1], counts[bag : bag + 1],
+                            centered=True)
+    if mode == "mean":
+        counted = counts > 0
+        sums[counted] /= counts[counted].astype(np.float32)[:, None]
+    return sums
+
+
+def _pool_block(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    weights: np.ndarray | None,
+    mode: str,
+    padding_idx: int | None,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    centered: bool = False,
+) -> None:
+    """:func:`pool_bags` for the bags of ``bounds``, into ``sums`` (zeros), before the division
+    of means, in the fast form or the ``centered`` one; ``counts`` gets the ids pooled."""
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    counts[:] = 0
+    totals = np.zeros(len(sums), dtype=np.float32)
+    # Two float64 arrays reused by every step: new ones each step cost more than the arithmetic,
+    # as the allocator hands their pages back to the system and gets them again.
+    products_space, totals_space = np.empty((2,) + sums.shape)
+    # Step k adds the k-th id of every bag that has one: fused multiply-adds in id order, the
     # order the kernels use, with one vectorized step per position instead of one per id.
     for k in range(int(sizes.max(initial=0))):
         bags = np.flatnonzero(sizes > k)
@@ -204,22 +411,31 @@ def pool_bags(
         if padding_idx is not None:
             keep = rows != padding_idx
             bags, positions, rows = bags[keep], positions[keep], rows[keep]
-        terms = take(codes, scales, rows)
+        # every bag of the block: a slice, so a view and not a copy in and out
+        into: np.ndarray | slice = slice(None) if len(bags) == len(sums) else bags
         if mode == "max":
-            pooled = sums[bags]
-            first = (counts[bags] == 0)[:, None]
-            sums[bags] = np.where(first | (terms > pooled), terms, pooled)
-            counts[bags] += 1
+            terms = take(codes, scales, rows)
+            pooled = sums[into]
+            first = (counts[into] == 0)[:, None]
+            sums[into] = np.where(first | (terms > pooled), terms, pooled)
+            counts[into] += 1
             continue
-        with np.errstate(over="ignore", invalid="ignore"):  # inf and nan as float32 gives them
-            if weights is not None:
-                terms *= np.asarray(weights, dtype=np.float32).reshape(-1)[positions][:, None]
-            sums[bags] += terms
-        counts[bags] += 1
-    if mode == "mean":
-        counted = counts > 0
-        sums[counted] /= counts[counted].astype(np.float32)[:, None]
-    return sums
+        factors = scales[rows]
+        if weights is not None:
+            factors = factors * weights[positions]  # one float32 multiply, as in C
+        # code * factor (or (code - 128) * factor), exact in float64 (8 bits times 24) and a
+        # multiple of 2**-149
+        products = products_space[: len(rows)]
+        np.copyto(products, codes[rows])
+        if centered:
+            products -= BIAS
+        products *= factors.astype(np.float64)[:, None]
+        sums[into] = _sum_rounded_once(sums[into], products, factors,
+                                       totals_space[: len(rows)])
+        totals[into] += factors  # float32 additions, in id order
+        counts[into] += 1
+    if mode != "max" and not centered:
+        sums[:] = _fma32(np.float32(-BIAS), totals[:, None], sums)
 
 
 def embedding_bag(
