@@ -11,6 +11,7 @@ keep their stack frames; the library must then run with libasan preloaded.
 import glob
 import os
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -30,7 +31,9 @@ if os.environ.get("ROWQUANT_SANITIZE") == "1":
 extension = Extension(
     "rowquant._ext",
     sources=["src/rowquant/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
-    include_dirs=["csrc"],
+    # the glue reads arrays through numpy's C API (the serving path of QuantizedEmbedding)
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=list(COMPILE_ARGS),
     extra_link_args=list(LINK_ARGS),
     libraries=["m"],  # fmaf, for the scalar bag kernel on processors without FMA

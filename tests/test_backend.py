@@ -92,8 +92,11 @@ def test_both_backends_offer_the_same_functions_and_tables():
         c_parameters = list(inspect.signature(getattr(_ext, name)).parameters)
         numpy_parameters = list(inspect.signature(getattr(_numpy_backend, name)).parameters)
         assert c_parameters == numpy_parameters, name
-    assert list(inspect.signature(_ext.Table.take).parameters) == list(
-        inspect.signature(_numpy_backend.Table.take).parameters)
+    for method in ("take", "dequantize", "bag"):
+        c_parameters = list(inspect.signature(getattr(_ext.Table, method)).parameters)
+        numpy_parameters = list(
+            inspect.signature(getattr(_numpy_backend.Table, method)).parameters)
+        assert c_parameters == numpy_parameters, f"Table.{method}"
     assert _ext.BAG_MODES == _numpy_backend.BAG_MODES  # the C enum, read by both layers
     from rowquant._scheme import ROWWISE_U8
 

@@ -2,6 +2,8 @@
 rowquant._backend; rowquant._numpy_backend has the same functions. Callers pass arrays checked
 by rowquant._api; the glue still refuses (ValueError) arrays the kernels cannot read."""
 
+from collections.abc import Callable
+
 import numpy as np
 from typing_extensions import disjoint_base
 from numpy.typing import NDArray
@@ -46,5 +48,23 @@ def bag(
 
 @disjoint_base
 class Table:
-    def __init__(self, codes: NDArray[np.uint8], scales: NDArray[np.float32]) -> None: ...
-    def take(self, ids: NDArray[np.int64], out: NDArray[np.float32], n_threads: int) -> int: ...
+    def __init__(
+        self,
+        codes: NDArray[np.uint8],
+        scales: NDArray[np.float32],
+        default_threads: Callable[[], int],
+    ) -> None: ...
+    def take(self, ids: object, out: object, threads: object) -> NDArray[np.float32] | None: ...
+    def dequantize(self, out: object, threads: object) -> NDArray[np.float32] | None: ...
+    def bag(
+        self,
+        ids: object,
+        offsets: object,
+        lengths: object,
+        weights: object,
+        mode: object,
+        include_last_offset: object,
+        padding_idx: object,
+        out: object,
+        threads: object,
+    ) -> NDArray[np.float32] | None: ...

@@ -9,9 +9,19 @@ alignment), rather than trusting its callers. Each function makes one kernel cal
 released and returns what the kernel reported (-1, or the position of the first bad element);
 the caller raises the errors. Pointers are taken with ``&a[0, 0]`` under boundscheck=False,
 which is the data pointer even for empty arrays; kernels never dereference it then.
+
+Table, at the end, is QuantizedEmbedding's serving path: it serves the calls the kernels can
+take as they are, reading arrays through numpy's C API, and declines (returns None) every other,
+which then takes the checked path above.
 """
 cimport cython
+cimport numpy as cnp
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdlib cimport free, malloc
+
+cnp.import_array()
 
 
 cdef extern from "rowquant.h" nogil:
@@ -181,30 +191,295 @@ def bag(const uint8_t[:, :] codes not None, const float[::1] scales not None,
     return -1 if status == RQ_OK else bad
 
 
+# ----------------------------------------------------------------------------- the serving path
+#
+# QuantizedEmbedding's lookups, called once per request, cost more in Python than in the
+# kernels when they pass through the checked path above: typed memoryviews (a buffer request
+# per array), np.empty, flags objects, np.may_share_memory. A Table holds its arrays' pointers
+# and byte extents, and serves the calls that the kernels can take as they are straight from
+# the numpy C API, deciding each condition with a type number, a flag or a pointer compare.
+# Any other call it declines, having written nothing, and the caller takes the checked path,
+# which converts what it may and raises what it must: so every error, message and conversion
+# stays the checked path's, and this path only has to be right in what it accepts.
+
+# ids, offsets, weights: read as they are; out: written as it is
+cdef int READABLE = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+cdef int WRITABLE = READABLE | cnp.NPY_ARRAY_WRITEABLE
+
+
+cdef struct Extent:
+    # the bytes [begin, end) that an array spans, from its lowest item to its highest
+    uintptr_t begin
+    uintptr_t end
+
+
+cdef Extent NOTHING = Extent(0, 0)
+
+
+cdef inline bint disjoint(Extent a, Extent b) noexcept nogil:
+    """Whether two arrays share no byte, by the test np.may_share_memory makes (their extents;
+    an empty array shares nothing)."""
+    return a.begin >= a.end or b.begin >= b.end or a.end <= b.begin or b.end <= a.begin
+
+
+cdef Extent view_extent(const void *data, Py_ssize_t ndim, Py_ssize_t *shape,
+                        Py_ssize_t *strides, Py_ssize_t itemsize) noexcept:
+    """The extent of any strided array, rows in reverse order included."""
+    cdef Extent extent = Extent(<uintptr_t>data, <uintptr_t>data)
+    cdef Py_ssize_t axis, span
+    for axis in range(ndim):
+        if shape[axis] == 0:
+            return extent
+    for axis in range(ndim):
+        span = (shape[axis] - 1) * strides[axis]
+        if span < 0:
+            extent.begin -= <uintptr_t>(-span)
+        else:
+            extent.end += <uintptr_t>span
+    extent.end += <uintptr_t>itemsize
+    return extent
+
+
+cdef inline Extent contiguous_extent(cnp.ndarray array) noexcept:
+    cdef uintptr_t begin = <uintptr_t>cnp.PyArray_DATA(array)
+    return Extent(begin, begin + <uintptr_t>cnp.PyArray_NBYTES(array))
+
+
+cdef inline bint is_int64(object value, int ndim) noexcept:
+    """An ndarray (not a subclass) of native int64, C-contiguous and aligned, of ndim axes."""
+    if not cnp.PyArray_CheckExact(value):
+        return False
+    cdef cnp.ndarray array = <cnp.ndarray>value
+    return (cnp.PyArray_NDIM(array) == ndim
+            and cnp.PyArray_FLAGS(array) & READABLE == READABLE
+            and cnp.PyArray_ISSIGNED(array) and cnp.PyArray_ITEMSIZE(array) == 8
+            and cnp.PyArray_ISNOTSWAPPED(array))
+
+
+cdef inline bint is_float32(object value, int flags) noexcept:
+    """An ndarray (not a subclass) of native float32 with the flags."""
+    if not cnp.PyArray_CheckExact(value):
+        return False
+    cdef cnp.ndarray array = <cnp.ndarray>value
+    return (cnp.PyArray_TYPE(array) == cnp.NPY_FLOAT
+            and cnp.PyArray_FLAGS(array) & flags == flags
+            and cnp.PyArray_ISNOTSWAPPED(array))
+
+
+cdef int call_threads(object threads, object default_threads) except -1:
+    """The thread count of one call: the library default for None, the count for an int in
+    [1, 2**31 - 1]; 0 for anything else, which the checked path refuses with its message."""
+    cdef int overflow = 0
+    cdef long long count
+    if threads is None:
+        return default_threads()
+    if type(threads) is not int:
+        return 0
+    count = PyLong_AsLongLongAndOverflow(threads, &overflow)
+    if overflow or count < 1 or count > INT_MAX:
+        return 0
+    return <int>count
+
+
+cdef int64_t row_or_none(object padding_idx, int64_t n_rows) except? -3:
+    """padding_idx as a row in [0, n_rows), -1 for None (the kernels' "none"); -2 for anything
+    else, which the checked path refuses (or, for numpy integers, converts)."""
+    cdef int overflow = 0
+    cdef long long row
+    if padding_idx is None:
+        return -1
+    if type(padding_idx) is not int:
+        return -2
+    row = PyLong_AsLongLongAndOverflow(padding_idx, &overflow)
+    if overflow or not -n_rows <= row < n_rows:
+        return -2
+    return row + n_rows if row < 0 else row
+
+
 @cython.auto_pickle(False)
 cdef class Table:
-    """A quantized table's arrays held as checked typed memoryviews, so that a lookup from
-    Python pays for acquiring only its ids and output: the serving fast path of
-    QuantizedEmbedding."""
+    """A quantized table's arrays, checked once, serving QuantizedEmbedding's lookups at the
+    least cost per call (see above). Each method returns its float32 result (``out`` when
+    given), or None when the call is not one it serves; then nothing has been written."""
 
-    cdef const uint8_t[:, :] codes
-    cdef const float[::1] scales
-    cdef int64_t codes_stride
+    cdef const uint8_t[:, :] codes_view  # hold the buffers the pointers below point into
+    cdef const float[::1] scales_view
+    cdef const uint8_t *codes
+    cdef const float *scales
+    cdef int64_t n_rows, dim, codes_stride
+    cdef Extent codes_extent, scales_extent
+    cdef object default_threads
 
-    def __init__(self, const uint8_t[:, :] codes not None, const float[::1] scales not None):
+    def __init__(self, const uint8_t[:, :] codes not None, const float[::1] scales not None,
+                 default_threads not None):
         self.codes_stride = check_table(codes, scales)
-        self.codes = codes
-        self.scales = scales
+        self.codes_view = codes
+        self.scales_view = scales
+        self.codes = &codes[0, 0]
+        self.scales = &scales[0]
+        self.n_rows = codes.shape[0]
+        self.dim = codes.shape[1]
+        self.codes_extent = view_extent(self.codes, 2, codes.shape, codes.strides, 1)
+        self.scales_extent = view_extent(self.scales, 1, scales.shape, scales.strides,
+                                         sizeof(float))
+        self.default_threads = default_threads
 
-    def take(self, const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
-        """take() on the held arrays: rows ids into out; -1, or the position of the first id
-        out of range."""
-        check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
-        check_out(out, ids.shape[0], self.codes.shape[1])
+    cdef object output(self, object out, cnp.npy_intp n_rows, Extent first, Extent second,
+                       Extent third):
+        """out if it is a float32 (n_rows, dim) array the kernels can write as it is, sharing
+        no byte with the table or the three inputs; a new array for None; else None."""
+        cdef cnp.npy_intp shape[2]
+        if out is None:
+            shape[0] = n_rows
+            shape[1] = self.dim
+            return cnp.PyArray_SimpleNew(2, shape, cnp.NPY_FLOAT)
+        if not is_float32(out, WRITABLE):
+            return None
+        cdef cnp.ndarray array = <cnp.ndarray>out
+        if (cnp.PyArray_NDIM(array) != 2 or cnp.PyArray_DIM(array, 0) != n_rows
+                or cnp.PyArray_DIM(array, 1) != self.dim):
+            return None
+        cdef Extent written = contiguous_extent(array)
+        if not (disjoint(written, self.codes_extent) and disjoint(written, self.scales_extent)
+                and disjoint(written, first) and disjoint(written, second)
+                and disjoint(written, third)):
+            return None
+        return out
+
+    def take(self, ids, out, threads):
+        """rows ids (a C-contiguous, aligned 1-D int64 ndarray), into out: the result, or None
+        (also for an id out of range, the checked path then naming it)."""
+        if not is_int64(ids, 1):
+            return None
+        cdef int n_threads = call_threads(threads, self.default_threads)
+        if n_threads == 0:
+            return None
+        cdef cnp.ndarray id_array = <cnp.ndarray>ids
+        cdef int64_t n_ids = cnp.PyArray_DIM(id_array, 0)
+        out = self.output(out, n_ids, contiguous_extent(id_array), NOTHING, NOTHING)
+        if out is None:
+            return None
+        cdef const int64_t *id_data = <const int64_t *>cnp.PyArray_DATA(id_array)
+        cdef float *out_data = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int64_t bad = -1
         cdef int status
         with nogil:
-            status = rq_take(&self.codes[0, 0], &self.scales[0], self.codes.shape[0],
-                             self.codes.shape[1], self.codes_stride, &ids[0], ids.shape[0],
-                             &out[0, 0], out.shape[1], n_threads, &bad)
-        return -1 if status == RQ_OK else bad
+            status = rq_take(self.codes, self.scales, self.n_rows, self.dim, self.codes_stride,
+                             id_data, n_ids, out_data, self.dim, n_threads, &bad)
+        return out if status == RQ_OK else None
+
+    def dequantize(self, out, threads):
+        """the whole table, into out: the result, or None."""
+        cdef int n_threads = call_threads(threads, self.default_threads)
+        if n_threads == 0:
+            return None
+        out = self.output(out, self.n_rows, NOTHING, NOTHING, NOTHING)
+        if out is None:
+            return None
+        cdef float *out_data = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        with nogil:
+            rq_dequantize(self.codes, self.scales, self.n_rows, self.dim, self.codes_stride,
+                          out_data, self.dim, n_threads)
+        return out
+
+    def bag(self, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out,
+            threads):
+        """bags of ids, 2-D (bags, length) or 1-D with int64 offsets (C-contiguous, aligned,
+        1-D, valid), optional float32 weights of the shape of ids (mode "sum"), into out: the
+        result, or None (also for an id out of range)."""
+        cdef int mode_number
+        if type(mode) is not str:
+            return None
+        if mode == "sum":
+            mode_number = RQ_BAG_SUM
+        elif mode == "mean":
+            mode_number = RQ_BAG_MEAN
+        elif mode == "max":
+            mode_number = RQ_BAG_MAX
+        else:
+            return None
+        if lengths is not None or (include_last_offset is not False
+                                   and include_last_offset is not True):
+            return None
+        cdef int ids_ndim = 2 if offsets is None else 1
+        if not is_int64(ids, ids_ndim):
+            return None
+        cdef cnp.ndarray id_array = <cnp.ndarray>ids
+        cdef int64_t n_ids = cnp.PyArray_SIZE(id_array)
+        cdef Extent weights_extent = NOTHING
+        cdef const float *weights_data = NULL
+        if weights is not None:
+            if mode_number != RQ_BAG_SUM or not is_float32(weights, READABLE):
+                return None
+            if cnp.PyArray_NDIM(<cnp.ndarray>weights) != ids_ndim or (
+                    cnp.PyArray_DIM(<cnp.ndarray>weights, 0) != cnp.PyArray_DIM(id_array, 0)) or (
+                    ids_ndim == 2 and cnp.PyArray_DIM(<cnp.ndarray>weights, 1)
+                    != cnp.PyArray_DIM(id_array, 1)):
+                return None
+            weights_extent = contiguous_extent(<cnp.ndarray>weights)
+            weights_data = <const float *>cnp.PyArray_DATA(<cnp.ndarray>weights)
+        cdef int64_t padding = row_or_none(padding_idx, self.n_rows)
+        if padding == -2:
+            return None
+        cdef int n_threads = call_threads(threads, self.default_threads)
+        if n_threads == 0:
+            return None
+        cdef Extent offsets_extent = NOTHING
+        cdef const int64_t *offsets_data = NULL
+        cdef int64_t n_offsets = 0, n_bags, length
+        if ids_ndim == 2:
+            n_bags = cnp.PyArray_DIM(id_array, 0)
+            length = cnp.PyArray_DIM(id_array, 1)
+        else:
+            if not is_int64(offsets, 1):
+                return None
+            n_offsets = cnp.PyArray_DIM(<cnp.ndarray>offsets, 0)
+            if n_offsets == 0:
+                return None
+            n_bags = n_offsets - 1 if include_last_offset else n_offsets
+            offsets_extent = contiguous_extent(<cnp.ndarray>offsets)
+            offsets_data = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>offsets)
+        out = self.output(out, n_bags, contiguous_extent(id_array), weights_extent,
+                          offsets_extent)
+        if out is None:
+            return None
+        # bounds: the kernels' own copy, so that offsets changed by another thread during the
+        # call cannot send them past the ids; on the stack for a few bags
+        cdef int64_t few_bounds[64]
+        cdef int64_t *bounds = few_bounds
+        if n_bags + 1 > 64:
+            bounds = <int64_t *>malloc((n_bags + 1) * sizeof(int64_t))
+            if bounds == NULL:
+                raise MemoryError()
+        cdef int64_t k, previous = 0, bad = -1
+        cdef int status = RQ_OK
+        cdef bint valid = True
+        try:
+            if ids_ndim == 2:
+                for k in range(n_bags + 1):
+                    bounds[k] = k * length
+            else:
+                # PyTorch's rules, which the checked path enforces: from 0, non-decreasing, at
+                # most len(ids), and with include_last_offset ending at len(ids)
+                for k in range(n_offsets):
+                    bounds[k] = offsets_data[k]
+                    if bounds[k] < previous or bounds[k] > n_ids or (k == 0 and bounds[k] != 0):
+                        valid = False
+                        break
+                    previous = bounds[k]
+                if include_last_offset:
+                    valid = valid and previous == n_ids
+                else:
+                    bounds[n_offsets] = n_ids
+            if not valid:
+                return None
+            with nogil:
+                status = rq_bag(self.codes, self.scales, self.n_rows, self.dim,
+                                self.codes_stride, <const int64_t *>cnp.PyArray_DATA(id_array),
+                                n_ids, bounds, n_bags, weights_data, mode_number, padding,
+                                <float *>cnp.PyArray_DATA(<cnp.ndarray>out), self.dim,
+                                n_threads, &bad)
+        finally:
+            if bounds != few_bounds:
+                free(bounds)
+        return out if status == RQ_OK else None

@@ -10,6 +10,8 @@ is accepted and ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -83,19 +85,37 @@ def bag(
 
 
 class Table:
-    """A table's arrays held for lookups with the least work per call (the extension's Table)."""
+    """The extension's Table without its serving path: it holds nothing, and each method
+    declines (returns None), so every call on this backend takes the checked path to the
+    functions above."""
 
-    def __init__(self, codes: NDArray[np.uint8], scales: NDArray[np.float32]) -> None:
-        self.codes = codes
-        self.scales = scales
+    def __init__(
+        self,
+        codes: NDArray[np.uint8],
+        scales: NDArray[np.float32],
+        default_threads: Callable[[], int],
+    ) -> None:
+        pass
 
-    def take(self, ids: NDArray[np.int64], out: NDArray[np.float32], n_threads: int) -> int:
-        """:func:`take` on the held arrays. Like the extension, refuses (ValueError) ids that
-        are not a C-contiguous, aligned 1-D int64 array: the caller then converts them."""
-        if not (ids.ndim == 1 and ids.dtype == np.int64 and ids.flags.c_contiguous
-                and ids.flags.aligned):
-            raise ValueError("ids must be a C-contiguous, aligned 1-D int64 array")
-        return take(self.codes, self.scales, ids, out, n_threads)
+    def take(self, ids: object, out: object, threads: object) -> None:
+        return None
+
+    def dequantize(self, out: object, threads: object) -> None:
+        return None
+
+    def bag(
+        self,
+        ids: object,
+        offsets: object,
+        lengths: object,
+        weights: object,
+        mode: object,
+        include_last_offset: object,
+        padding_idx: object,
+        out: object,
+        threads: object,
+    ) -> None:
+        return None
 
 
 def simd_name() -> None:

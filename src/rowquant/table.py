@@ -13,9 +13,6 @@ from ._api import BagMode
 from ._formatting import human_bytes
 
 
-_INT64 = np.dtype(np.int64)  # native byte order
-
-
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
@@ -68,8 +65,11 @@ class QuantizedEmbedding:
         self._codes = _read_only(codes)
         self._scales = _read_only(scales)
         self._dim = codes.shape[1]
-        # the backend's handle on the arrays, for lookups with the least work per call
-        self._kernels = _backend.kernels.Table(self._codes, self._scales)
+        # the backend's handle on the arrays, serving the lookups it can take as they are with
+        # the least work per call (the library's default thread count read only when needed)
+        self._kernels = _backend.kernels.Table(
+            self._codes, self._scales, _threads.get_num_threads
+        )
 
     @property
     def codes(self) -> NDArray[np.uint8]:
@@ -124,21 +124,12 @@ class QuantizedEmbedding:
         array([[ 0.503937,  2.      ],
                [ 1.      , -1.      ]], dtype=float32)
         """
-        if out is None and type(ids) is np.ndarray and ids.dtype == _INT64 and ids.ndim == 1:
-            flags = ids.flags
-            if flags.c_contiguous and flags.aligned:
-                # the serving path: ids the kernels read as they are, and a new output
-                n_threads = (
-                    _threads.get_num_threads()
-                    if threads is None
-                    else _threads.resolve_threads(threads)
-                )
-                rows = np.empty((ids.shape[0], self._dim), dtype=np.float32)
-                bad = self._kernels.take(ids, rows, n_threads)
-                if bad < 0:
-                    return rows
-                raise _checks.id_range_error(ids, bad, len(self))
-        return _api.take_checked(self._codes, self._scales, ids, out, threads)
+        # the serving path: a call the kernels take as they are goes straight to the backend;
+        # any other (other ids, an unfit out= or threads=, a bad id) takes the checked path
+        rows: NDArray[np.float32] | None = self._kernels.take(ids, out, threads)
+        if rows is None:
+            rows = _api.take_checked(self._codes, self._scales, ids, out, threads)
+        return rows
 
     def bag(
         self,
@@ -166,10 +157,15 @@ class QuantizedEmbedding:
         array([[ 1.      , -1.      ],
                [ 1.007874,  4.      ]], dtype=float32)
         """
-        return _api.bag_checked(
-            self._codes, self._scales, ids, offsets, lengths, weights, mode,
-            include_last_offset, padding_idx, out, threads,
+        pooled: NDArray[np.float32] | None = self._kernels.bag(
+            ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out, threads
         )
+        if pooled is None:
+            pooled = _api.bag_checked(
+                self._codes, self._scales, ids, offsets, lengths, weights, mode,
+                include_last_offset, padding_idx, out, threads,
+            )
+        return pooled
 
     def dequantize(
         self, out: NDArray[np.float32] | None = None, *, threads: int | None = None
@@ -183,7 +179,10 @@ class QuantizedEmbedding:
         >>> rq.quantize(np.array([[1.0, -0.5]], np.float32)).dequantize()
         array([[ 1.      , -0.503937]], dtype=float32)
         """
-        return _api.dequantize_checked(self._codes, self._scales, out, threads)
+        table: NDArray[np.float32] | None = self._kernels.dequantize(out, threads)
+        if table is None:
+            table = _api.dequantize_checked(self._codes, self._scales, out, threads)
+        return table
 
     def save(self, path) -> None:
         """Write the table to ``path`` as a safetensors file, atomically; see
