@@ -137,6 +137,15 @@ static void dequantize_row(const uint8_t *codes, float scale, int64_t dim, float
     }
     const __m512 s = _mm512_set1_ps(scale), bias = _mm512_set1_ps(-(float)RQ_BIAS * scale);
     int64_t j = 0;
+    /* The first columns up to a 64-byte line of out, masked, so that the full stores below do
+     * not each straddle two lines (which cost half as much time again on 1000x64). */
+    const uintptr_t misaligned = (uintptr_t)out & 63;
+    if (misaligned && (misaligned & 3) == 0 && dim >= 16) {
+        j = (int64_t)(64 - misaligned) / 4;
+        const __mmask16 head = (__mmask16)((1u << j) - 1u);
+        const __m128i first = _mm_maskz_loadu_epi8(head, codes);
+        _mm512_mask_storeu_ps(out, head, _mm512_fmadd_ps(codes16_as_floats(first), s, bias));
+    }
     for (; j + 64 <= dim; j += 64) {
         const __m512i block = _mm512_loadu_si512(codes + j);
         _mm512_storeu_ps(out + j, _mm512_fmadd_ps(codes16_as_floats(_mm512_castsi512_si128(block)), s, bias));

@@ -60,3 +60,22 @@ def test_misaligned_out_is_refused(data):
         qe.take(ids, out=out)
     with pytest.raises(ValueError, match="scales_out must be aligned"):
         rq.quantize_rows(E, scales_out=misaligned(np.zeros(50, np.float32)))
+
+
+@pytest.mark.parametrize("offset", range(0, 64, 4))
+def test_out_at_any_float_offset_from_a_cache_line(offset):
+    # The AVX-512 dequantize stores the columns before out's first 64-byte line apart (masked),
+    # then whole lines: every start within a line, and rows narrower and wider than a line.
+    rng = np.random.default_rng(offset)
+    for dim in (15, 16, 17, 64, 100, 300):
+        codes = rng.integers(0, 256, (7, dim), dtype=np.uint8)
+        scales = rng.uniform(0, 2, 7).astype(np.float32)
+        space = np.zeros(7 * dim + 32, dtype=np.float32)
+        start = (-space.ctypes.data % 64 + offset) % 64 // 4
+        out = space[start : start + 7 * dim].reshape(7, dim)
+        assert out.ctypes.data % 64 == offset
+        qe = rq.QuantizedEmbedding(codes, scales)
+        expected = rq.reference.dequantize(codes, scales)
+        assert_same_bits(qe.dequantize(out), expected)
+        assert_same_bits(qe.take(np.array([3, 0, 6]), out[:3]), expected[[3, 0, 6]])
+        assert (space[:start] == 0).all() and (space[start + 7 * dim :] == 0).all()
