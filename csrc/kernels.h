@@ -257,20 +257,35 @@ static inline int64_t rq_pool_bag_centered(const rq_bag_rows *rows, const float 
 
 /* Bag kernels prefetch the columns they are about to sum of the row this many ids later (in
  * the same bag or the next ones). */
-#define RQ_BAG_AHEAD 8
+#define RQ_BAG_AHEAD 12
 
-/* Prefetch `span` bytes from column col of row ids[later] (and its scale with the first
- * columns), when later < n_ids and the id is a row of the table. */
-static inline void rq_prefetch_columns(const rq_bag_rows *rows, int64_t later, int64_t col,
-                                       int64_t span)
+/* A prefetch the compiler keeps where it is written: GCC 12 dropped the __builtin_prefetch
+ * calls of the AVX-512 bag loop (when it specialized the loop for a vector count), and bags
+ * of 400000x300 took 15 ms instead of 7. */
+static inline __attribute__((always_inline)) void rq_prefetch(const void *address)
 {
-    if (later >= rows->n_ids) return;
-    const int64_t row = rows->ids[later];
-    if (!rq_valid_row(row, rows->n_rows)) return;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)address));
+#else
+    __builtin_prefetch(address);
+#endif
+}
+
+/* Prefetch `span` bytes (at most 512) from column col of row ids[later] and the row's scale,
+ * where later < n_ids and the id is a row of the table (else those of row 0, harmlessly).
+ * Branch-free, with a fixed count of lines. */
+static inline __attribute__((always_inline)) void rq_prefetch_columns(const rq_bag_rows *rows,
+                                                                      int64_t later, int64_t col,
+                                                                      int64_t span)
+{
+    const int64_t at = later < rows->n_ids ? later : rows->n_ids - 1;
+    int64_t row = rows->ids[at];
+    row = rq_valid_row(row, rows->n_rows) ? row : 0;
     const uint8_t *first = rows->codes + row * rows->codes_stride + col;
-    for (int64_t offset = 0; offset < span; offset += 64) __builtin_prefetch(first + offset);
-    __builtin_prefetch(first + span - 1);
-    if (col == 0) __builtin_prefetch(rows->scales + row);
+    _Pragma("GCC unroll 8") for (int line = 0; line < 8; line++)
+        if (64 * line < span) rq_prefetch(first + 64 * line);
+    rq_prefetch(first + span - 1);
+    rq_prefetch(rows->scales + row);
 }
 
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof
