@@ -33,6 +33,7 @@ extension = Extension(
     sources=["src/rowquant/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
     # the glue reads arrays through numpy's C API (the serving path of QuantizedEmbedding)
     include_dirs=["csrc", numpy.get_include()],
+    depends=sorted(glob.glob("csrc/*.h")),  # rebuild when only a header changed
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=list(COMPILE_ARGS),
     extra_link_args=list(LINK_ARGS),

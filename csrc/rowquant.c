@@ -249,6 +249,8 @@ static int64_t bag_split(const int64_t *bounds, int64_t n_bags, int member, int 
     return low;
 }
 
+#define RQ_MEAN_CHUNK 32
+
 /* One member's contiguous share of the bags, each pooled whole by this member in id order. */
 static void bag_part(void *context, int member, int members)
 {
@@ -267,18 +269,24 @@ static void bag_part(void *context, int member, int members)
     int64_t first, last, first_bad = -1;
     first = bag_split(bounds, job->n_bags, member, members);
     last = bag_split(bounds, job->n_bags, member + 1, members);
-    if (mode != RQ_BAG_MAX)
-        first_bad = k->pool_bags(&rows, weights, bounds, first, last, out, out_stride);
-    for (int64_t b = first; b < last; b++) {
-        const int64_t begin = bounds[b], end = bounds[b + 1];
-        float *bag_out = out + b * out_stride;
-        if (mode == RQ_BAG_MAX) {
-            const int64_t bad = k->max_bag(&rows, begin, end, bag_out);
+    if (mode == RQ_BAG_MAX) {
+        for (int64_t b = first; b < last; b++) {
+            const int64_t bad = k->max_bag(&rows, bounds[b], bounds[b + 1], out + b * out_stride);
             if (bad >= 0 && first_bad < 0) first_bad = bad; /* bags in order: the first is least */
-        } else if (mode == RQ_BAG_MEAN) {
+        }
+    }
+    /* Sums and means, RQ_MEAN_CHUNK bags per kernel call, so that a mean divides bags that
+     * are still in the cache (dividing the whole output afterwards made means of 8192 bags of
+     * 400000x300 take a fifth longer than sums). */
+    for (int64_t chunk = first; mode != RQ_BAG_MAX && chunk < last; chunk += RQ_MEAN_CHUNK) {
+        const int64_t chunk_end = last - chunk > RQ_MEAN_CHUNK ? chunk + RQ_MEAN_CHUNK : last;
+        const int64_t bad = k->pool_bags(&rows, weights, bounds, chunk, chunk_end, out, out_stride);
+        if (bad >= 0 && first_bad < 0) first_bad = bad;
+        for (int64_t b = chunk; mode == RQ_BAG_MEAN && b < chunk_end; b++) {
             int64_t count = 0;
-            for (int64_t i = begin; i < end; i++) count += ids[i] != padding_idx;
+            for (int64_t i = bounds[b]; i < bounds[b + 1]; i++) count += ids[i] != padding_idx;
             if (count > 0) {
+                float *bag_out = out + b * out_stride;
                 const float divisor = (float)count;
                 for (int64_t j = 0; j < dim; j++) bag_out[j] /= divisor;
             }
