@@ -435,7 +435,7 @@ def _pool_block(
         totals[into] += factors  # float32 additions, in id order
         counts[into] += 1
     if mode != "max" and not centered:
-        sums[:] = _fma32(np.float32(-BIAS), totals[:, None], sums)
+        sums[:] = _fma32(np.full((1, 1), -BIAS, dtype=np.float32), totals[:, None], sums)
 
 
 def embedding_bag(
