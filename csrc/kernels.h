@@ -288,6 +288,26 @@ static inline __attribute__((always_inline)) void rq_prefetch_columns(const rq_b
     rq_prefetch(rows->scales + row);
 }
 
+/* One id of a bag in the SIMD pool loops: prefetch the same columns of the row RQ_BAG_AHEAD
+ * ids later, read ids[k] once and check it. Returns the row's codes from column col, with its
+ * factor in *factor, added to *total; or NULL for padding_idx and for an id outside the table,
+ * whose position goes to *bad (see rq_note_bad). */
+RQ_INLINE const uint8_t *rq_bag_step(const rq_bag_rows *table, const float *weights, int64_t k,
+                                     int64_t col, int64_t span, int64_t *bad, float *factor,
+                                     float *total)
+{
+    rq_prefetch_columns(table, k + RQ_BAG_AHEAD, col, span);
+    const int64_t row = table->ids[k];
+    if (!rq_valid_row(row, table->n_rows)) {
+        rq_note_bad(bad, k);
+        return NULL;
+    }
+    if (row == table->padding_idx) return NULL;
+    *factor = rq_bag_factor(table->scales[row], weights, k);
+    *total += *factor;
+    return table->codes + row * table->codes_stride + col;
+}
+
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof
  * needs products of the scale to stay clear of float32's subnormal range. */
 #define RQ_FAST_MIN_SCALE 0x1p-100f

@@ -242,38 +242,31 @@ void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
  * the row RQ_BAG_AHEAD ids later, in this bag or the next. */
 RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64_t begin,
                             int64_t end, int64_t col, int vectors, int64_t last_col, float *out,
-                            int64_t *bad, __m256 *nonfinite)
+                            int64_t *bad, int *nonfinite)
 {
     const rq_bag_rows table = *rows; /* registers, not reloads after each store */
     const int64_t span = last_col + 8 - col;
     float total = 0.0f;
     __m256 acc[RQ_YMM_PASS];
     _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) acc[v] = _mm256_setzero_ps();
+    float factor;
     for (int64_t k = begin; k < end; k++) {
-        rq_prefetch_columns(&table, k + RQ_BAG_AHEAD, col, span);
-        const int64_t row = table.ids[k];
-        if (!rq_valid_row(row, table.n_rows)) {
-            rq_note_bad(bad, k);
-            continue;
-        }
-        if (row == table.padding_idx) continue;
-        const uint8_t *row_codes = table.codes + row * table.codes_stride;
-        const float factor = rq_bag_factor(table.scales[row], weights, k);
+        const uint8_t *codes = rq_bag_step(&table, weights, k, col, span, bad, &factor, &total);
+        if (!codes) continue;
         const __m256 f = _mm256_set1_ps(factor);
-        total += factor;
         _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) {
-            const int64_t at = v == vectors - 1 ? last_col : col + 8 * v;
-            acc[v] = _mm256_fmadd_ps(codes8_as_floats(row_codes + at), f, acc[v]);
+            const int64_t at = v == vectors - 1 ? last_col - col : 8 * v;
+            acc[v] = _mm256_fmadd_ps(codes8_as_floats(codes + at), f, acc[v]);
         }
     }
     const __m256 bias = _mm256_set1_ps(-(float)RQ_BIAS), t = _mm256_set1_ps(total);
-    __m256 unordered = *nonfinite; /* x - x is NaN exactly where x is inf or NaN */
+    __m256 unordered = _mm256_setzero_ps(); /* x - x is NaN exactly where x is inf or NaN */
     _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) {
         const __m256 value = _mm256_fmadd_ps(bias, t, acc[v]);
         unordered = _mm256_or_ps(unordered, _mm256_sub_ps(value, value));
         _mm256_storeu_ps(out + (v == vectors - 1 ? last_col : col + 8 * v), value);
     }
-    *nonfinite = unordered;
+    *nonfinite |= _mm256_movemask_ps(_mm256_cmp_ps(unordered, unordered, _CMP_UNORD_Q)) != 0;
 }
 
 #define RQ_POOL_CASE(n) \
@@ -282,7 +275,7 @@ RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64
 /* pool_columns with a literal vector count for each of 1..RQ_YMM_PASS. */
 static void pool_vectors(const rq_bag_rows *rows, const float *weights, int64_t begin,
                          int64_t end, int64_t col, int vectors, int64_t last_col, float *out,
-                         int64_t *bad, __m256 *nonfinite)
+                         int64_t *bad, int *nonfinite)
 {
     switch (vectors) {
         RQ_POOL_CASE(1) RQ_POOL_CASE(2) RQ_POOL_CASE(3) RQ_POOL_CASE(4) RQ_POOL_CASE(5)
@@ -321,7 +314,7 @@ static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t b
     int64_t bad = -1;
     const int64_t total = (dim + 7) / 8;
     const int64_t passes = (total + RQ_YMM_PASS - 1) / RQ_YMM_PASS;
-    __m256 nonfinite = _mm256_setzero_ps(); /* NaN lanes where a result is not finite */
+    int nonfinite = 0; /* whether a result is not finite */
     int64_t done = 0;
     for (int64_t p = 0; p < passes; p++) {
         const int64_t vectors = total * (p + 1) / passes - total * p / passes;
@@ -331,8 +324,7 @@ static int64_t pool_bag(const rq_bag_rows *rows, const float *weights, int64_t b
                      &nonfinite);
         done += vectors;
     }
-    if (_mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)))
-        return rq_pool_bag_centered(rows, weights, begin, end, out);
+    if (nonfinite) return rq_pool_bag_centered(rows, weights, begin, end, out);
     return bad;
 }
 
@@ -347,10 +339,9 @@ RQ_INLINE int64_t pool_bags_one_pass(const rq_bag_rows *rows, const float *weigh
     for (int64_t b = first_bag; b < last_bag; b++) {
         const int64_t begin = bounds[b], end = bounds[b + 1];
         float *bag_out = out + b * out_stride;
-        __m256 nonfinite = _mm256_setzero_ps();
+        int nonfinite = 0;
         pool_columns(rows, weights, begin, end, 0, vectors, last_col, bag_out, &bad, &nonfinite);
-        if (_mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)))
-            rq_pool_bag_centered(rows, weights, begin, end, bag_out);
+        if (nonfinite) rq_pool_bag_centered(rows, weights, begin, end, bag_out);
     }
     return bad;
 }

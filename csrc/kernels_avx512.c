@@ -175,25 +175,18 @@ static void dequantize_row(const uint8_t *codes, float scale, int64_t dim, float
  * prefetches the same columns of the row RQ_BAG_AHEAD ids later, in this bag or the next. */
 RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64_t begin,
                             int64_t end, int64_t col, int vectors, __mmask16 lanes, float *out,
-                            int64_t *bad, __mmask16 *nonfinite)
+                            int64_t *bad, int *nonfinite)
 {
     const rq_bag_rows table = *rows; /* registers, not reloads after each store */
     const int64_t span = 16 * (int64_t)(vectors - 1) + __builtin_popcount(lanes);
     float total = 0.0f;
     __m512 acc[RQ_ZMM_PASS];
     _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) acc[v] = _mm512_setzero_ps();
+    float factor;
     for (int64_t k = begin; k < end; k++) {
-        rq_prefetch_columns(&table, k + RQ_BAG_AHEAD, col, span);
-        const int64_t row = table.ids[k];
-        if (!rq_valid_row(row, table.n_rows)) {
-            rq_note_bad(bad, k);
-            continue;
-        }
-        if (row == table.padding_idx) continue;
-        const uint8_t *codes = table.codes + row * table.codes_stride + col;
-        const float factor = rq_bag_factor(table.scales[row], weights, k);
+        const uint8_t *codes = rq_bag_step(&table, weights, k, col, span, bad, &factor, &total);
+        if (!codes) continue;
         const __m512 f = _mm512_set1_ps(factor);
-        total += factor;
         _Pragma("GCC unroll 32") for (int v = 0; v < vectors - 1; v++)
             acc[v] = _mm512_fmadd_ps(
                 codes16_as_floats(_mm_loadu_si128((const __m128i *)(codes + 16 * v))), f, acc[v]);
@@ -211,7 +204,7 @@ RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64
     const __m512 value = _mm512_fmadd_ps(bias, t, acc[vectors - 1]);
     found |= _mm512_mask_fpclass_ps_mask(lanes, value, infinities_and_nans);
     _mm512_mask_storeu_ps(out + col + 16 * (vectors - 1), lanes, value);
-    *nonfinite |= found;
+    *nonfinite |= found != 0;
 }
 
 /* pool_columns with a literal vector count for each of 1..RQ_ZMM_PASS. */
@@ -220,7 +213,7 @@ RQ_INLINE void pool_columns(const rq_bag_rows *rows, const float *weights, int64
 
 static void pool_vectors(const rq_bag_rows *rows, const float *weights, int64_t begin,
                          int64_t end, int64_t col, int vectors, __mmask16 lanes, float *out,
-                         int64_t *bad, __mmask16 *nonfinite)
+                         int64_t *bad, int *nonfinite)
 {
     switch (vectors) {
         RQ_POOL_CASE(1) RQ_POOL_CASE(2) RQ_POOL_CASE(3) RQ_POOL_CASE(4) RQ_POOL_CASE(5)
@@ -239,7 +232,7 @@ static int64_t pool_bag_passes(const rq_bag_rows *rows, const float *weights, in
 {
     const int64_t dim = rows->dim;
     int64_t bad = -1;
-    __mmask16 nonfinite = 0; /* lanes where a result is not finite */
+    int nonfinite = 0; /* whether a result is not finite */
     const int64_t total = (dim + 15) / 16;
     const int64_t passes = (total + RQ_ZMM_PASS - 1) / RQ_ZMM_PASS;
     int64_t done = 0;
@@ -266,7 +259,7 @@ RQ_INLINE int64_t pool_bags_one_pass(const rq_bag_rows *rows, const float *weigh
     for (int64_t b = first_bag; b < last_bag; b++) {
         const int64_t begin = bounds[b], end = bounds[b + 1];
         float *bag_out = out + b * out_stride;
-        __mmask16 nonfinite = 0;
+        int nonfinite = 0;
         pool_columns(rows, weights, begin, end, 0, vectors, lanes, bag_out, &bad, &nonfinite);
         if (nonfinite) rq_pool_bag_centered(rows, weights, begin, end, bag_out);
     }

@@ -213,6 +213,22 @@ def table_for(call, default_threads=rq.get_num_threads):
     return _backend.kernels.Table(call.codes, call.scales, default_threads)
 
 
+def assert_served_or_declined(fast, out, serve, expected):
+    """Call serve(): a fast call returns the checked path's result (expected(), in out when one
+    is given); any other returns None having left out exactly as it was."""
+    before = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
+    served = serve()
+    if not fast:
+        assert served is None
+        if before is not None:
+            assert np.array(out, copy=True).tobytes() == before.tobytes()
+        return
+    assert served is not None
+    assert served is out or out is None
+    wanted = expected()
+    assert served.tobytes() == wanted.tobytes() and served.shape == wanted.shape
+
+
 @on_c
 @pytest.mark.parametrize("case", list(TAKES))
 def test_the_table_serves_exactly_the_calls_it_should(case):
@@ -221,17 +237,11 @@ def test_the_table_serves_exactly_the_calls_it_should(case):
     fast, make = TAKES[case]
     call = make()
     out = call.args.get("out")
-    before = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
-    served = table_for(call).take(call.args["ids"], out, call.args.get("threads"))
-    if not fast:
-        assert served is None
-        if before is not None:
-            assert np.array(out, copy=True).tobytes() == before.tobytes()
-        return
-    assert served is not None
-    assert served is out or out is None
-    expected = rq.take(call.codes, call.scales, call.args["ids"], threads=1)
-    assert served.tobytes() == expected.tobytes() and served.shape == expected.shape
+    assert_served_or_declined(
+        fast, out,
+        lambda: table_for(call).take(call.args["ids"], out, call.args.get("threads")),
+        lambda: rq.take(call.codes, call.scales, call.args["ids"], threads=1),
+    )
 
 
 def refuse_to_read():
@@ -400,18 +410,12 @@ def test_the_table_serves_exactly_the_bags_it_should(case):
     fast, make = BAGS[case]
     call = make()
     args = {**BAG_DEFAULTS, **call.args}
-    out = args["out"]
-    before = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
-    served = table_for(call).bag(*(args[name] for name in TABLE_BAG_ARGS))
-    if not fast:
-        assert served is None
-        if before is not None:
-            assert np.array(out, copy=True).tobytes() == before.tobytes()
-        return
-    assert served is not None and (served is out or out is None)
     checked = make()
-    expected = embedding_bag(checked.codes, checked.scales, **checked.args)
-    assert served.tobytes() == expected.tobytes() and served.shape == expected.shape
+    assert_served_or_declined(
+        fast, args["out"],
+        lambda: table_for(call).bag(*(args[name] for name in TABLE_BAG_ARGS)),
+        lambda: embedding_bag(checked.codes, checked.scales, **checked.args),
+    )
 
 
 # ----------------------------------------------------------------------------- dequantize
@@ -469,15 +473,11 @@ def test_the_table_serves_exactly_the_dequantizes_it_should(case):
     fast, make = DEQUANTIZES[case]
     call = make()
     out = call.args.get("out")
-    before = np.array(out, copy=True) if isinstance(out, np.ndarray) else None
-    served = table_for(call).dequantize(out, call.args.get("threads"))
-    if not fast:
-        assert served is None
-        if before is not None:
-            assert np.array(out, copy=True).tobytes() == before.tobytes()
-        return
-    assert served is not None and (served is out or out is None)
-    assert served.tobytes() == rq.reference.dequantize(call.codes, call.scales).tobytes()
+    assert_served_or_declined(
+        fast, out,
+        lambda: table_for(call).dequantize(out, call.args.get("threads")),
+        lambda: rq.reference.dequantize(call.codes, call.scales),
+    )
 
 
 @on_c
