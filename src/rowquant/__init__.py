@@ -19,6 +19,8 @@ Examples
 True
 """
 
+from collections.abc import Iterable, Mapping
+
 from numpy.typing import ArrayLike
 
 from . import reference
@@ -37,7 +39,8 @@ from ._onnx import to_onnx
 from ._interop import from_fbgemm, from_torch_quantized, to_fbgemm, to_torch_quantized
 from .io import QuantizeSummary, load, quantize_file, save
 from .report import ErrorReport, error_report
-from .table import QuantizedEmbedding
+from ._keys import Keys, check_metadata
+from .table import QuantizedEmbedding, _checked_keys
 
 __all__ = [
     "BackendInfo",
@@ -67,7 +70,13 @@ __all__ = [
 ]
 
 
-def quantize(E: ArrayLike, *, threads: int | None = None) -> QuantizedEmbedding:
+def quantize(
+    E: ArrayLike,
+    *,
+    keys: Iterable[str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    threads: int | None = None,
+) -> QuantizedEmbedding:
     """Quantize a float table ``(N, D)`` into a :class:`QuantizedEmbedding`: uint8 codes and one
     float32 scale per row, 4x smaller than float32, looked up without rebuilding the table.
 
@@ -88,6 +97,13 @@ def quantize(E: ArrayLike, *, threads: int | None = None) -> QuantizedEmbedding:
         exactly). Strided, Fortran-order, byte-swapped and non-float32 tables are converted to
         float32 in C order first (a copy); float32 tables whose rows are contiguous are read
         in place. ``E`` is never modified.
+    keys : sequence of str, optional
+        One word (key) per row, unique: the table then answers ``qe["king"]``,
+        :meth:`~QuantizedEmbedding.index`, :meth:`~QuantizedEmbedding.lookup` and
+        :meth:`~QuantizedEmbedding.bag_words`, and its file keeps the keys.
+    metadata : dict of str to str, optional
+        Free-form metadata (model name, source, licence) kept with the table and written to
+        its file.
     threads : int, optional
         Threads to use, from 1 to 2**31 - 1 (a call uses at most 256); default
         :func:`rowquant.get_num_threads`. Tables under a few megabytes are quantized on one
@@ -106,7 +122,9 @@ def quantize(E: ArrayLike, *, threads: int | None = None) -> QuantizedEmbedding:
         ``E`` is not a floating-point array (integer, bool, complex, object).
     ValueError
         ``E`` is not 2-D, or holds NaN or inf, or a float64 value past float32's range (the
-        message names the first such row and column); ``threads`` is out of range.
+        message names the first such row and column); ``threads`` is out of range; ``keys``
+        repeats a word or does not have one per row; ``metadata`` uses a name the format
+        writes itself (``format``, ``version``, ``scheme``, ``bias``).
 
     See Also
     --------
@@ -128,6 +146,14 @@ def quantize(E: ArrayLike, *, threads: int | None = None) -> QuantizedEmbedding:
     array([20000.    ,  2992.126 ,   944.8819,   944.8819], dtype=float32)
     >>> rq.quantize(np.array([[127.0, 2.5, -2.5]])).codes    # exact ties round up
     array([[255, 131, 126]], dtype=uint8)
+    >>> words = rq.quantize(np.array([[1, 0], [0, 2]], np.float32), keys=["king", "queen"])
+    >>> words["queen"]
+    array([0., 2.], dtype=float32)
     """
+    # the keys and metadata are checked before the table is quantized, their count after it
+    checked_keys = Keys.from_strings(keys) if keys is not None else None
+    checked_metadata = check_metadata(metadata)
     codes, scales = quantize_rows(E, threads=threads)
-    return QuantizedEmbedding._from_checked(codes, scales)
+    return QuantizedEmbedding._from_checked(
+        codes, scales, _checked_keys(checked_keys, codes.shape[0]), checked_metadata
+    )

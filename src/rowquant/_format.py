@@ -2,7 +2,11 @@
 
 A table is a safetensors file: ``scales`` (F32 ``[N]``) then ``codes`` (U8 ``[N, D]``),
 metadata ``format=rowquant, version=1, scheme=rowwise-symmetric-u8, bias=128``. The header is
-padded so that the codes start on a 64-byte boundary of the file. Files are written atomically
+padded so that the codes start on a 64-byte boundary of the file. A table with keys (words) adds
+``key_offsets`` (I64 ``[N + 1]``) and ``keys`` (U8, the keys' UTF-8 bytes back to back) after the
+codes; free-form metadata (model name, source, licence) are more ``__metadata__`` entries beside
+the format's own. A table without keys or metadata is written byte for byte as before, and files
+without them load as before. Files are written atomically
 (:mod:`rowquant._atomic`). This module knows codes and scales, not
 :class:`~rowquant.QuantizedEmbedding`: the table's ``save`` and :mod:`rowquant.io` both call it.
 
@@ -16,9 +20,9 @@ Examples
 >>> _format.write_table(path, codes, scales)
 >>> os.path.getsize(path) == len(_format.table_header(2, 3)) + 2 * 4 + 2 * 3
 True
->>> codes_read, scales_read = _format.read_table(path, mmap=False)
->>> codes_read.tolist(), scales_read.tolist()
-([[128, 128, 128], [128, 128, 128]], [0.0, 0.0])
+>>> stored = _format.read_table(path, mmap=False)
+>>> stored.codes.tolist(), stored.scales.tolist(), stored.keys, stored.metadata
+([[128, 128, 128], [128, 128, 128]], [0.0, 0.0], None, {})
 """
 
 from __future__ import annotations
@@ -26,26 +30,58 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _atomic, _checks, _safetensors
+from ._keys import RESERVED_METADATA, Keys, check_metadata
 from ._chunks import DEFAULT_CHUNK_BYTES
 from ._scheme import DEFAULT as DEFAULT_SCHEME
 from ._scheme import SCHEMES
 
-__all__ = ["CODES_ALIGNMENT", "METADATA", "little_endian_f32", "read_table", "table_header",
-           "write_table"]
+__all__ = ["CODES_ALIGNMENT", "METADATA", "StoredTable", "little_endian_f32", "read_table",
+           "table_header", "write_keys", "write_table"]
 
 # what every rowquant file records; the scheme's part comes from its description
 METADATA = {"format": "rowquant", "version": "1", **DEFAULT_SCHEME.metadata()}
 CODES_ALIGNMENT = 64  # a cache line: rows whose width is a multiple of it then take whole lines
 
 
-def table_header(rows: int, dim: int) -> bytes:
-    """The header bytes of a rowquant file for a table of ``rows`` x ``dim``."""
+KEY_TENSORS = ("key_offsets", "keys")  # the optional vocabulary, after the codes
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """What a rowquant file holds: the checked codes and scales, the keys if it has them, and
+    its free-form metadata (the format's own entries left out)."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    keys: Keys | None
+    metadata: dict[str, str]
+
+
+def table_header(rows: int, dim: int, key_bytes: int | None = None,
+                 metadata: dict[str, str] | None = None) -> bytes:
+    """The header bytes of a rowquant file for a table of ``rows`` x ``dim``; with
+    ``key_bytes``, one that also holds ``rows`` keys of that many UTF-8 bytes in all (tensors
+    ``key_offsets``, I64 ``[rows + 1]``, and ``keys``, U8 ``[key_bytes]``, after the codes, so
+    that a file without keys is laid out as before). ``metadata`` are free-form entries
+    (checked by :func:`rowquant._keys.check_metadata`), written beside the format's own."""
     tensors = {"scales": ("F32", (rows,)), "codes": ("U8", (rows, dim))}
-    return _safetensors.encode_header(tensors, METADATA, "codes", CODES_ALIGNMENT)
+    if key_bytes is not None:
+        tensors["key_offsets"] = ("I64", (rows + 1,))
+        tensors["keys"] = ("U8", (key_bytes,))
+    entries = {**check_metadata(metadata), **METADATA}
+    return _safetensors.encode_header(tensors, entries, "codes", CODES_ALIGNMENT)
+
+
+def write_keys(fd: int, offset: int, keys: Keys) -> None:
+    """Write ``keys`` as the file stores them (offsets as little-endian int64, then the UTF-8
+    bytes) at ``offset`` of the open file ``fd``: the end of the codes."""
+    _atomic.write_all(fd, np.ascontiguousarray(keys.offsets, dtype="<i8"), offset)
+    _atomic.write_all(fd, np.ascontiguousarray(keys.utf8), offset + keys.offsets.nbytes)
 
 
 def little_endian_f32(scales: np.ndarray) -> np.ndarray:
@@ -53,11 +89,13 @@ def little_endian_f32(scales: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(scales, dtype="<f4")
 
 
-def write_table(path, codes: np.ndarray, scales: np.ndarray) -> None:
-    """Write ``codes`` (uint8 ``(N, D)``) and ``scales`` (float32 ``(N,)``), already checked, to
-    ``path`` as a rowquant file, atomically (:func:`rowquant._atomic.atomic_output`)."""
+def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None = None,
+                metadata: dict[str, str] | None = None) -> None:
+    """Write ``codes`` (uint8 ``(N, D)``) and ``scales`` (float32 ``(N,)``), already checked, and
+    ``keys`` (``N`` of them) if given, to ``path`` as a rowquant file with the free-form
+    ``metadata``, atomically (:func:`rowquant._atomic.atomic_output`)."""
     rows, dim = codes.shape
-    header = table_header(rows, dim)
+    header = table_header(rows, dim, None if keys is None else keys.utf8.shape[0], metadata)
     with _atomic.atomic_output(path) as fd:
         _atomic.write_all(fd, header, 0)
         _atomic.write_all(fd, little_endian_f32(scales), len(header))
@@ -69,6 +107,8 @@ def write_table(path, codes: np.ndarray, scales: np.ndarray) -> None:
             for start in range(0, rows, step):
                 block = np.ascontiguousarray(codes[start : start + step])
                 _atomic.write_all(fd, block, offset + start * dim)
+        if keys is not None:
+            write_keys(fd, offset + rows * dim, keys)
 
 
 def _rowquant_tensors(header: _safetensors.Header):
@@ -98,8 +138,11 @@ def _rowquant_tensors(header: _safetensors.Header):
             f"unknown quantization bias {header.metadata.get('bias')!r} "
             f"(this rowquant knows {str(scheme.bias)!r})"
         )
-    if set(header.tensors) != {"scales", "codes"}:
-        raise ValueError(f"a rowquant table holds the tensors scales and codes, this one {names}")
+    if set(header.tensors) not in ({"scales", "codes"}, {"scales", "codes", *KEY_TENSORS}):
+        raise ValueError(
+            "a rowquant table holds the tensors scales and codes (and key_offsets and keys if it "
+            f"has keys), this one {names}"
+        )
     scales, codes = header.tensors["scales"], header.tensors["codes"]
     if scales.dtype != "F32" or len(scales.shape) != 1:
         raise ValueError(f"scales must be F32 [N], got {scales.dtype} {list(scales.shape)}")
@@ -111,6 +154,15 @@ def _rowquant_tensors(header: _safetensors.Header):
         )
     if 4 * codes.shape[1] > sys.maxsize:  # an empty table can claim any width
         raise ValueError(f"codes has {codes.shape[1]} columns, too many for a row of float32")
+    if "keys" in header.tensors:
+        offsets, keys = header.tensors["key_offsets"], header.tensors["keys"]
+        if offsets.dtype != "I64" or offsets.shape != (codes.shape[0] + 1,):
+            raise ValueError(
+                f"key_offsets must be I64 [{codes.shape[0] + 1}] (one more than the rows), got "
+                f"{offsets.dtype} {list(offsets.shape)}"
+            )
+        if keys.dtype != "U8" or len(keys.shape) != 1:
+            raise ValueError(f"keys must be U8 [bytes], got {keys.dtype} {list(keys.shape)}")
     return scales, codes
 
 
@@ -126,10 +178,12 @@ def _read_into(file, array: np.ndarray, offset: int) -> None:
         view = view[count:]
 
 
-def read_table(path, *, mmap: bool = True, validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The checked (codes, scales) of the rowquant file at ``path``: views of a read-only memory
-    map of it, or with ``mmap=False`` arrays read into memory; see :func:`rowquant.load`.
-    Raises ``ValueError`` naming the file for anything that is not a valid rowquant table."""
+def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable:
+    """The checked table of the rowquant file at ``path``: codes, scales and keys as views of a
+    read-only memory map of it, or with ``mmap=False`` arrays read into memory; see
+    :func:`rowquant.load`. Raises ``ValueError`` naming the file for anything that is not a
+    valid rowquant table."""
+    keys = None
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         try:
@@ -142,17 +196,35 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> tuple[np.nd
             buffer = _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_READ)
             scales = _safetensors.array_view(buffer, scales_tensor)
             codes = _safetensors.array_view(buffer, codes_tensor)
+            if "keys" in header.tensors:
+                # views: nothing of the vocabulary is read until a key is asked for
+                key_arrays = [_safetensors.array_view(buffer, header.tensors[name])
+                              for name in KEY_TENSORS]
         else:
             scales = np.empty(rows, dtype="<f4")
             codes = _checks.cache_aligned_empty((rows, dim), np.uint8)
             _read_into(file, scales, scales_tensor.start)
             _read_into(file, codes, codes_tensor.start)
+            if "keys" in header.tensors:
+                key_arrays = []
+                for name in KEY_TENSORS:
+                    tensor = header.tensors[name]
+                    array = np.empty(tensor.shape, _safetensors.DTYPES[tensor.dtype][0])
+                    _read_into(file, array, tensor.start)
+                    key_arrays.append(array)
     if not scales.dtype.isnative or scales.ctypes.data % scales.itemsize:
         # another writer may leave the scales off a 4-byte boundary: the C kernels read them as
         # float32, so they get an aligned copy (4 bytes per row)
         scales = scales.astype(np.float32)
     try:
         codes, scales = _checks.codes_and_scales(codes, scales, check_values=validate)
-    except ValueError as error:
+        if "keys" in header.tensors:
+            offsets, utf8 = key_arrays
+            # the offsets' checks read 8 bytes per row; the keys' bytes stay unread
+            keys = Keys(utf8, offsets)
+    except (ValueError, TypeError) as error:
         raise ValueError(f"{os.fspath(path)}: {error}") from None
-    return codes, scales
+    metadata = {
+        name: value for name, value in header.metadata.items() if name not in RESERVED_METADATA
+    }
+    return StoredTable(codes, scales, keys, metadata)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,11 +57,13 @@ from .table import QuantizedEmbedding
 __all__ = ["QuantizeSummary", "load", "quantize_file", "save"]
 
 
-def save(path, table: QuantizedEmbedding) -> None:
+def save(path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None = None) -> None:
     """Write ``table`` to ``path`` as a rowquant safetensors file, atomically.
 
     The file holds ``scales`` (F32 ``[N]``) then ``codes`` (U8 ``[N, D]``) with rowquant's
-    metadata, and loads with ``safetensors.numpy.load_file`` as well as :func:`load`.
+    metadata, and for a table with keys ``key_offsets`` (I64 ``[N + 1]``) and ``keys`` (U8, the
+    keys' UTF-8 bytes back to back) after them; it loads with ``safetensors.numpy.load_file``
+    as well as :func:`load`.
 
     Parameters
     ----------
@@ -71,6 +74,10 @@ def save(path, table: QuantizedEmbedding) -> None:
         is written through: its target is replaced and the link stays. See
         :func:`rowquant._atomic.atomic_output`.
     table : QuantizedEmbedding
+    metadata : dict of str to str, optional
+        Free-form entries for the file's ``__metadata__`` (model name, source, licence), stored
+        with the table's own :attr:`~QuantizedEmbedding.metadata` (replacing those of the same
+        name); :func:`load` gives them back as ``qe.metadata``.
 
     Raises
     ------
@@ -98,7 +105,7 @@ def save(path, table: QuantizedEmbedding) -> None:
     """
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}")
-    _format.write_table(path, table.codes, table.scales)
+    table.save(path, metadata=metadata)
 
 
 def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbedding:
@@ -144,8 +151,10 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
     >>> np.array_equal(rq.load(path, mmap=False).codes, qe.codes)
     True
     """
-    codes, scales = _format.read_table(path, mmap=mmap, validate=validate)
-    return QuantizedEmbedding._from_checked(codes, scales)
+    stored = _format.read_table(path, mmap=mmap, validate=validate)
+    return QuantizedEmbedding._from_checked(
+        stored.codes, stored.scales, stored.keys, stored.metadata
+    )
 
 
 # ----------------------------------------------------------------------------- streaming

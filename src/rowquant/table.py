@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -11,12 +13,40 @@ from numpy.typing import ArrayLike, NDArray
 from . import _api, _backend, _checks, _format, _layouts, _threads, reference
 from ._api import BagMode
 from ._formatting import human_bytes
+from ._keys import Keys, check_metadata
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _checked_keys(keys: Iterable[str] | None, rows: int) -> Keys | None:
+    if keys is None:
+        return None
+    checked = Keys.from_strings(keys)
+    if len(checked) != rows:
+        raise ValueError(f"keys has {len(checked)} entries but the table has {rows} rows")
+    return checked
+
+
+def _is_words(key: Any) -> bool:
+    """Whether an index names rows by word: a string, or a non-empty list, tuple or array of
+    strings (a tuple of strings, since a table has no string columns)."""
+    if isinstance(key, str):
+        return True
+    if isinstance(key, np.ndarray):
+        return key.dtype.kind == "U"
+    if isinstance(key, (list, tuple)) and key:
+        return all(isinstance(word, str) for word in key)
+    return False
+
+
+def _restore(cls: type[QuantizedEmbedding], codes: np.ndarray, scales: np.ndarray,
+             keys: Keys | None, metadata: dict[str, str]) -> QuantizedEmbedding:
+    """Unpickle a table: the arrays and keys were checked when it was made."""
+    return cls._from_checked(*_checks.codes_and_scales(codes, scales), keys, metadata)
 
 
 class QuantizedEmbedding:
@@ -49,22 +79,39 @@ class QuantizedEmbedding:
            [ 1.007874, -2.015748,  2.992126, -4.      ]], dtype=float32)
     """
 
-    __slots__ = ("_codes", "_scales", "_dim", "_kernels")
+    __slots__ = ("_codes", "_scales", "_dim", "_kernels", "_keys", "_metadata")
 
-    def __init__(self, codes: ArrayLike, scales: ArrayLike) -> None:
+    def __init__(
+        self,
+        codes: ArrayLike,
+        scales: ArrayLike,
+        *,
+        keys: Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         codes, scales = _checks.codes_and_scales(codes, scales)
-        self._set_arrays(codes, scales)
+        self._set_arrays(codes, scales, _checked_keys(keys, codes.shape[0]), check_metadata(metadata))
 
     @classmethod
-    def _from_checked(cls, codes: np.ndarray, scales: np.ndarray) -> QuantizedEmbedding:
+    def _from_checked(
+        cls,
+        codes: np.ndarray,
+        scales: np.ndarray,
+        keys: Keys | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> QuantizedEmbedding:
         table = cls.__new__(cls)
-        table._set_arrays(codes, scales)
+        table._set_arrays(codes, scales, keys, metadata or {})
         return table
 
-    def _set_arrays(self, codes: np.ndarray, scales: np.ndarray) -> None:
+    def _set_arrays(
+        self, codes: np.ndarray, scales: np.ndarray, keys: Keys | None, metadata: dict[str, str]
+    ) -> None:
         self._codes = _read_only(codes)
         self._scales = _read_only(scales)
         self._dim = codes.shape[1]
+        self._keys = keys
+        self._metadata = MappingProxyType(dict(metadata))
         # the backend's handle on the arrays, serving the lookups it can take as they are with
         # the least work per call (the library's default thread count read only when needed)
         self._kernels = _backend.kernels.Table(
@@ -101,8 +148,162 @@ class QuantizedEmbedding:
         ratio = f", {float_bytes / self.nbytes:.1f}x smaller than float32" if self.nbytes else ""
         return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {human_bytes(self.nbytes)}{ratio})"
 
-    def __reduce__(self) -> tuple[type[QuantizedEmbedding], tuple[np.ndarray, np.ndarray]]:
-        return (type(self), (np.array(self._codes), np.array(self._scales)))
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (
+            _restore,
+            (type(self), np.array(self._codes), np.array(self._scales), self._keys,
+             dict(self._metadata)),
+        )
+
+    @property
+    def keys(self) -> Keys | None:
+        """The table's keys (words), one per row, or None for a table without keys.
+
+        A read-only sequence of strings: ``qe.keys[i]``, ``len(qe.keys)``, ``list(qe.keys)``,
+        ``"king" in qe.keys``. A memory-mapped file's keys are decoded only when asked for.
+        """
+        return self._keys
+
+    @property
+    def key_to_index(self) -> Mapping[str, int]:
+        """Key -> row, a read-only dict (as gensim's ``KeyedVectors.key_to_index``), built on
+        first use. Raises ``TypeError`` for a table without keys."""
+        return self._require_keys().mapping
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """Free-form metadata (model name, source, licence, ...) given to :func:`rowquant.quantize`
+        or :meth:`save`, or read from the file; read-only. :meth:`save` writes them again."""
+        return self._metadata
+
+    def _require_keys(self) -> Keys:
+        if self._keys is None:
+            raise TypeError(
+                "this table has no keys: give it words with rq.quantize(E, keys=words), or "
+                "read a word-vector file with rq.read_vectors or rq.quantize_file"
+            )
+        return self._keys
+
+    @overload
+    def index(self, words: str) -> int: ...
+
+    @overload
+    def index(self, words: Iterable[str]) -> NDArray[np.int64]: ...
+
+    def index(self, words: str | Iterable[str]) -> int | NDArray[np.int64]:
+        """The row of a word, or the rows of a list of words (int64 array, in order).
+
+        Raises
+        ------
+        KeyError
+            A word is not a key (the message names it and its position).
+        TypeError
+            The table has no keys.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.eye(3, dtype=np.float32), keys=["king", "queen", "man"])
+        >>> qe.index("queen"), qe.index(["man", "king"])
+        (1, array([2, 0]))
+        >>> qe.index(["king", "prince"])
+        Traceback (most recent call last):
+            ...
+        rowquant._keys.MissingKeyError: words[1] = 'prince' is not a key of this table (3 keys)
+        """
+        return self._require_keys().index(words)
+
+    def lookup(
+        self, words: str | Iterable[str], out: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        """The dequantized rows of words: ``(D,)`` for one word, ``(len(words), D)`` for a list;
+        ``qe.take(qe.index(words))``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1, 0], [0, 2]], np.float32), keys=["a", "b"])
+        >>> qe.lookup(["b", "a"])
+        array([[0., 2.],
+               [1., 0.]], dtype=float32)
+        """
+        rows = self.index(words)
+        if isinstance(rows, int):
+            if out is not None:
+                out[...] = self.take(np.array([rows]))[0]
+                return out
+            one: NDArray[np.float32] = self.take(np.array([rows]))[0]
+            return one
+        return self.take(rows, out)
+
+    def bag_words(
+        self,
+        bags: Iterable[Iterable[str]],
+        *,
+        weights: Iterable[ArrayLike] | None = None,
+        mode: BagMode = "sum",
+        out: NDArray[np.float32] | None = None,
+        threads: int | None = None,
+    ) -> NDArray[np.float32]:
+        """Pooled rows of bags of words, ``(len(bags), D)``: one bag per list of words (or
+        sentence split into words), pooled by ``mode`` as in :meth:`bag` in one call. An empty
+        bag gives zeros. ``weights``, with ``mode="sum"``, give one list of floats per bag.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1, 0], [0, 2], [4, 4]], np.float32),
+        ...                  keys=["the", "king", "queen"])
+        >>> qe.bag_words(["the king".split(), ["queen"], []], mode="mean")
+        array([[0.5, 1. ],
+               [4. , 4. ],
+               [0. , 0. ]], dtype=float32)
+        """
+        keys = self._require_keys()
+        lists = [bag if not isinstance(bag, str) else [bag] for bag in bags]
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        ids = keys.index([word for bag in lists for word in bag])
+        flat_weights = None
+        if weights is not None:
+            flat_weights = np.concatenate(
+                [np.asarray(w, dtype=np.float32).reshape(-1) for w in weights] or
+                [np.empty(0, np.float32)]
+            )
+        return self.bag(ids, lengths=lengths, weights=flat_weights, mode=mode, out=out,
+                        threads=threads)
+
+    def pool(
+        self,
+        ids: ArrayLike,
+        *,
+        weights: ArrayLike | None = None,
+        mode: BagMode = "sum",
+        padding_idx: int | None = None,
+    ) -> NDArray[np.float32]:
+        """One bag: the rows ``ids`` (1-D) pooled into one vector ``(D,)``, as :meth:`bag` pools
+        each of its bags (``qe.bag([ids], mode=mode)[0]``). Pooling a sentence is
+        ``qe.pool(qe.index(words), mode="mean")``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
+        >>> qe.pool([0, 1], mode="mean")
+        array([0.7519686, 0.5      ], dtype=float32)
+        """
+        one_bag = _checks.as_array(ids)
+        if one_bag.ndim != 1:
+            raise ValueError(
+                f"pool takes one bag of ids (1-D), got shape {one_bag.shape}; use bag for several"
+            )
+        return self.bag(
+            one_bag, lengths=np.array([one_bag.shape[0]]), weights=weights, mode=mode,
+            padding_idx=padding_idx,
+        )[0]
 
     def take(
         self,
@@ -184,9 +385,11 @@ class QuantizedEmbedding:
             table = _api.dequantize_checked(self._codes, self._scales, out, threads)
         return table
 
-    def save(self, path) -> None:
-        """Write the table to ``path`` as a safetensors file, atomically; see
-        :func:`rowquant.save` and :func:`rowquant.load`.
+    def save(self, path, *, metadata: Mapping[str, str] | None = None) -> None:
+        """Write the table (and its keys, if it has them) to ``path`` as a safetensors file,
+        atomically; see :func:`rowquant.save` and :func:`rowquant.load`. ``metadata`` (strings
+        to strings: model name, source, licence) are stored with the table's own
+        :attr:`metadata`, replacing those of the same name.
 
         Examples
         --------
@@ -198,7 +401,11 @@ class QuantizedEmbedding:
         >>> rq.load(path).shape
         (2, 3)
         """
-        _format.write_table(path, self._codes, self._scales)
+        _format.write_table(path, self._codes, self._scales, self._keys, self._file_metadata(metadata))
+
+    def _file_metadata(self, metadata: Mapping[str, str] | None) -> dict[str, str]:
+        """The table's metadata, with those given to ``save`` added or replacing them."""
+        return {**self._metadata, **check_metadata(metadata)}
 
     def to_fbgemm(self) -> np.ndarray:
         """The table in FBGEMM's fused 8-bit rowwise layout; see :func:`rowquant.to_fbgemm`."""
@@ -211,6 +418,8 @@ class QuantizedEmbedding:
 
     def __getitem__(self, key: Any) -> NDArray[np.float32]:
         n_rows = len(self)
+        if _is_words(key):
+            return self.lookup(key)
         if isinstance(key, slice):
             return self._slice_rows(key)
         if isinstance(key, bool):  # numpy treats True/False as a mask, not as rows 1/0
