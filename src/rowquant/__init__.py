@@ -39,8 +39,8 @@ from ._onnx import to_onnx
 from ._interop import from_fbgemm, from_torch_quantized, to_fbgemm, to_torch_quantized
 from .io import QuantizeSummary, load, quantize_file, save
 from .report import ErrorReport, error_report
-from ._keys import Keys, check_metadata
-from .table import QuantizedEmbedding, _checked_keys
+from ._keys import Keys, check_metadata, keys_for_rows
+from .table import QuantizedEmbedding
 
 __all__ = [
     "BackendInfo",
@@ -155,5 +155,5 @@ def quantize(
     checked_metadata = check_metadata(metadata)
     codes, scales = quantize_rows(E, threads=threads)
     return QuantizedEmbedding._from_checked(
-        codes, scales, _checked_keys(checked_keys, codes.shape[0]), checked_metadata
+        codes, scales, keys_for_rows(checked_keys, codes.shape[0]), checked_metadata
     )

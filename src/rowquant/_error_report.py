@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,8 @@ class ErrorReport:
         Per row: the largest absolute error, the cosine similarity, the scale.
     worst_rows : ndarray of int64
         The rows with the lowest cosine similarity, worst first.
+    worst_keys : tuple of str, or None
+        The keys (words) of those rows, for a table with keys.
     """
 
     rows: int
@@ -68,6 +71,11 @@ class ErrorReport:
     row_cosine: np.ndarray = field(repr=False)
     scales: np.ndarray = field(repr=False)
     worst_rows: np.ndarray = field(repr=False)
+    worst_keys: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def _key(self, position: int) -> str:
+        """The key of the ``position``-th worst row, quoted, or '' for a table without keys."""
+        return "" if self.worst_keys is None else repr(self.worst_keys[position])
 
     def to_dict(self) -> dict:
         """The report as JSON-ready values (NaN becomes None), the worst rows in detail."""
@@ -91,11 +99,12 @@ class ErrorReport:
             "worst_rows": [
                 {
                     "row": int(row),
+                    **({} if self.worst_keys is None else {"key": self.worst_keys[position]}),
                     "cosine": number(self.row_cosine[row]),
                     "max_abs_error": number(self.row_max_error[row]),
                     "scale": number(self.scales[row]),
                 }
-                for row in self.worst_rows
+                for position, row in enumerate(self.worst_rows)
             ],
         }
 
@@ -110,9 +119,11 @@ class ErrorReport:
         ]
         if len(self.worst_rows):
             lines.append("worst rows (lowest cosine):")
-            for row in self.worst_rows:
+            width = max((len(self._key(i)) for i in range(len(self.worst_rows))), default=0)
+            for position, row in enumerate(self.worst_rows):
+                key = f"{self._key(position):<{width}}  " if width else ""
                 lines.append(
-                    f"  row {int(row):<10d} cosine {self.row_cosine[row]:.6f}  max |error| "
+                    f"  row {int(row):<10d} {key}cosine {self.row_cosine[row]:.6f}  max |error| "
                     f"{self.row_max_error[row]:.6g}  scale {self.scales[row]:.6g}"
                 )
         return "\n".join(lines)
@@ -163,7 +174,8 @@ class ErrorAccumulator:
             both_zero = (squared_exact == 0) & (squared_approx == 0)
             self.row_cosine[rows] = np.where(both_zero, 1.0, np.clip(cosine, -1.0, 1.0))
 
-    def finish(self) -> ErrorReport:
+    def finish(self, keys: Sequence[str] | None = None) -> ErrorReport:
+        """The report; with ``keys`` (the table's, one per row), the worst rows' keys too."""
         values = self.rows * self.dim
         nan = float("nan")
         if self.squared_error == 0:
@@ -188,4 +200,5 @@ class ErrorAccumulator:
             row_cosine=self.row_cosine,
             scales=self.scales,
             worst_rows=order.astype(np.int64),
+            worst_keys=None if keys is None else tuple(keys[int(row)] for row in order),
         )

@@ -111,14 +111,18 @@ def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None =
             write_keys(fd, offset + rows * dim, keys)
 
 
-def _rowquant_tensors(header: _safetensors.Header):
+def _rowquant_tensors(header: _safetensors.Header, path: str):
     """The checked scales and codes tensors of a rowquant file's header."""
     fmt = header.metadata.get("format")
     names = ", ".join(t.describe() for _, t in sorted(header.tensors.items())) or "none"
     if fmt != "rowquant":
+        floats = [name for name, t in sorted(header.tensors.items())
+                  if t.dtype in ("F16", "BF16", "F32", "F64") and len(t.shape) == 2]
+        tensor = floats[0] if len(header.tensors) > 1 and floats else None
         raise ValueError(
-            f"not a rowquant table (metadata format is {fmt!r}; tensors: {names}); "
-            "make one with rowquant.quantize_file or 'rowquant quantize'"
+            f"a safetensors file but not a rowquant table (its metadata format is {fmt!r}; "
+            f"tensors: {names}); "
+            + _quantize_first(path, tensor)
         )
     version = header.metadata.get("version")
     if version != METADATA["version"]:
@@ -166,6 +170,49 @@ def _rowquant_tensors(header: _safetensors.Header):
     return scales, codes
 
 
+def _quantize_first(path: str, tensor: str | None = None) -> str:
+    option, argument = (f" --tensor {tensor}", f", tensor={tensor!r}") if tensor else ("", "")
+    return (
+        f"quantize it first: rowquant quantize {path}{option} -o TABLE.safetensors, or "
+        f"rowquant.quantize_file({path!r}, 'TABLE.safetensors'{argument})"
+    )
+
+
+def _not_safetensors(file, error: ValueError, path: str) -> str:
+    """Why a file whose safetensors header does not read is not a table: a float array or a
+    word-vector text file gets told to be quantized first, anything else the header's fault."""
+    file.seek(0)
+    head = file.read(512)
+    if head.startswith(b"\x93NUMPY"):
+        try:
+            shape, _, dtype = _npy_header(file)
+        except ValueError:
+            return f"a .npy file, not a rowquant table; {_quantize_first(path)}"
+        return f"a .npy array ({dtype} {shape}), not a rowquant table; {_quantize_first(path)}"
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        text = first_line.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if len(first_line) < len(head) and text.strip() and text.isprintable():
+        return (
+            "a text file (a word-vector file such as GloVe, word2vec or fastText?), not a "
+            f"rowquant table; {_quantize_first(path)}"
+        )
+    return str(error)
+
+
+def _npy_header(file) -> tuple[tuple[int, ...], bool, np.dtype]:
+    file.seek(0)
+    try:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(file)
+        return np.lib.format.read_array_header_2_0(file)
+    except Exception as error:  # any unreadable header: only the message changes
+        raise ValueError(str(error)) from None
+
+
 def _read_into(file, array: np.ndarray, offset: int) -> None:
     if array.size == 0:
         return
@@ -188,7 +235,11 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
         size = os.fstat(file.fileno()).st_size
         try:
             header = _safetensors.read_header(file, size)
-            scales_tensor, codes_tensor = _rowquant_tensors(header)
+        except ValueError as error:
+            why = _not_safetensors(file, error, os.fspath(path))
+            raise ValueError(f"{os.fspath(path)}: {why}") from None
+        try:
+            scales_tensor, codes_tensor = _rowquant_tensors(header, os.fspath(path))
         except ValueError as error:
             raise ValueError(f"{os.fspath(path)}: {error}") from None
         rows, dim = codes_tensor.shape
@@ -220,8 +271,8 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
         codes, scales = _checks.codes_and_scales(codes, scales, check_values=validate)
         if "keys" in header.tensors:
             offsets, utf8 = key_arrays
-            # the offsets' checks read 8 bytes per row; the keys' bytes stay unread
-            keys = Keys(utf8, offsets)
+            # nothing of the vocabulary is read now: the offsets are checked on first use
+            keys = Keys(utf8, offsets, check=False, source=os.fspath(path))
     except (ValueError, TypeError) as error:
         raise ValueError(f"{os.fspath(path)}: {error}") from None
     metadata = {

@@ -31,7 +31,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["Keys", "MissingKeyError", "check_metadata", "RESERVED_METADATA"]
+__all__ = ["Keys", "MissingKeyError", "RESERVED_METADATA", "check_metadata", "keys_for_rows"]
 
 # the metadata names the file format itself writes; free-form metadata may not use them
 RESERVED_METADATA = frozenset({"format", "version", "scheme", "bias"})
@@ -59,9 +59,11 @@ class Keys(Sequence[str]):
     :attr:`mapping`) decodes them all once and builds the dict, which is kept.
     """
 
-    __slots__ = ("_utf8", "_offsets", "_mapping", "_strings", "_lock")
+    __slots__ = ("_utf8", "_offsets", "_mapping", "_strings", "_lock", "_checked",
+                 "_source")
 
-    def __init__(self, utf8: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(self, utf8: np.ndarray, offsets: np.ndarray, *, check: bool = True,
+                 source: str | None = None) -> None:
         utf8 = np.asarray(utf8)
         offsets = np.asarray(offsets)
         if utf8.dtype != np.uint8 or utf8.ndim != 1:
@@ -71,23 +73,37 @@ class Keys(Sequence[str]):
                 f"key offsets must be a 1-D integer array of N + 1 entries, got "
                 f"{offsets.dtype} {offsets.shape}"
             )
+        self._utf8 = utf8
+        self._offsets = offsets
+        self._mapping: dict[str, int] | None = None
+        self._strings: list[str] | None = None
+        self._lock = threading.Lock()
+        self._checked = False
+        self._source = f"{source}: " if source else ""  # starts the messages of later checks
+        if check:
+            self._check()
+
+    def _check(self) -> None:
+        """Check the offsets (once): reads 8 bytes per key, none of the keys' bytes. A file's
+        keys are checked on first use rather than when it is opened, so that opening a file
+        reads nothing of its vocabulary (the kernel's readahead from the offsets would bring
+        the keys' bytes in too)."""
+        if self._checked:
+            return
+        utf8, offsets = self._utf8, self._offsets
         if offsets[0] != 0 or offsets[-1] != utf8.shape[0]:
             raise ValueError(
-                f"key offsets must start at 0 and end at the {utf8.shape[0]} bytes of the keys, "
+                f"{self._source}key offsets must start at 0 and end at the {utf8.shape[0]} bytes of the keys, "
                 f"they go from {offsets[0]} to {offsets[-1]}"
             )
         steps = np.diff(offsets)
         if steps.size and steps.min() < 0:
             i = int(np.argmax(steps < 0))
             raise ValueError(
-                f"key offsets must not decrease: offsets[{i + 1}] = {offsets[i + 1]} is below "
+                f"{self._source}key offsets must not decrease: offsets[{i + 1}] = {offsets[i + 1]} is below "
                 f"offsets[{i}] = {offsets[i]}"
             )
-        self._utf8 = utf8
-        self._offsets = offsets
-        self._mapping: dict[str, int] | None = None
-        self._strings: list[str] | None = None
-        self._lock = threading.Lock()
+        self._checked = True
 
     @classmethod
     def from_strings(cls, words: Iterable[str]) -> Keys:
@@ -125,23 +141,26 @@ class Keys(Sequence[str]):
     @property
     def utf8(self) -> np.ndarray:
         """The keys' UTF-8 bytes back to back (uint8), as the file stores them."""
+        self._check()
         return self._utf8
 
     @property
     def offsets(self) -> np.ndarray:
         """``N + 1`` offsets into :attr:`utf8`: key ``i`` is ``utf8[offsets[i]:offsets[i+1]]``."""
+        self._check()
         return self._offsets
 
     def __len__(self) -> int:
         return int(self._offsets.shape[0] - 1)
 
     def _decode(self, i: int) -> str:
+        self._check()
         start, stop = int(self._offsets[i]), int(self._offsets[i + 1])
         raw = self._utf8[start:stop].tobytes()
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"key {i} ({raw!r}) is not valid UTF-8: {error}") from None
+            raise ValueError(f"{self._source}key {i} ({raw!r}) is not valid UTF-8: {error}") from None
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -182,6 +201,7 @@ class Keys(Sequence[str]):
             return mapping
         with self._lock:  # two threads asking at once build it once
             if self._mapping is None:
+                self._check()
                 data = self._utf8.tobytes()
                 bounds = self._offsets.tolist()
                 try:
@@ -198,7 +218,7 @@ class Keys(Sequence[str]):
                         first = seen.setdefault(word, i)
                         if first != i:
                             raise ValueError(
-                                f"key {i} ({word!r}) repeats key {first}: the keys are not unique"
+                                f"{self._source}key {i} ({word!r}) repeats key {first}: the keys are not unique"
                             )
                 self._strings = strings
                 self._mapping = built
@@ -239,7 +259,7 @@ class Keys(Sequence[str]):
         if not isinstance(other, Keys):
             return NotImplemented
         return bool(
-            np.array_equal(self._offsets, other._offsets) and np.array_equal(self._utf8, other._utf8)
+            np.array_equal(self.offsets, other.offsets) and np.array_equal(self.utf8, other.utf8)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -251,7 +271,17 @@ class Keys(Sequence[str]):
         return f"Keys([{shown}{more}], {n} keys)"
 
     def __reduce__(self) -> tuple[type[Keys], tuple[np.ndarray, np.ndarray]]:
-        return (type(self), (np.array(self._utf8), np.array(self._offsets)))
+        return (type(self), (np.array(self.utf8), np.array(self.offsets)))
+
+
+def keys_for_rows(keys: Iterable[str] | None, rows: int) -> Keys | None:
+    """``keys`` checked (:meth:`Keys.from_strings`) and counted against a table of ``rows``."""
+    if keys is None:
+        return None
+    checked = Keys.from_strings(keys)
+    if len(checked) != rows:
+        raise ValueError(f"keys has {len(checked)} entries but the table has {rows} rows")
+    return checked
 
 
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

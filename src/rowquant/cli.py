@@ -321,6 +321,10 @@ def _add_inspect(commands, common) -> None:
     parser.set_defaults(run=_run_inspect)
 
 
+_KEYS_SHOWN = 5  # the first keys inspect shows
+_FORMAT_METADATA = ("format", "version", "scheme", "bias")  # shown on the format line
+
+
 def _describe_file(path: str) -> dict:
     """What the file holds: a rowquant table's header and scales, or any other file's tensors."""
     from . import _safetensors, io
@@ -368,6 +372,11 @@ def _describe_file(path: str) -> dict:
                 "zero_rows": int((scales == 0).sum()),
             },
         )
+        if table.keys is not None:
+            description["keys"] = {
+                "count": len(table.keys),
+                "first": table.keys[:_KEYS_SHOWN],  # decodes these only
+            }
     return description
 
 
@@ -416,6 +425,14 @@ def _run_inspect(args) -> int:
         f"size        {human_bytes(description['file_bytes'])}; as float32 "
         f"{human_bytes(description['float32_bytes'])}{larger}"
     )
+    if "keys" in description:
+        keys = description["keys"]
+        shown = ", ".join(_printable(repr(key)) for key in keys["first"])
+        more = ", ..." if keys["count"] > len(keys["first"]) else ""
+        print(f"keys        {keys['count']:,}: {shown}{more}")
+    extra = {name: value for name, value in metadata.items() if name not in _FORMAT_METADATA}
+    for name, value in extra.items():
+        print(f"metadata    {_printable(name)}: {_printable(value)}")
     scales = description["scales"]
     if rows:
         print(

@@ -89,6 +89,6 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
             accumulator.update(start, chunk, table.codes[start:stop], table.scales[start:stop])
             release(start, stop)
             release_pages(table.codes[start:stop])  # when the table is memory-mapped
-        return accumulator.finish()
+        return accumulator.finish(table.keys)
     finally:
         close()

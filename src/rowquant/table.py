@@ -13,22 +13,13 @@ from numpy.typing import ArrayLike, NDArray
 from . import _api, _backend, _checks, _format, _layouts, _threads, reference
 from ._api import BagMode
 from ._formatting import human_bytes
-from ._keys import Keys, check_metadata
+from ._keys import Keys, check_metadata, keys_for_rows
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def _checked_keys(keys: Iterable[str] | None, rows: int) -> Keys | None:
-    if keys is None:
-        return None
-    checked = Keys.from_strings(keys)
-    if len(checked) != rows:
-        raise ValueError(f"keys has {len(checked)} entries but the table has {rows} rows")
-    return checked
 
 
 def _is_words(key: Any) -> bool:
@@ -90,7 +81,7 @@ class QuantizedEmbedding:
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         codes, scales = _checks.codes_and_scales(codes, scales)
-        self._set_arrays(codes, scales, _checked_keys(keys, codes.shape[0]), check_metadata(metadata))
+        self._set_arrays(codes, scales, keys_for_rows(keys, codes.shape[0]), check_metadata(metadata))
 
     @classmethod
     def _from_checked(
@@ -277,15 +268,15 @@ class QuantizedEmbedding:
 
     def pool(
         self,
-        ids: ArrayLike,
+        ids: ArrayLike | Iterable[str],
         *,
         weights: ArrayLike | None = None,
         mode: BagMode = "sum",
         padding_idx: int | None = None,
     ) -> NDArray[np.float32]:
         """One bag: the rows ``ids`` (1-D) pooled into one vector ``(D,)``, as :meth:`bag` pools
-        each of its bags (``qe.bag([ids], mode=mode)[0]``). Pooling a sentence is
-        ``qe.pool(qe.index(words), mode="mean")``.
+        each of its bags (``qe.bag([ids], mode=mode)[0]``). On a table with keys, ``ids`` may
+        be words: pooling a sentence is ``qe.pool("the king is dead".split(), mode="mean")``.
 
         Examples
         --------
@@ -294,8 +285,16 @@ class QuantizedEmbedding:
         >>> qe = rq.quantize(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32))
         >>> qe.pool([0, 1], mode="mean")
         array([0.7519686, 0.5      ], dtype=float32)
+        >>> words = rq.quantize(np.array([[1, 0], [0, 2], [4, 4]], np.float32),
+        ...                     keys=["the", "king", "queen"])
+        >>> words.pool("the king".split(), mode="mean")
+        array([0.5, 1. ], dtype=float32)
         """
-        one_bag = _checks.as_array(ids)
+        if isinstance(ids, str):
+            raise TypeError("pool takes a list of words (or ids), not one string: split it")
+        one_bag = self.index(ids) if _is_words(ids) else _checks.as_array(ids)
+        if one_bag.size == 0 and one_bag.dtype.kind == "f":  # pool([]): numpy makes it float
+            one_bag = one_bag.astype(np.int64)
         if one_bag.ndim != 1:
             raise ValueError(
                 f"pool takes one bag of ids (1-D), got shape {one_bag.shape}; use bag for several"
