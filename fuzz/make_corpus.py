@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,14 @@ def rowquant_bytes(E: np.ndarray) -> bytes:
     qe = rq.quantize(E)
     header = _format.table_header(*qe.shape)
     return header + qe.scales.astype("<f4").tobytes() + qe.codes.tobytes()
+
+
+def keyed_bytes(qe) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "t.safetensors")
+        qe.save(path)
+        with open(path, "rb") as file:
+            return file.read()
 
 
 def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None):
@@ -90,6 +100,16 @@ def seeds() -> dict[str, bytes]:
     files["rq_version_2.safetensors"] = header_edited(b'"version":"1"', b'"version":"2"')
     files["rq_codes_i8.safetensors"] = header_edited(b'"U8"', b'"I8"')
     files["rq_rows_mismatch.safetensors"] = header_edited(b'"shape":[3,4]', b'"shape":[4,3]')
+
+    # tables with keys (words): unicode, an empty key; then bad offsets, bad UTF-8, a repeat
+    keyed = rq.quantize(table(5, 3), keys=["the", "köln", "", "日本", "and"], metadata={"m": "1"})
+    files["rq_keys_5x3.safetensors"] = keyed_valid = keyed_bytes(keyed)
+    keys_at = len(keyed_valid) - len("theköln日本and".encode())
+    files["rq_keys_bad_utf8.safetensors"] = patched(keyed_valid, keys_at, b"\xff")
+    files["rq_keys_repeated.safetensors"] = patched(keyed_valid, len(keyed_valid) - 3, b"the")
+    files["rq_keys_offsets_decreasing.safetensors"] = patched(  # offsets[3] = 1 < offsets[2]
+        keyed_valid, keys_at - 8 * 3, struct.pack("<q", 1)
+    )
 
     # safetensors files from the safetensors package: the ones quantize_file reads
     files["st_f32_4x3.safetensors"] = safetensors_bytes({"w": table(4, 3)})

@@ -10,7 +10,9 @@ decoding of the same bytes and lies inside the file:
   past the header.
 - ``rowquant.load(path, mmap=True)`` and ``mmap=False``: ``ValueError`` naming the file (the same
   one both ways), or the same table both ways, equal to the file's bytes; ``take`` over every row
-  equals ``float32((codes - 128) * scales)`` bit for bit, and bags agree with a float64 sum.
+  equals ``float32((codes - 128) * scales)`` bit for bit, and bags agree with a float64 sum;
+  its keys, when the file has them, raise ``ValueError`` naming the file on first use or are the
+  strings the file's bytes decode to, each found at its row.
 - ``rowquant._sources.FloatSource(path)``: ``ValueError`` naming the file, ``TypeError`` naming a
   non-float dtype, or a 2-D float table inside the file whose rows, read in chunks as float32,
   equal the stored values converted.
@@ -126,6 +128,7 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
     _require(bool(np.all((qe.scales >= 0) & np.isfinite(qe.scales))),
              f"{where}: accepted a negative or non-finite scale")
 
+    _check_keys(qe, data, header, path, where)
     ids = np.arange(rows)
     expected = _expected_rows(qe.codes, qe.scales)
     taken = qe.take(ids)
@@ -160,6 +163,31 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
             tolerance = 512 * (len(part) + 1) * 2.0**-24 * steps + 1e-30
             _require(bool(np.all(np.abs(pooled[b] - total) <= tolerance)),
                      f"{where}: bag {b} (mode={mode}) differs from the float64 sum")
+
+
+def _check_keys(qe, data: bytes, header, path: str, where: str) -> None:
+    """A table's keys: none without the key tensors; with them, either a ValueError naming the
+    file when they are used (bad offsets, bad UTF-8, a repeated key), or the strings an
+    independent decoding of the file's bytes gives, each found at its row."""
+    if "keys" not in header.tensors:
+        _require(qe.keys is None, f"{where}: keys without key tensors")
+        return
+    offsets_tensor, keys_tensor = header.tensors["key_offsets"], header.tensors["keys"]
+    offsets = np.frombuffer(data, "<i8", count=qe.shape[0] + 1, offset=offsets_tensor.start)
+    raw = data[keys_tensor.start : keys_tensor.stop]
+    try:
+        words = list(qe.keys)
+        rows = qe.index(words)
+    except ValueError as error:
+        message = _printable(error)
+        _require(path in message, f"{where}: the keys' error does not name the file: {message!r}")
+        return
+    bounds = offsets.tolist()
+    _require(bounds[0] == 0 and bounds[-1] == len(raw) and bounds == sorted(bounds),
+             f"{where}: keys accepted with bad offsets {bounds}")
+    decoded = [raw[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+    _require(words == decoded, f"{where}: keys differ from the file's bytes")
+    _require(rows.tolist() == list(range(len(words))), f"{where}: keys not found at their rows")
 
 
 def _check_load(path: str, data: bytes, header) -> None:
