@@ -104,6 +104,10 @@ def test_bag_words_is_bag_on_the_rows_of_the_words(table):
     np.testing.assert_array_equal(qe.bag_words([]), np.zeros((0, 6), np.float32))
     with pytest.raises(KeyError, match="'prince'"):
         qe.bag_words([["king"], ["prince"]])
+    with pytest.raises(TypeError, match=r"bags\[1\] is a string; each bag is a list of words"):
+        qe.bag_words([["king"], "the king"])
+    with pytest.raises(TypeError, match="a list of bags"):
+        qe.bag_words("the king")
 
 
 def test_pool_is_one_bag(table):

@@ -14,7 +14,7 @@ Examples
 (3, 'köln', 'köln', ['king', 'queen'])
 >>> keys.offsets.tolist(), bytes(keys.utf8)
 ([0, 4, 9, 14], b'kingqueenk\\xc3\\xb6ln')
->>> keys.index("queen"), keys.index(["köln", "king"]).tolist()
+>>> keys.index("queen"), keys.rows(["köln", "king"]).tolist()
 (1, [2, 0])
 >>> keys.index("prince")
 Traceback (most recent call last):
@@ -24,12 +24,14 @@ rowquant._keys.MissingKeyError: 'prince' is not a key of this table (3 keys)
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["Keys", "MissingKeyError", "RESERVED_METADATA", "check_metadata", "keys_for_rows"]
 
@@ -37,9 +39,10 @@ __all__ = ["Keys", "MissingKeyError", "RESERVED_METADATA", "check_metadata", "ke
 RESERVED_METADATA = frozenset({"format", "version", "scheme", "bias"})
 
 
-class MissingKeyError(KeyError):
-    """A word that is not a key of the table. A ``KeyError`` whose message prints as written
-    (``KeyError`` itself shows the repr of its argument)."""
+class MissingKeyError(KeyError, ValueError):
+    """A word that is not a key of the table: a ``KeyError`` (as a dict raises) whose message
+    prints as written (``KeyError`` itself shows the repr of its argument), and a ``ValueError``
+    (as ``list.index`` raises)."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -56,7 +59,7 @@ class Keys(Sequence[str]):
     ``utf8`` the keys' UTF-8 bytes back to back (uint8, 1-D) and ``offsets`` int64 ``(N + 1,)``
     starting at 0, non-decreasing and ending at ``len(utf8)``. Nothing is decoded until asked
     for: ``keys[i]`` decodes one key, and the first lookup by word (:meth:`index`, ``in``,
-    :attr:`mapping`) decodes them all once and builds the dict, which is kept.
+    :attr:`mapping`, :meth:`rows`) decodes them all once and builds the dict, which is kept.
     """
 
     __slots__ = ("_utf8", "_offsets", "_mapping", "_strings", "_lock", "_checked",
@@ -224,26 +227,21 @@ class Keys(Sequence[str]):
                 self._mapping = built
             return self._mapping
 
-    @overload
-    def index(self, words: str) -> int: ...  # type: ignore[override]
+    def index(self, value: Any, start: int = 0, stop: int = sys.maxsize) -> int:
+        """The row of the key ``value`` (as ``list.index``, the keys being unique). Raises
+        :class:`MissingKeyError` (a ``KeyError``, and a ``ValueError`` as ``list.index`` raises)
+        when it is not a key (or not between ``start`` and ``stop``)."""
+        row = self._built().get(value) if isinstance(value, str) else None
+        if row is None or row not in range(len(self))[start:stop]:
+            raise MissingKeyError(f"{_describe(value)} is not a key of this table ({len(self)} keys)")
+        return row
 
-    @overload
-    def index(self, words: Iterable[str]) -> np.ndarray: ...
-
-    def index(self, words: str | Iterable[str]) -> int | np.ndarray:  # type: ignore[override]
-        """The row of one key (``int``), or the rows of several (int64 array, in their order).
-        Raises :class:`MissingKeyError` (a ``KeyError``) naming the first word that is not a
-        key."""
+    def rows(self, words: Iterable[str]) -> NDArray[np.int64]:
+        """The rows of ``words`` (an int64 array, in their order). Raises
+        :class:`MissingKeyError` naming the first word that is not a key, and its position."""
         mapping = self._built()
-        if isinstance(words, str):
-            try:
-                return mapping[words]
-            except KeyError:
-                raise MissingKeyError(
-                    f"{words!r} is not a key of this table ({len(self)} keys)"
-                ) from None
-        if isinstance(words, bytes):
-            raise TypeError("keys are strings: decode the bytes first")
+        if isinstance(words, (str, bytes)):
+            raise TypeError("rows takes a list of words; index takes one")
         rows: list[int] = []
         for position, word in enumerate(words):
             row = mapping.get(word) if isinstance(word, str) else None

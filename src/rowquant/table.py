@@ -28,7 +28,7 @@ def _is_words(key: Any) -> bool:
     if isinstance(key, str):
         return True
     if isinstance(key, np.ndarray):
-        return key.dtype.kind == "U"
+        return bool(key.dtype.kind == "U")
     if isinstance(key, (list, tuple)) and key:
         return all(isinstance(word, str) for word in key)
     return False
@@ -176,7 +176,7 @@ class QuantizedEmbedding:
         return self._keys
 
     @overload
-    def index(self, words: str) -> int: ...
+    def index(self, words: str) -> int: ...  # type: ignore[overload-overlap]
 
     @overload
     def index(self, words: Iterable[str]) -> NDArray[np.int64]: ...
@@ -203,7 +203,8 @@ class QuantizedEmbedding:
             ...
         rowquant._keys.MissingKeyError: words[1] = 'prince' is not a key of this table (3 keys)
         """
-        return self._require_keys().index(words)
+        keys = self._require_keys()
+        return keys.index(words) if isinstance(words, str) else keys.rows(words)
 
     def lookup(
         self, words: str | Iterable[str], out: NDArray[np.float32] | None = None
@@ -254,9 +255,18 @@ class QuantizedEmbedding:
                [0. , 0. ]], dtype=float32)
         """
         keys = self._require_keys()
-        lists = [bag if not isinstance(bag, str) else [bag] for bag in bags]
-        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-        ids = keys.index([word for bag in lists for word in bag])
+        if isinstance(bags, str):
+            raise TypeError("bag_words takes a list of bags, each a list of words")
+        lists: list[list[str]] = []
+        for position, bag in enumerate(bags):
+            if isinstance(bag, str):
+                raise TypeError(
+                    f"bags[{position}] is a string; each bag is a list of words (split sentences "
+                    "first: 'the king'.split())"
+                )
+            lists.append(list(bag))
+        lengths = np.array([len(words) for words in lists], dtype=np.int64)
+        ids = keys.rows([word for bag in lists for word in bag])
         flat_weights = None
         if weights is not None:
             flat_weights = np.concatenate(
@@ -292,17 +302,21 @@ class QuantizedEmbedding:
         """
         if isinstance(ids, str):
             raise TypeError("pool takes a list of words (or ids), not one string: split it")
-        one_bag = self.index(ids) if _is_words(ids) else _checks.as_array(ids)
+        one_bag = (
+            self._require_keys().rows(ids)  # type: ignore[arg-type]  # _is_words checked it
+            if _is_words(ids) else _checks.as_array(ids)
+        )
         if one_bag.size == 0 and one_bag.dtype.kind == "f":  # pool([]): numpy makes it float
             one_bag = one_bag.astype(np.int64)
         if one_bag.ndim != 1:
             raise ValueError(
                 f"pool takes one bag of ids (1-D), got shape {one_bag.shape}; use bag for several"
             )
-        return self.bag(
+        pooled: NDArray[np.float32] = self.bag(
             one_bag, lengths=np.array([one_bag.shape[0]]), weights=weights, mode=mode,
             padding_idx=padding_idx,
         )[0]
+        return pooled
 
     def take(
         self,

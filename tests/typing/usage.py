@@ -4,6 +4,8 @@ gets back are the precise ones written below. Importing this module runs nothing
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -46,3 +48,16 @@ def files(path: str, E: NDArray[np.float32]) -> rq.QuantizedEmbedding:
     rq.quantize(E).save(path)
     rq.save(path, rq.quantize(E))
     return rq.load(path, mmap=True)
+
+
+def words(E: NDArray[np.float32], vocabulary: list[str]) -> NDArray[np.float32]:
+    qe = rq.quantize(E, keys=vocabulary, metadata={"source": "typing"})
+    row: int = qe.index("king")
+    rows: NDArray[np.int64] = qe.index(["king", "queen"])
+    one: NDArray[np.float32] = qe["king"] + qe.lookup("queen") + qe.pool(["king", "queen"])
+    mapping: Mapping[str, int] = qe.key_to_index
+    first: str | None = qe.keys[0] if qe.keys is not None else None
+    licence: str | None = qe.metadata.get("licence")
+    qe.save("table.safetensors", metadata={"licence": "MIT"})
+    del row, rows, mapping, first, licence
+    return qe.bag_words([["king", "queen"], []], mode="mean") + one
