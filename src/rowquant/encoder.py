@@ -383,12 +383,7 @@ class StaticEncoder:
         """
         folder = Path(folder)
         config = _read_config(folder, TABLE_FILE)
-        table_path = folder / TABLE_FILE
-        if not table_path.is_file():
-            raise FileNotFoundError(f"{folder} has no {TABLE_FILE}: it was not written by "
-                                    "StaticEncoder.save (for a model2vec model folder, use "
-                                    "StaticEncoder.from_model2vec)")
-        table = io.load(table_path, mmap=mmap)
+        table = io.load(folder / TABLE_FILE, mmap=mmap)
         extra = _read_tensors(folder / MODEL_FILE, {"weights", "mapping"}) \
             if (folder / MODEL_FILE).is_file() else {}
         return cls(table, _read_tokenizer(folder), **_settings(config),
@@ -466,8 +461,10 @@ def _read_config(folder: Path, table_file: str) -> dict[str, Any]:
     missing = [name for name in (table_file, TOKENIZER_FILE, CONFIG_FILE)
                if not (folder / name).is_file()]
     if missing:
+        hint = (" (StaticEncoder.save writes it; for a model2vec model folder use "
+                "StaticEncoder.from_model2vec)" if TABLE_FILE in missing else "")
         raise FileNotFoundError(f"{folder} is not a model folder: it has no "
-                                f"{' and no '.join(missing)}")
+                                f"{' and no '.join(missing)}{hint}")
     with open(folder / CONFIG_FILE, encoding="utf-8") as file:
         try:
             config = json.load(file)
