@@ -285,7 +285,7 @@ class StaticEncoder:
         [[0.0, 1.0], [0.0, 0.0]]
         """
         single = isinstance(texts, str)
-        batch = [texts] if single else _texts(texts)
+        batch: list[str] = [texts] if isinstance(texts, str) else _texts(texts)
         size = _positive_or_none(batch_size, "batch_size")
         assert size is not None
         out = np.empty((len(batch), self.dim), np.float32)
