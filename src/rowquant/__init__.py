@@ -41,6 +41,7 @@ from .io import QuantizeSummary, load, quantize_file, save
 from .report import ErrorReport, error_report
 from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
+from .encoder import StaticEncoder
 
 __all__ = [
     "BackendInfo",
@@ -48,6 +49,7 @@ __all__ = [
     "ErrorReport",
     "QuantizeSummary",
     "QuantizedEmbedding",
+    "StaticEncoder",
     "backend_info",
     "dequantize",
     "embedding_bag",
