@@ -62,14 +62,12 @@ class BinaryVectors(WordVectorSource):
         rows, dim = header
         self._width = 4 * dim
         self._declared = rows
-        if rows * (1 + self._width) > self._size - newline - 1:  # an entry takes that at least
-            raise self.error(
-                "line 1", f"the header says the file holds {rows} words of {dim} values, more "
-                f"than its {self._size} bytes can (is it truncated?)"
-            )
+        # an entry takes 1 + 4 D bytes at least: a header promising more entries than fit gets
+        # the arrays for those that fit, and the scan stops with an error at the first missing
+        capacity = min(rows, (self._size - newline - 1) // (1 + self._width))
         words: list[bytes] = []
-        starts = np.empty(rows + 1, dtype=np.int64)
-        word_starts = np.empty(rows, dtype=np.int64)
+        starts = np.empty(capacity + 1, dtype=np.int64)
+        word_starts = np.empty(capacity, dtype=np.int64)
         position = newline + 1
         newlines = None  # whether entries end with a newline: told by the first
         for row in range(rows):

@@ -46,6 +46,7 @@ def split_line(line: bytes, dim: int) -> tuple[bytes, list[bytes]]:
     them. The vector is the last ``dim`` fields and the word the bytes before them (it may hold
     spaces), unless the line has too few fields (the word is then the first field) or the word
     would end in a number (the numbers are then all the fields that end the line: too many)."""
+    line = line.rstrip(b" \t\r")
     spans = [match.span() for match in FIELD.finditer(line)]
     if len(spans) < dim + 1:
         cut = 1
