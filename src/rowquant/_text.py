@@ -160,8 +160,7 @@ def unique_keys(words: list[bytes], path: str, place: Callable[[int], str]) -> K
                     f"{path}, {place(row)}: the word {word!r} is not valid UTF-8 ({error.reason} at byte "
                     f"{error.start} of the word)"
                 ) from None
-    index = dict(zip(words, range(len(words))))
-    if len(index) != len(words):
+    if len(set(words)) != len(words):  # a set: no int per word, as a dict would keep
         seen: dict[bytes, int] = {}
         for row, word in enumerate(words):
             first = seen.setdefault(word, row)

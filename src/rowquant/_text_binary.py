@@ -40,6 +40,7 @@ from ._text import BOM, WordVectorSource, describe_word, unique_keys, word2vec_h
 __all__ = ["BinaryVectors"]
 
 NEWLINE = 10
+RELEASE_BYTES = 8 << 20  # the first pass drops the pages it has read every this many bytes
 
 
 class BinaryVectors(WordVectorSource):
@@ -68,7 +69,7 @@ class BinaryVectors(WordVectorSource):
         words: list[bytes] = []
         starts = np.empty(capacity + 1, dtype=np.int64)
         word_starts = np.empty(capacity, dtype=np.int64)
-        position = newline + 1
+        position = released = newline + 1
         newlines = None  # whether entries end with a newline: told by the first
         for row in range(rows):
             word_end, vector_end, newlines = self._entry(row, position, newlines)
@@ -76,6 +77,9 @@ class BinaryVectors(WordVectorSource):
             word_starts[row] = position
             starts[row] = word_end + 1
             position = vector_end + 1 if newlines and vector_end < self._size else vector_end
+            if position - released > RELEASE_BYTES:  # the scan keeps no more of the file mapped
+                release_pages(self._bytes[released:position])
+                released = position
         starts[rows] = position
         self._word_starts = word_starts
         self._starts = starts

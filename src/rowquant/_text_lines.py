@@ -38,6 +38,7 @@ from ._text import (
 __all__ = ["TextVectors", "split_line"]
 
 BLOCK_BYTES = 8 << 20  # bytes scanned at a time by the first pass
+RUN_BYTES = 4 << 20  # bytes of text given to numpy's parser at a time (about, on average)
 _TRIM_STEPS = 8  # trailing blanks stripped with numpy up to this many, then in Python
 
 
@@ -201,12 +202,20 @@ class TextVectors(WordVectorSource):
         low, high = np.searchsorted(self._irregular, [start, stop])
         row = start
         for odd in [*self._irregular[low:high].tolist(), stop]:
-            if odd > row:
-                self._parse_run(row, odd, out[row - start : odd - start])
+            for first in range(row, odd, self._run_rows):
+                last = min(odd, first + self._run_rows)
+                self._parse_run(first, last, out[first - start : last - start])
             if odd < stop:
                 out[odd - start] = self._parse_row(odd)
             row = odd + 1
         return out
+
+    @property
+    def _run_rows(self) -> int:
+        """Rows parsed by one call of numpy's parser: about :data:`RUN_BYTES` of text, so that
+        its buffers stay small whatever the chunk."""
+        text_bytes = int(self._starts[-1] - self._starts[0])
+        return max(1, int(RUN_BYTES * self.rows / max(text_bytes, 1)))
 
     def _parse_run(self, start: int, stop: int, out: np.ndarray) -> None:
         """Parse rows [start, stop), all ``word v1 ... vD`` with single spaces, into ``out``

@@ -333,7 +333,9 @@ def _add_inspect(commands, common) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="a rowquant .safetensors file")
     parser.add_argument(
-        "--against", metavar="ORIGINAL", help="the float table (.npy or .safetensors) to compare"
+        "--against", metavar="ORIGINAL",
+        help="the float table to compare (.npy, .safetensors, or a GloVe, word2vec or fastText "
+        "file)"
     )
     parser.add_argument(
         "--tensor", metavar="NAME", help="the tensor of ORIGINAL, when it holds several"
