@@ -472,3 +472,14 @@ def test_fast_and_slow_lines_mixed_in_chunks(tmp_path, monkeypatch, run_bytes):
         rq.quantize(values, keys=words).save(tmp_path / "memory.safetensors")
         assert (tmp_path / "out.safetensors").read_bytes() == (
             tmp_path / "memory.safetensors").read_bytes()
+
+
+def test_inspect_shows_a_word_vector_file(tmp_path, capsys):
+    src = write(tmp_path, word2vec_bytes(values=vectors(dim=3)), "v.vec")
+    assert cli.main(["inspect", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "not a rowquant table" in out and f"word2vec text [{len(WORDS)}, 3]" in out
+    table = tmp_path / "t.safetensors"
+    rq.quantize_file(src, table)
+    assert cli.main(["inspect", str(table), "--against", str(src)]) == 0
+    assert "max |error|" in capsys.readouterr().out

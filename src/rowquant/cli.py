@@ -345,11 +345,21 @@ def _add_inspect(commands, common) -> None:
 
 
 def _describe_file(path: str) -> dict:
-    """What the file holds: a rowquant table's header and scales, or any other file's tensors."""
+    """What the file holds: a rowquant table's header and scales, or any other file's tensors
+    (a word-vector file's table, as its format, rows and dim)."""
     from . import _safetensors, io
+    from ._sources import open_source
+    from ._text import SNIFF_BYTES, detect_format
 
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
+        head = file.read(SNIFF_BYTES)
+        file.seek(0)
+        if not head.startswith(b"\x93NUMPY") and detect_format(head) is not None:
+            with open_source(path) as source:
+                table = {"name": None, "dtype": source.dtype_name,
+                         "shape": [source.rows, source.dim]}
+            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [table]}
         if file.read(6) == b"\x93NUMPY":
             import numpy as np
 
