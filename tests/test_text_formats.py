@@ -365,7 +365,8 @@ def test_a_failure_after_chunks_were_written_leaves_the_old_file(tmp_path):
     dst.write_bytes(b"the previous file")
     written = []
     with pytest.raises(ValueError, match="line 15322: the word 'w15321' has nan as value 2"):
-        rq.quantize_file(src, dst, chunk_rows=1000, progress=lambda done, total: written.append(done))
+        rq.quantize_file(src, dst, chunk_rows=1000,
+                         progress=lambda done, total: written.append(done))
     assert written[-1] == 15000  # fifteen chunks were written before the bad one
     assert dst.read_bytes() == b"the previous file"
     assert sorted(os.listdir(tmp_path)) == sorted([src.name, dst.name])

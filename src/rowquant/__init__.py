@@ -200,7 +200,8 @@ def from_gensim(
     >>> import rowquant as rq
     >>> from gensim.models import KeyedVectors               # doctest: +SKIP
     >>> kv = KeyedVectors(vector_size=2)                     # doctest: +SKIP
-    >>> kv.add_vectors(["king", "queen"], np.array([[1, 0.5], [0, 2]], np.float32))  # doctest: +SKIP
+    >>> values = np.array([[1, 0.5], [0, 2]], np.float32)
+    >>> kv.add_vectors(["king", "queen"], values)            # doctest: +SKIP
     >>> qe = rq.from_gensim(kv)                              # doctest: +SKIP
     >>> qe["queen"]                                          # doctest: +SKIP
     array([0., 2.], dtype=float32)

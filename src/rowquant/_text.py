@@ -54,8 +54,8 @@ from ._chunks import release_pages
 from ._keys import Keys
 
 __all__ = ["BOM", "DESCRIPTIONS", "FIELD", "FORMATS", "SNIFF_BYTES", "WordVectorSource",
-           "describe_word", "detect_format", "glove_dim", "is_number", "split_fields", "unique_keys",
-           "word2vec_header"]
+           "describe_word", "detect_format", "glove_dim", "is_number", "split_fields",
+           "unique_keys", "word2vec_header"]
 
 FORMATS = ("glove", "word2vec", "word2vec-binary")
 DESCRIPTIONS = {  # as quantize_file's summary and the command show the source's kind
@@ -150,15 +150,16 @@ def unique_keys(words: list[bytes], path: str, place: Callable[[int], str]) -> K
     """The keys of ``words`` (UTF-8 bytes, one per row), checked: valid UTF-8 and no word
     twice. ``place(row)`` says where a row is in the file at ``path`` (``"line 17"``)."""
     try:
-        b"\n".join(words).decode("utf-8")  # the newline keeps a word's bytes from joining the next's
+        # the newline keeps a word's last bytes from making a character with the next's first
+        b"\n".join(words).decode("utf-8")
     except UnicodeDecodeError:
         for row, word in enumerate(words):
             try:
                 word.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise ValueError(
-                    f"{path}, {place(row)}: the word {word!r} is not valid UTF-8 ({error.reason} at byte "
-                    f"{error.start} of the word)"
+                    f"{path}, {place(row)}: the word {word!r} is not valid UTF-8 "
+                    f"({error.reason} at byte {error.start} of the word)"
                 ) from None
     if len(set(words)) != len(words):  # a set: no int per word, as a dict would keep
         seen: dict[bytes, int] = {}

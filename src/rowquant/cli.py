@@ -357,9 +357,9 @@ def _describe_file(path: str) -> dict:
         file.seek(0)
         if not head.startswith(b"\x93NUMPY") and detect_format(head) is not None:
             with open_source(path) as source:
-                table = {"name": None, "dtype": source.dtype_name,
+                entry = {"name": None, "dtype": source.dtype_name,
                          "shape": [source.rows, source.dim]}
-            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [table]}
+            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [entry]}
         if file.read(6) == b"\x93NUMPY":
             import numpy as np
 

@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _api, _atomic, _format
 from ._chunks import rows_per_chunk
@@ -294,7 +295,8 @@ def quantize_file(
 
     >>> with open(os.path.join(folder, "glove.txt"), "w", encoding="utf-8") as f:
     ...     _ = f.write("king 0.5 -1.25 2\\nqueen 0.25 2 -1.5\\n")
-    >>> s = rq.quantize_file(os.path.join(folder, "glove.txt"), os.path.join(folder, "g.safetensors"))
+    >>> s = rq.quantize_file(os.path.join(folder, "glove.txt"),
+    ...                      os.path.join(folder, "g.safetensors"))
     >>> s.rows, s.dim, s.source_dtype
     (2, 3, 'GloVe text')
     >>> rq.load(os.path.join(folder, "g.safetensors"))["queen"]
@@ -359,7 +361,7 @@ def quantize_file(
         )
 
 
-def read_vectors(path, *, format: str | None = None) -> tuple[np.ndarray, list[str]]:
+def read_vectors(path, *, format: str | None = None) -> tuple[NDArray[np.float32], list[str]]:
     """Read a word-vector file into memory: the vectors and their words.
 
     Parameters
