@@ -20,6 +20,7 @@ True
 """
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from numpy.typing import ArrayLike
 
@@ -37,7 +38,8 @@ from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from ._onnx import to_onnx
 from ._interop import from_fbgemm, from_torch_quantized, to_fbgemm, to_torch_quantized
-from .io import QuantizeSummary, load, quantize_file, save
+from . import _gensim
+from .io import QuantizeSummary, load, quantize_file, read_vectors, save
 from .report import ErrorReport, error_report
 from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
@@ -55,12 +57,14 @@ __all__ = [
     "embedding_bag",
     "error_report",
     "from_fbgemm",
+    "from_gensim",
     "from_torch_quantized",
     "get_num_threads",
     "load",
     "quantize",
     "quantize_file",
     "quantize_rows",
+    "read_vectors",
     "reference",
     "save",
     "set_num_threads",
@@ -159,3 +163,53 @@ def quantize(
     return QuantizedEmbedding._from_checked(
         codes, scales, keys_for_rows(checked_keys, codes.shape[0]), checked_metadata
     )
+
+
+def from_gensim(
+    kv: Any,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    threads: int | None = None,
+) -> QuantizedEmbedding:
+    """Quantize gensim ``KeyedVectors`` (``model.wv`` of a Word2Vec or FastText model, or what
+    ``KeyedVectors.load_word2vec_format`` reads) into a table keyed by its words:
+    ``rq.quantize(kv.vectors, keys=kv.index_to_key)``. gensim itself is not needed.
+    :meth:`QuantizedEmbedding.to_gensim` goes back (to the dequantized vectors).
+
+    Parameters
+    ----------
+    kv : gensim.models.KeyedVectors
+        Its keys must be unique strings (gensim also allows integer keys, which rowquant
+        refuses with a ``TypeError``).
+    metadata : dict of str to str, optional
+    threads : int, optional
+        As for :func:`quantize`.
+
+    Returns
+    -------
+    QuantizedEmbedding
+
+    Raises
+    ------
+    TypeError
+        ``kv`` has no ``vectors`` and ``index_to_key``, or a key is not a string.
+    ValueError
+        As :func:`quantize` (NaN or inf in the vectors, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> from gensim.models import KeyedVectors               # doctest: +SKIP
+    >>> kv = KeyedVectors(vector_size=2)                     # doctest: +SKIP
+    >>> values = np.array([[1, 0.5], [0, 2]], np.float32)
+    >>> kv.add_vectors(["king", "queen"], values)            # doctest: +SKIP
+    >>> qe = rq.from_gensim(kv)                              # doctest: +SKIP
+    >>> qe["queen"]                                          # doctest: +SKIP
+    array([0., 2.], dtype=float32)
+    >>> back = qe.to_gensim()                                # doctest: +SKIP
+    >>> back["king"]                                         # doctest: +SKIP
+    array([1.       , 0.503937], dtype=float32)
+    """
+    vectors, words = _gensim.vectors_and_keys(kv)
+    return quantize(vectors, keys=words, metadata=metadata, threads=threads)

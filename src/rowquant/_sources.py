@@ -5,9 +5,14 @@ Each input format has an opener: a function that checks the file's header and re
 table as stored (:class:`Stored`), and a test that recognises the format from the file's first
 bytes. :data:`OPENERS` lists them in the order they are tried; :class:`FloatSource` picks one
 and reads any of them the same way. Binary formats map the file (:func:`map_array`), so that
-only the chunk being read is in memory; a format that must be parsed (GloVe or word2vec text)
-can return an array it built instead. A new format is one opener function and one entry in
-:data:`OPENERS`.
+only the chunk being read is in memory. A new array format is one opener function and one entry
+in :data:`OPENERS`.
+
+Word-vector files (GloVe, word2vec and fastText text, word2vec binary) must be parsed: they are
+read by the sources of :mod:`rowquant._text_lines` and :mod:`rowquant._text_binary`, which
+offer the same interface and add the words (``keys``). :func:`open_source` tells the formats
+apart by content and returns the right source; the callers (:func:`rowquant.quantize_file`,
+:func:`rowquant.error_report`, :func:`rowquant.read_vectors`) use it.
 
 Examples
 --------
@@ -41,8 +46,13 @@ import numpy as np
 
 from . import _checks, _safetensors
 from ._chunks import release_pages
+from ._keys import Keys
+from ._text import DESCRIPTIONS, FORMATS, SNIFF_BYTES, WordVectorSource, detect_format
+from ._text_binary import BinaryVectors
+from ._text_lines import TextVectors
 
-__all__ = ["FLOAT_DTYPES", "OPENERS", "FloatSource", "Opener", "Stored", "map_array"]
+__all__ = ["FLOAT_DTYPES", "OPENERS", "FloatSource", "Opener", "Source", "Stored", "map_array",
+           "open_source"]
 
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # the safetensors dtypes quantize reads
 NPY_MAGIC = b"\x93NUMPY"
@@ -154,6 +164,11 @@ def open_safetensors(file: BinaryIO, size: int, name: str | None) -> Stored:
         header = _safetensors.read_header(file, size)
     except ValueError as error:
         raise ValueError(f"not a .npy file, nor a readable safetensors file: {error}") from None
+    if header.metadata.get("format") == "rowquant":
+        raise ValueError(
+            "the file is already a rowquant table: open it with rowquant.load, or quantize the "
+            "float table it was made from"
+        )
     listing = ", ".join(t.describe() for _, t in sorted(header.tensors.items()))
     if name is None:
         if len(header.tensors) != 1:
@@ -217,6 +232,8 @@ class FloatSource:
         The file cannot be opened.
     """
 
+    keys: Keys | None = None  # arrays have no words; word-vector sources do
+
     def __init__(self, path, tensor: str | None = None):
         self.path = os.fspath(path)
         with open(self.path, "rb") as file:
@@ -266,3 +283,88 @@ class FloatSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ----------------------------------------------------------------------------- any input
+
+Source = FloatSource | WordVectorSource  # what open_source returns: the same interface
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """Whether ``head`` starts like a safetensors file: a header length that fits the file,
+    then the JSON header's brace (so text, whose first 8 bytes make a huge length, is not)."""
+    return len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether ``head`` reads as UTF-8 text (a character cut by the end of ``head`` allowed)."""
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start >= len(head) - 3 and error.reason == "unexpected end of data"
+    return True
+
+
+def open_source(path, tensor: str | None = None, format: str | None = None,
+                finite: bool = True) -> Source:
+    """The float table of the file at ``path``, open for reading in row chunks: a
+    :class:`FloatSource` for ``.npy`` and safetensors files, a word-vector source for GloVe,
+    word2vec and fastText text and word2vec binary files (with ``keys``), told apart by the
+    file's content unless ``format`` (one of :data:`rowquant._text.FORMATS`) says which
+    word-vector format it is. With ``finite`` (the default), a word-vector file's NaN or inf is
+    an error naming its line.
+
+    Raises ``ValueError`` naming the file for an empty file, a file in no format rowquant reads,
+    a rowquant table (already quantized) and any fault of a word-vector file (with its line);
+    otherwise as :class:`FloatSource`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from rowquant._sources import open_source
+    >>> path = os.path.join(tempfile.mkdtemp(), "glove.txt")
+    >>> with open(path, "w", encoding="utf-8") as f:
+    ...     _ = f.write("king 0.5 -1.25\\nqueen 0.25 2\\n")
+    >>> with open_source(path) as source:
+    ...     source.rows, source.dim, source.dtype_name, list(source.keys)
+    (2, 2, 'GloVe text', ['king', 'queen'])
+    >>> with open(path, "w", encoding="utf-8") as f:
+    ...     _ = f.write("king 0.5 -1.25\\nqueen 0.25\\n")
+    >>> open_source(path)
+    Traceback (most recent call last):
+        ...
+    ValueError: ...glove.txt, line 2: the word 'queen' has 1 value, but line 1 has 2
+    """
+    path = os.fspath(path)
+    if format is not None and format not in FORMATS:
+        raise ValueError(
+            f"format must be one of {', '.join(map(repr, FORMATS))} or None (recognise the "
+            f"file by its content), got {format!r}"
+        )
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(SNIFF_BYTES)
+        if format is None:
+            if not size:
+                raise ValueError(f"{path}: the file is empty")
+            if head.startswith(NPY_MAGIC) or _is_safetensors(head, size):
+                return FloatSource(path, tensor)
+            format = detect_format(head)
+            if format is None:
+                if _is_text(head):
+                    raise ValueError(
+                        f"{path}: a text file in no format rowquant reads: its first line is "
+                        "neither a word2vec header 'N D' nor a word followed by numbers (GloVe)"
+                    )
+                return FloatSource(path, tensor)  # says why it is not .npy nor safetensors
+        if tensor is not None:
+            raise ValueError(
+                f"{path}: a tensor name ({tensor!r}) applies to safetensors files, and this is "
+                f"a {DESCRIPTIONS[format]} file"
+            )
+        if not size:
+            raise ValueError(f"{path}: the file is empty")
+        reader = BinaryVectors if format == "word2vec-binary" else TextVectors
+        return reader(path, file, size, format, finite)

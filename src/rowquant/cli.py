@@ -21,6 +21,7 @@ import os
 import sys
 
 from ._formatting import human_bytes
+from ._text import FORMATS as WORD_VECTOR_FORMATS
 from ._threads import MAX_THREADS
 from ._version import __version__
 
@@ -204,12 +205,19 @@ def _run_bench(args) -> int:
 _QUANTIZE_EPILOG = """\
 examples:
   rowquant quantize glove.npy -o glove.safetensors
+  rowquant quantize glove.6B.300d.txt -o glove.safetensors
+  rowquant quantize cc.en.300.vec -o fasttext.safetensors
+  rowquant quantize GoogleNews-vectors-negative300.bin -o word2vec.safetensors
   rowquant quantize model.safetensors --tensor embeddings.word_embeddings.weight -o words.safetensors
   rowquant quantize huge.npy -o huge.safetensors --chunk-rows 100000 --threads 2
 
-INPUT is a .npy file (float16/32/64) or a .safetensors file (a 2-D F16, BF16, F32 or F64
-tensor; --tensor picks one when there are several). It is read in chunks, so tables larger than
-memory work. OUTPUT is written atomically: on any failure nothing is left at OUTPUT, and a file
+INPUT is a .npy file (float16/32/64), a .safetensors file (a 2-D F16, BF16, F32 or F64
+tensor; --tensor picks one when there are several), or a word-vector file: GloVe text,
+word2vec or fastText text (.vec, a header line 'N D' first) or word2vec binary (.bin). The
+format is recognised by the content; --format names it when that is not enough (a GloVe file
+whose first line is two numbers). Word-vector files keep their words as the table's keys, and
+a fault in one (a line with too few values, a word given twice) is reported with its line.
+It is read in chunks, so tables larger than memory work. OUTPUT is written atomically: on any failure nothing is left at OUTPUT, and a file
 already there stays as it was. A file replaced keeps its permissions; a symlink is written
 through to its target; a device, named pipe or socket is refused. A run killed mid-write leaves
 a hidden .OUTPUT.XXXXXXXX.partial file, which the next run writing OUTPUT deletes.
@@ -230,12 +238,16 @@ def _add_quantize(commands, common) -> None:
         commands,
         common,
         "quantize",
-        "quantize a float table in a .npy or .safetensors file into a rowquant file",
+        "quantize a float table (.npy, .safetensors, GloVe, word2vec, fastText) into a "
+        "rowquant file",
         "Quantize a float embedding table from a file, chunk by chunk, into a\n"
         "rowquant safetensors file (uint8 codes and one float32 scale per row).",
         _QUANTIZE_EPILOG,
     )
-    parser.add_argument("input", metavar="INPUT", help="a .npy or .safetensors file")
+    parser.add_argument(
+        "input", metavar="INPUT",
+        help="a .npy, .safetensors, GloVe, word2vec or fastText text, or word2vec binary file",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -245,6 +257,12 @@ def _add_quantize(commands, common) -> None:
     )
     parser.add_argument(
         "--tensor", metavar="NAME", help="the tensor to quantize, for safetensors files"
+    )
+    parser.add_argument(
+        "--format",
+        choices=WORD_VECTOR_FORMATS,
+        help="read INPUT as this word-vector format (default: recognised by its content; "
+        "fastText .vec files are word2vec)",
     )
     parser.add_argument(
         "--threads", type=_thread_count, metavar="N", help="threads to use (default: all cores)"
@@ -272,6 +290,7 @@ def _run_quantize(args) -> int:
         threads=args.threads,
         progress=not args.quiet and sys.stderr.isatty(),
         report=not args.quiet,
+        format=args.format,
     )
     if args.quiet:
         return 0
@@ -284,6 +303,8 @@ def _run_quantize(args) -> int:
     print(f"quantized {source} -> {summary.output}")
     print(f"  rows    {summary.rows:,}")
     print(f"  dim     {summary.dim:,}")
+    if summary.keys:
+        print(f"  keys    {summary.rows:,} words, from the file")
     print(
         f"  size    {human_bytes(summary.source_bytes)} ({summary.source_dtype}) -> "
         f"{human_bytes(summary.output_bytes)}{smaller}"
@@ -312,7 +333,9 @@ def _add_inspect(commands, common) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="a rowquant .safetensors file")
     parser.add_argument(
-        "--against", metavar="ORIGINAL", help="the float table (.npy or .safetensors) to compare"
+        "--against", metavar="ORIGINAL",
+        help="the float table to compare (.npy, .safetensors, or a GloVe, word2vec or fastText "
+        "file)"
     )
     parser.add_argument(
         "--tensor", metavar="NAME", help="the tensor of ORIGINAL, when it holds several"
@@ -326,11 +349,21 @@ _FORMAT_METADATA = ("format", "version", "scheme", "bias")  # shown on the forma
 
 
 def _describe_file(path: str) -> dict:
-    """What the file holds: a rowquant table's header and scales, or any other file's tensors."""
+    """What the file holds: a rowquant table's header and scales, or any other file's tensors
+    (a word-vector file's table, as its format, rows and dim)."""
     from . import _safetensors, io
+    from ._sources import open_source
+    from ._text import SNIFF_BYTES, detect_format
 
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
+        head = file.read(SNIFF_BYTES)
+        file.seek(0)
+        if not head.startswith(b"\x93NUMPY") and detect_format(head) is not None:
+            with open_source(path) as source:
+                entry = {"name": None, "dtype": source.dtype_name,
+                         "shape": [source.rows, source.dim]}
+            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [entry]}
         if file.read(6) == b"\x93NUMPY":
             import numpy as np
 

@@ -47,14 +47,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _api, _atomic, _format
 from ._chunks import rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
-from ._sources import FloatSource
+from ._keys import check_metadata
+from ._sources import open_source
 from .table import QuantizedEmbedding
 
-__all__ = ["QuantizeSummary", "load", "quantize_file", "save"]
+__all__ = ["QuantizeSummary", "load", "quantize_file", "read_vectors", "save"]
 
 
 def save(path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None = None) -> None:
@@ -162,8 +164,10 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
 
 @dataclass(frozen=True)
 class QuantizeSummary:
-    """What :func:`quantize_file` did: the table's shape, the sizes before and after, the time
-    taken, and the error report when one was asked for."""
+    """What :func:`quantize_file` did: the table's shape, the sizes before and after (for a
+    word-vector file, ``source_bytes`` is the file's size and ``source_dtype`` its format, e.g.
+    ``"GloVe text"``), the time taken, the error report when one was asked for, and whether the
+    table got the source's words as keys."""
 
     source: str
     output: str
@@ -175,6 +179,7 @@ class QuantizeSummary:
     output_bytes: int
     seconds: float
     report: ErrorReport | None = None
+    keys: bool = False  # whether the table got words (a word-vector source) as keys
 
 
 def _progress_callback(progress, total: int, description: str):
@@ -208,18 +213,26 @@ def quantize_file(
     progress=None,
     threads: int | None = None,
     report: bool = False,
+    format: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> QuantizeSummary:
     """Quantize the float table in ``src`` into a rowquant file ``dst``, chunk by chunk.
 
-    The output is byte for byte what ``rq.quantize(table).save(dst)`` writes, but memory stays
-    bounded by one chunk, not the table: the input is memory-mapped and rows already quantized
-    are released as the work moves on, and the output is written as it is produced.
+    The output is byte for byte what ``rq.quantize(table, keys=words,
+    metadata=metadata).save(dst)`` writes, but memory stays bounded by one chunk, not the
+    table: the input is memory-mapped and rows already quantized are released as the work
+    moves on, and the output is written as it is produced. Word-vector files keep their words:
+    the table gets them as keys (``qe["king"]``).
 
     Parameters
     ----------
     src : str or os.PathLike
-        A ``.npy`` file (float16, float32 or float64; recognised by its content) or a
-        ``.safetensors`` file with a 2-D F16, BF16, F32 or F64 tensor.
+        A ``.npy`` file (float16, float32 or float64), a ``.safetensors`` file with a 2-D F16,
+        BF16, F32 or F64 tensor, or a word-vector file: GloVe text (``word v1 ... vD`` per
+        line), word2vec or fastText text (``.vec``: a header line ``N D``, then lines as in
+        GloVe) or word2vec binary (``.bin``). The format is recognised by the file's content,
+        not its name. Text is parsed in two passes (words and shape, then the numbers chunk
+        by chunk, as float64 rounded once to float32); see :func:`read_vectors` for the rules.
     dst : str or os.PathLike
         The output file, written atomically as by :func:`save` (permissions of a file already
         there kept, symlinks written through, devices and pipes refused). If an earlier run
@@ -237,6 +250,12 @@ def quantize_file(
     report : bool, default False
         Also measure the quantization error (:class:`rowquant.ErrorReport`, as
         :func:`rowquant.error_report` would give), at some extra cost per chunk.
+    format : {"glove", "word2vec", "word2vec-binary"}, optional
+        Read ``src`` as this word-vector format instead of recognising it (a GloVe file whose
+        first line is two integers would otherwise be taken for a word2vec header).
+    metadata : dict of str to str, optional
+        Free-form entries for the file's metadata (model name, source, licence), as
+        :func:`save` takes them; :func:`load` gives them back as ``qe.metadata``.
 
     Returns
     -------
@@ -247,10 +266,14 @@ def quantize_file(
     TypeError
         The tensor or array does not hold floats.
     ValueError
-        ``src`` is not a readable ``.npy`` or safetensors file, ``tensor`` names no tensor in
-        it (the message lists them), the table is not 2-D, or it holds NaN or inf (the message
-        names the row and column); ``dst`` is empty, ends in a path separator or is ``src``.
-        Nothing is written at ``dst``.
+        ``src`` is empty, or in no format rowquant reads, or already a rowquant table, or a
+        ``.npy`` or safetensors file that is truncated or corrupted; ``tensor`` names no tensor
+        in it (the message lists them), the table is not 2-D, or it holds NaN or inf (the
+        message names the row and column, and for word-vector files the line); a word-vector
+        file has a line with too few or too many numbers, a field that is not a number, a word
+        twice or not in UTF-8, a header that does not match its entries, or ends mid-entry
+        (the message names the line, or a binary file's entry); ``dst`` is empty, ends in a
+        path separator or is ``src``. Nothing is written at ``dst``.
     OSError
         ``src`` cannot be read or ``dst`` cannot be written (a missing folder; a folder, device,
         named pipe or socket at ``dst``; a full disk).
@@ -267,14 +290,29 @@ def quantize_file(
     ...                      chunk_rows=2000, progress=lambda rows, total: done.append(rows))
     >>> done, s.rows, s.dim, s.source_dtype
     ([2000, 4000, 5000], 5000, 8, 'float16')
+
+    A GloVe file keeps its words:
+
+    >>> with open(os.path.join(folder, "glove.txt"), "w", encoding="utf-8") as f:
+    ...     _ = f.write("king 0.5 -1.25 2\\nqueen 0.25 2 -1.5\\n")
+    >>> s = rq.quantize_file(os.path.join(folder, "glove.txt"),
+    ...                      os.path.join(folder, "g.safetensors"))
+    >>> s.rows, s.dim, s.source_dtype
+    (2, 3, 'GloVe text')
+    >>> rq.load(os.path.join(folder, "g.safetensors"))["queen"]
+    array([ 0.2519685,  2.       , -1.496063 ], dtype=float32)
     """
     started = time.perf_counter()
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
-    with FloatSource(src, tensor) as source:
+    checked_metadata = check_metadata(metadata)
+    with open_source(src, tensor, format) as source:
         rows, dim = source.rows, source.dim
+        keys = source.keys
         step = rows_per_chunk(chunk_rows, dim)
-        header = _format.table_header(rows, dim)
+        header = _format.table_header(
+            rows, dim, None if keys is None else keys.utf8.shape[0], checked_metadata
+        )
         scales_at, codes_at = len(header), len(header) + 4 * rows
         codes = np.empty((min(step, rows), dim), dtype=np.uint8)
         scales = np.empty(min(step, rows), dtype=np.float32)
@@ -284,6 +322,8 @@ def quantize_file(
             with _atomic.atomic_output(dst) as fd:
                 _atomic.write_all(fd, header, 0)
                 os.ftruncate(fd, codes_at + rows * dim)
+                if keys is not None:
+                    _format.write_keys(fd, codes_at + rows * dim, keys)
                 for start in range(0, rows, step):
                     stop = min(rows, start + step)
                     count = stop - start
@@ -304,6 +344,8 @@ def quantize_file(
         finally:
             close()
         output_bytes = codes_at + rows * dim
+        if keys is not None:
+            output_bytes += keys.offsets.nbytes + keys.utf8.nbytes
         return QuantizeSummary(
             source=os.fspath(src),
             output=os.fspath(dst),
@@ -315,4 +357,96 @@ def quantize_file(
             output_bytes=output_bytes,
             seconds=time.perf_counter() - started,
             report=errors.finish() if errors is not None else None,
+            keys=keys is not None,
         )
+
+
+def read_vectors(path, *, format: str | None = None) -> tuple[NDArray[np.float32], list[str]]:
+    """Read a word-vector file into memory: the vectors and their words.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A GloVe, word2vec or fastText text file, or a word2vec binary file.
+    format : {"glove", "word2vec", "word2vec-binary"}, optional
+        The file's format; by default it is recognised by the content:
+
+        ``"glove"``
+            No header; a line per word: the word, then its ``D`` values, separated by spaces
+            (Stanford's ``glove.6B.50d.txt``).
+        ``"word2vec"``
+            A header line ``N D`` (words and values per word), then ``N`` lines as in GloVe:
+            the text files of word2vec and gensim, and fastText's ``.vec`` files.
+        ``"word2vec-binary"``
+            A header line ``N D``, then per word its UTF-8 bytes, a space, ``D``
+            little-endian float32 values and a newline (word2vec's and gensim's ``.bin``;
+            files without the newlines are read too).
+
+        A first line of two integers is taken for a word2vec header: a GloVe file whose first
+        word is a number with a single value needs ``format="glove"``.
+
+    Returns
+    -------
+    vectors : ndarray of float32, shape (N, D)
+        Text values are parsed as float64 and rounded once to float32, as
+        ``np.loadtxt(dtype=np.float32)`` and gensim's ``load_word2vec_format`` do (the same
+        bits); NaN and inf are kept.
+    words : list of str
+        The words, in file order.
+
+    Notes
+    -----
+    Text lines: values are separated by spaces or tabs; trailing blanks and ``\\r`` (CRLF
+    files), blank lines and a UTF-8 byte-order mark are ignored. The vector is the last ``D``
+    fields of a line and the word everything before them, so a word may hold spaces (GloVe
+    840B has some); but a word whose last field is a number makes the line one with too many
+    values. In binary files, a word ends at the first space followed by ``4 D`` bytes and a
+    newline (or the end of the file), so words with spaces are read whole; in files whose
+    entries have no newline, at the first space (as gensim reads them).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the line (1-based, as an editor counts; a binary file's entry and
+        byte offset): a line with too few or too many values (a ragged row), a field that is
+        not a number, a word given twice (both lines named) or not valid UTF-8, a header whose
+        count or width does not match the entries, a binary file that ends mid-entry; or the
+        file is in none of these formats.
+    OSError
+        The file cannot be read.
+
+    See Also
+    --------
+    quantize_file : the same files quantized straight to a rowquant file, in bounded memory.
+    from_gensim : a table from gensim's ``KeyedVectors``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import rowquant as rq
+    >>> path = os.path.join(tempfile.mkdtemp(), "vectors.vec")
+    >>> with open(path, "w", encoding="utf-8") as f:
+    ...     _ = f.write("2 3\\nköln 0.5 -1.25 2\\nnew york 0.1 2 -1\\n")
+    >>> vectors, words = rq.read_vectors(path)
+    >>> words
+    ['köln', 'new york']
+    >>> vectors
+    array([[ 0.5 , -1.25,  2.  ],
+           [ 0.1 ,  2.  , -1.  ]], dtype=float32)
+    >>> qe = rq.quantize(vectors, keys=words)
+    >>> qe.index("new york")
+    1
+    """
+    with open_source(path, format=format, finite=False) as source:
+        if source.keys is None:
+            raise ValueError(
+                f"{os.fspath(path)}: a {source.dtype_name} array holds no words; read it with "
+                "numpy (or quantize it with rowquant.quantize_file)"
+            )
+        vectors = np.empty((source.rows, source.dim), dtype=np.float32)
+        step = rows_per_chunk(None, source.dim)
+        for start in range(0, source.rows, step):
+            stop = min(source.rows, start + step)
+            vectors[start:stop] = source.rows_float32(start, stop)[0]
+            source.release(start, stop)
+        return vectors, source.keys.tolist()

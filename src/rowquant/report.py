@@ -20,19 +20,22 @@ import os
 from . import _checks, io
 from ._chunks import release_pages, rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
-from ._sources import FloatSource
+from ._sources import open_source
 from .table import QuantizedEmbedding
 
 __all__ = ["ErrorAccumulator", "ErrorReport", "error_report"]
 
 
-def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 10) -> ErrorReport:
+def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 10,
+                 format: str | None = None) -> ErrorReport:
     """Measure how far ``table`` is from the float table it was quantized from.
 
     Parameters
     ----------
-    original : array_like (N, D), or path of a ``.npy`` / ``.safetensors`` file
-        The float table. Files are memory-mapped and read chunk by chunk.
+    original : array_like (N, D), or path of a ``.npy`` / ``.safetensors`` / word-vector file
+        The float table. Files are memory-mapped and read chunk by chunk; word-vector files
+        (GloVe, word2vec and fastText text, word2vec binary) are parsed chunk by chunk, as
+        :func:`rowquant.quantize_file` reads them.
     table : QuantizedEmbedding, or path of a rowquant file (memory-mapped)
     tensor : str, optional
         The tensor of ``original`` when it is a safetensors file with several.
@@ -40,6 +43,8 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
         Rows per chunk (default: about 32 MB of float32).
     worst : int, default 10
         How many of the worst rows to list.
+    format : {"glove", "word2vec", "word2vec-binary"}, optional
+        The format of a word-vector ``original``, when its content does not tell it.
 
     Returns
     -------
@@ -66,7 +71,7 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a QuantizedEmbedding or a path, got {type(table).__name__}")
     if isinstance(original, (str, os.PathLike)):
-        source = FloatSource(original, tensor)
+        source = open_source(original, tensor, format)
         shape = (source.rows, source.dim)
         read = source.rows_float32
         release, close = source.release, source.close

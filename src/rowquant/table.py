@@ -10,7 +10,7 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _api, _backend, _checks, _format, _layouts, _threads, reference
+from . import _api, _backend, _checks, _format, _gensim, _layouts, _threads, reference
 from ._api import BagMode
 from ._formatting import human_bytes
 from ._keys import Keys, check_metadata, keys_for_rows
@@ -428,6 +428,14 @@ class QuantizedEmbedding:
         """The table as a torch per-channel quantized tensor (quint8, zero point 128); see
         :func:`rowquant.to_torch_quantized`."""
         return _layouts.torch_per_channel(self._codes, self._scales)
+
+    def to_gensim(self) -> Any:
+        """The table as gensim ``KeyedVectors``: its keys and dequantized rows (float32); see
+        :func:`rowquant.from_gensim`. Needs gensim (``ImportError`` saying so without it) and
+        a table with keys (``ValueError`` without)."""
+        if self._keys is None:
+            raise ValueError("the table has no keys; gensim's KeyedVectors need one per row")
+        return _gensim.keyed_vectors(self.dequantize(), self._keys.tolist())
 
     def __getitem__(self, key: Any) -> NDArray[np.float32]:
         n_rows = len(self)
