@@ -17,8 +17,14 @@ if importlib.util.find_spec("tokenizers") is None:  # the encoder's examples bui
 
 
 def pytest_collection_modifyitems(config, items):
-    """Doctests that build torch objects (named *torch*) are skipped without torch, and the
-    ONNX export through torch's default exporter without onnxscript and onnxruntime."""
+    """Doctests that build torch objects (named *torch*) are skipped without torch, the ONNX
+    export through torch's default exporter without onnxscript and onnxruntime, and the gensim
+    round trip without gensim."""
+    if importlib.util.find_spec("gensim") is None:
+        skip = pytest.mark.skip(reason="needs gensim (pip install 'rowquant[gensim]')")
+        for item in items:
+            if isinstance(item, pytest.DoctestItem) and item.name.endswith("from_gensim"):
+                item.add_marker(skip)
     missing = {name for name in ("torch", "onnxscript", "onnxruntime")
                if importlib.util.find_spec(name) is None}
     if "torch" in missing:

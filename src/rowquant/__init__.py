@@ -200,16 +200,16 @@ def from_gensim(
     --------
     >>> import numpy as np
     >>> import rowquant as rq
-    >>> from gensim.models import KeyedVectors               # doctest: +SKIP
-    >>> kv = KeyedVectors(vector_size=2)                     # doctest: +SKIP
+    >>> from gensim.models import KeyedVectors
+    >>> kv = KeyedVectors(vector_size=2)
     >>> values = np.array([[1, 0.5], [0, 2]], np.float32)
-    >>> kv.add_vectors(["king", "queen"], values)            # doctest: +SKIP
-    >>> qe = rq.from_gensim(kv)                              # doctest: +SKIP
-    >>> qe["queen"]                                          # doctest: +SKIP
+    >>> kv.add_vectors(["king", "queen"], values)
+    >>> qe = rq.from_gensim(kv)
+    >>> qe["queen"]
     array([0., 2.], dtype=float32)
-    >>> back = qe.to_gensim()                                # doctest: +SKIP
-    >>> back["king"]                                         # doctest: +SKIP
-    array([1.       , 0.503937], dtype=float32)
+    >>> back = qe.to_gensim()
+    >>> back["king"]
+    array([1.      , 0.503937], dtype=float32)
     """
     vectors, words = _gensim.vectors_and_keys(kv)
     return quantize(vectors, keys=words, metadata=metadata, threads=threads)

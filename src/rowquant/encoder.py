@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _atomic, _safetensors, io
+from ._api import quantize_rows
 from .table import QuantizedEmbedding
 
 __all__ = ["StaticEncoder"]
@@ -325,8 +326,6 @@ class StaticEncoder:
         ValueError
             Its ``model.safetensors`` has no ``embeddings`` tensor, or is not a safetensors file.
         """
-        from . import quantize
-
         if not isinstance(folder_or_model, (str, os.PathLike)):
             model = folder_or_model
             for needed in ("embedding", "tokenizer", "normalize", "max_length"):
@@ -334,7 +333,7 @@ class StaticEncoder:
                     raise TypeError("from_model2vec takes a model2vec.StaticModel or a folder, "
                                     f"got {type(model).__name__} (it has no {needed!r})")
             return cls(
-                quantize(np.asarray(model.embedding, dtype=np.float32)), model.tokenizer,
+                _quantized(np.asarray(model.embedding, dtype=np.float32)), model.tokenizer,
                 normalize=model.normalize, max_length=model.max_length,
                 token_mapping=getattr(model, "token_mapping", None),
                 token_weights=getattr(model, "weights", None),
@@ -346,7 +345,7 @@ class StaticEncoder:
             raise ValueError(f"{folder / MODEL_FILE} has no 'embeddings' tensor, so it is not a "
                              "model2vec model")
         return cls(
-            quantize(tensors["embeddings"].astype(np.float32, copy=False)),
+            _quantized(tensors["embeddings"].astype(np.float32, copy=False)),
             _read_tokenizer(folder), **_settings(config),
             token_mapping=tensors.get("mapping"), token_weights=tensors.get("weights"),
         )
@@ -359,13 +358,11 @@ class StaticEncoder:
         a ``Normalize`` module follows. The module's float weights are quantized with
         :func:`rowquant.quantize`.
         """
-        from . import quantize
-
         module, normalize = _static_embedding_of(model_or_module)
         weights = module.embedding.weight.detach().to("cpu").float().numpy()
         truncation = module.tokenizer.truncation
         return cls(
-            quantize(weights), module.tokenizer, normalize=normalize,
+            _quantized(weights), module.tokenizer, normalize=normalize,
             max_length=None if truncation is None else truncation["max_length"],
             skip_unknown=False, cut_text=False,
         )
@@ -440,6 +437,13 @@ class StaticEncoder:
 
 
 # helpers of loading and saving
+
+def _quantized(weights: np.ndarray) -> QuantizedEmbedding:
+    """A model's float table quantized (as :func:`rowquant.quantize`, which lives in the package
+    that imports this module)."""
+    codes, scales = quantize_rows(weights)
+    return QuantizedEmbedding(codes, scales)
+
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
     """The constructor's keywords from a model folder's config.json, with model2vec's
