@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Keys", "MissingKeyError", "RESERVED_METADATA", "check_metadata", "keys_for_rows"]
+__all__ = ["Keys", "MissingKeyError", "RESERVED_METADATA", "check_metadata", "first_repeat",
+           "keys_for_rows"]
 
 # the metadata names the file format itself writes; free-form metadata may not use them
 RESERVED_METADATA = frozenset({"format", "version", "scheme", "bias"})
@@ -133,13 +134,18 @@ class Keys(Sequence[str]):
             except UnicodeEncodeError as error:
                 raise ValueError(f"keys[{i}] = {word!r} cannot be written as UTF-8: {error}") from None
             strings.append(word)
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        utf8 = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        keys = cls(utf8, offsets)
+        keys = cls.from_utf8(encoded)
         keys._strings, keys._mapping = strings, mapping
         return keys
+
+    @classmethod
+    def from_utf8(cls, words: Sequence[bytes]) -> Keys:
+        """Keys from their UTF-8 bytes, one ``bytes`` per row, not checked (the caller has
+        checked them, and says where a bad one is better than this could)."""
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        offsets = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.frombuffer(b"".join(words), dtype=np.uint8), offsets)
 
     @property
     def utf8(self) -> np.ndarray:
@@ -215,14 +221,13 @@ class Keys(Sequence[str]):
                 except UnicodeDecodeError:
                     strings = [self._decode(i) for i in range(len(self))]  # names the bad key
                 built = dict(zip(strings, range(len(strings))))
-                if len(built) != len(strings):
-                    seen: dict[str, int] = {}
-                    for i, word in enumerate(strings):
-                        first = seen.setdefault(word, i)
-                        if first != i:
-                            raise ValueError(
-                                f"{self._source}key {i} ({word!r}) repeats key {first}: the keys are not unique"
-                            )
+                repeat = first_repeat(strings) if len(built) != len(strings) else None
+                if repeat is not None:
+                    first, i = repeat
+                    raise ValueError(
+                        f"{self._source}key {i} ({strings[i]!r}) repeats key {first}: the keys "
+                        "are not unique"
+                    )
                 self._strings = strings
                 self._mapping = built
             return self._mapping
@@ -270,6 +275,17 @@ class Keys(Sequence[str]):
 
     def __reduce__(self) -> tuple[type[Keys], tuple[np.ndarray, np.ndarray]]:
         return (type(self), (np.array(self.utf8), np.array(self.offsets)))
+
+
+def first_repeat(items: Sequence[Hashable]) -> tuple[int, int] | None:
+    """``(first, second)``: the positions of the first item that is there a second time, and of
+    that second time; None when all differ."""
+    seen: dict[Hashable, int] = {}
+    for position, item in enumerate(items):
+        first = seen.setdefault(item, position)
+        if first != position:
+            return first, position
+    return None
 
 
 def keys_for_rows(keys: Iterable[str] | None, rows: int) -> Keys | None:

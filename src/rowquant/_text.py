@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from ._chunks import release_pages
-from ._keys import Keys
+from ._keys import Keys, first_repeat
 
 __all__ = ["BOM", "DESCRIPTIONS", "FIELD", "FORMATS", "SNIFF_BYTES", "WordVectorSource",
            "describe_word", "detect_format", "glove_dim", "is_number", "split_fields",
@@ -161,19 +161,15 @@ def unique_keys(words: list[bytes], path: str, place: Callable[[int], str]) -> K
                     f"{path}, {place(row)}: the word {word!r} is not valid UTF-8 "
                     f"({error.reason} at byte {error.start} of the word)"
                 ) from None
-    if len(set(words)) != len(words):  # a set: no int per word, as a dict would keep
-        seen: dict[bytes, int] = {}
-        for row, word in enumerate(words):
-            first = seen.setdefault(word, row)
-            if first != row:
-                raise ValueError(
-                    f"{path}, {place(row)}: the word {describe_word(word)} is there a second "
-                    f"time, first on {place(first)}; the words of a table must be unique"
-                )
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    offsets = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Keys(np.frombuffer(b"".join(words), dtype=np.uint8), offsets)
+    # a set first: no int per word, as first_repeat's dict keeps
+    repeat = first_repeat(words) if len(set(words)) != len(words) else None
+    if repeat is not None:
+        first, row = repeat
+        raise ValueError(
+            f"{path}, {place(row)}: the word {describe_word(words[row])} is there a second "
+            f"time, first on {place(first)}; the words of a table must be unique"
+        )
+    return Keys.from_utf8(words)
 
 
 class WordVectorSource:
