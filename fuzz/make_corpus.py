@@ -111,6 +111,15 @@ def seeds() -> dict[str, bytes]:
         keyed_valid, keys_at - 8 * 3, struct.pack("<q", 1)
     )
 
+    # word-vector files: GloVe text, word2vec text (CRLF), word2vec binary with a spaced word
+    files["wv_glove.txt"] = "the 0.418 0.24968 -0.41242\nköln -1e-3 2 3.5\n, 0 0 0\n".encode()
+    files["wv_word2vec.vec"] = b"2 3\r\nthe 1 2 3\r\nof 4 5 6\r\n"
+    files["wv_word2vec.bin"] = (
+        b"2 2\n" + b"new york " + np.array([1, -2], "<f4").tobytes() + b"\n"
+        + b"the " + np.array([0.5, 3], "<f4").tobytes() + b"\n"
+    )
+    files["wv_glove_ragged.txt"] = b"a 1 2\nb 3\n"
+
     # safetensors files from the safetensors package: the ones quantize_file reads
     files["st_f32_4x3.safetensors"] = safetensors_bytes({"w": table(4, 3)})
     files["st_f16_5x3.safetensors"] = safetensors_bytes({"w": table(5, 3).astype(np.float16)})

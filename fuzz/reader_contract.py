@@ -16,6 +16,10 @@ decoding of the same bytes and lies inside the file:
 - ``rowquant._sources.FloatSource(path)``: ``ValueError`` naming the file, ``TypeError`` naming a
   non-float dtype, or a 2-D float table inside the file whose rows, read in chunks as float32,
   equal the stored values converted.
+- ``rowquant._sources.open_source(path)`` on what starts like a word-vector file (GloVe,
+  word2vec text or binary): ``ValueError`` naming the file, or unique words, one per row, and
+  rows that read in chunks as finite float32 of the file's shape (or a ``ValueError`` naming
+  the file).
 
 Any other exception escapes (a finding), and a broken promise raises :class:`ContractViolation`.
 An error message must also be printable text: the CLI writes it to stderr.
@@ -31,7 +35,8 @@ import numpy as np
 
 import rowquant as rq
 from rowquant import _safetensors
-from rowquant._sources import FloatSource
+from rowquant._sources import FloatSource, open_source
+from rowquant._text import SNIFF_BYTES, detect_format
 
 __all__ = ["ContractViolation", "check_bytes", "check_file", "check_header"]
 
@@ -262,11 +267,48 @@ def _check_float_source(path: str, data: bytes, header) -> None:
             source.release(start, stop)
 
 
+def _check_word_vectors(path: str, data: bytes) -> None:
+    """A file that starts like a word-vector file: ``ValueError`` naming the file (with the
+    line, where one is to blame), or ``rows`` words, unique, and rows that read in chunks as
+    finite float32 of the right shape or fail the same way."""
+    if detect_format(data[:SNIFF_BYTES]) is None:
+        return
+    try:
+        source = open_source(path)
+    except ValueError as error:
+        message = _printable(error)
+        _require(message.startswith(path), f"open_source: the message does not start with the "
+                 f"file: {message!r}")
+        return
+    with source:
+        rows, dim = source.rows, source.dim
+        _require(type(rows) is int and type(dim) is int and rows >= 0 and dim >= 0,
+                 f"open_source: shape ({rows!r}, {dim!r})")
+        _require(source.keys is not None and len(source.keys) == rows,
+                 f"open_source: {rows} rows but keys {source.keys!r}")
+        words = list(source.keys)
+        _require(len(set(words)) == rows, "open_source: a word twice")
+        step = max(1, rows // 3)
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            try:
+                values, _ = source.rows_float32(start, stop)
+            except ValueError as error:
+                message = _printable(error)
+                _require(message.startswith(path), f"rows_float32: the message does not start "
+                         f"with the file: {message!r}")
+                return
+            _require(values.dtype == np.float32 and values.shape == (stop - start, dim),
+                     f"rows_float32({start}, {stop}) has {values.dtype} {values.shape}")
+            _require(bool(np.isfinite(values).all()), f"rows_float32({start}, {stop}): inf/NaN")
+
+
 def check_file(path: str, data: bytes) -> None:
     """Every reader on the file at ``path``, whose content is ``data``."""
     header = check_header(data)
     _check_load(path, data, header)
     _check_float_source(path, data, header)
+    _check_word_vectors(path, data)
 
 
 def check_bytes(data: bytes, path: str) -> None:
