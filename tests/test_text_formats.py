@@ -479,7 +479,10 @@ def test_inspect_shows_a_word_vector_file(tmp_path, capsys):
     src = write(tmp_path, word2vec_bytes(values=vectors(dim=3)), "v.vec")
     assert cli.main(["inspect", str(src)]) == 0
     out = capsys.readouterr().out
-    assert "not a rowquant table" in out and f"word2vec text [{len(WORDS)}, 3]" in out
+    shown = ", ".join(repr(word) for word in WORDS[:5])
+    assert (f"a word2vec text file, not a rowquant table: {len(WORDS)} words of 3 values "
+            f"({shown}" in out)
+    assert f"rowquant quantize {src} -o OUTPUT" in out
     table = tmp_path / "t.safetensors"
     rq.quantize_file(src, table)
     assert cli.main(["inspect", str(table), "--against", str(src)]) == 0

@@ -363,7 +363,10 @@ def _describe_file(path: str) -> dict:
             with open_source(path) as source:
                 entry = {"name": None, "dtype": source.dtype_name,
                          "shape": [source.rows, source.dim]}
-            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [entry]}
+                words = {"format": source.format, "rows": source.rows, "dim": source.dim,
+                         "first": source.keys[:_KEYS_SHOWN]}
+            return {"file": path, "file_bytes": size, "rowquant": False, "tensors": [entry],
+                    "word_vectors": words}
         if file.read(6) == b"\x93NUMPY":
             import numpy as np
 
@@ -429,6 +432,14 @@ def _run_inspect(args) -> int:
         print(json.dumps(description, indent=1))
         return 0
     print(f"file        {args.file} ({human_bytes(description['file_bytes'])})")
+    if "word_vectors" in description:
+        words = description["word_vectors"]
+        shown = ", ".join(_printable(repr(word)) for word in words["first"])
+        more = ", ..." if words["rows"] > len(words["first"]) else ""
+        print(f"            a {description['tensors'][0]['dtype']} file, not a rowquant table: "
+              f"{words['rows']:,} words of {words['dim']:,} values ({shown}{more})")
+        print(f"make a rowquant table from it with: rowquant quantize {args.file} -o OUTPUT")
+        return 0
     if not description["rowquant"]:
         print("            not a rowquant table; its tensors:")
         for tensor in description["tensors"]:
