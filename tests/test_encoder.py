@@ -221,6 +221,18 @@ def test_save_replaces_files_atomically(tmp_path):
                           rq.quantize(random_table(tokenizer.get_vocab_size(), seed=1)).codes)
 
 
+def test_save_refuses_the_folder_of_a_model_it_did_not_write(model2vec, tmp_path):
+    tokenizer = word_tokenizer()
+    table = random_table(tokenizer.get_vocab_size(), seed=2)
+    model2vec.StaticModel(table, tokenizer).save_pretrained(tmp_path / "m2v")
+    before = {name: (tmp_path / "m2v" / name).read_bytes() for name in os.listdir(tmp_path / "m2v")}
+    encoder = rq.StaticEncoder.from_model2vec(tmp_path / "m2v")
+    with pytest.raises(FileExistsError, match="holds a model that rowquant did not save"):
+        encoder.save(tmp_path / "m2v")
+    after = {name: (tmp_path / "m2v" / name).read_bytes() for name in os.listdir(tmp_path / "m2v")}
+    assert after == before
+
+
 # sentence-transformers
 
 

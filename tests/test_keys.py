@@ -427,3 +427,45 @@ def test_error_report_names_the_worst_rows_keys(table):
     report = rq.error_report(E, qe, worst=3)
     assert report.worst_keys == tuple(WORDS[row] for row in report.worst_rows)
     assert rq.error_report(E, rq.quantize(E)).worst_keys is None
+
+
+def test_bag_words_weights_must_match_each_bag(table):
+    _, qe = table
+    bags = [["the", "king"], ["queen"]]
+    for weights, fragment in (
+        ([[1.0], [2.0, 3.0]], "weights[0] has 1 weights but bag 0 has 2 words"),
+        ([[1.0, 2.0]], "weights has 1 lists but there are 2 bags"),
+        ([[1.0, 2.0], [3.0], [4.0]], "weights has 3 lists but there are 2 bags"),
+    ):
+        with pytest.raises(ValueError) as info:
+            qe.bag_words(bags, weights=weights)
+        assert fragment in str(info.value)
+    with pytest.raises(TypeError, match="one list of floats per bag"):
+        qe.bag_words(bags, weights=3.0)
+
+
+def test_lookup_of_one_word_checks_out_as_take_does(table):
+    _, qe = table
+    out = np.full(6, np.nan, np.float32)
+    assert qe.lookup("queen", out=out) is out
+    np.testing.assert_array_equal(out, qe["queen"])
+    for bad, error, fragment in (
+        (np.zeros(6, np.int32), ValueError, "out must have dtype float32"),
+        (np.zeros(6, np.float64), ValueError, "out must have dtype float32"),
+        (np.zeros(5, np.float32), ValueError, "out must have shape (6,) for one word"),
+        (np.zeros(12, np.float32)[::2], ValueError, "out"),
+        ([0.0] * 6, ValueError, "out must be a numpy array"),
+    ):
+        with pytest.raises(error) as info:
+            qe.lookup("queen", out=bad)
+        assert fragment in str(info.value)
+    frozen = np.zeros(6, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        qe.lookup("queen", out=frozen)
+
+
+def test_in_asks_the_keys(table):
+    E, qe = table
+    assert "köln" in qe and "" in qe and "prince" not in qe and 3 not in qe
+    assert "the" not in rq.quantize(E)  # no keys: nothing is a key

@@ -391,7 +391,12 @@ class StaticEncoder:
         dequantized float32 table in ``model.safetensors``, ``tokenizer.json``, ``config.json``)
         and :meth:`load` opens at once (the quantized table in
         ``embeddings.rowquant.safetensors``). Each file is written atomically; the folder is
-        created if needed.
+        created if needed. A folder that holds a model not saved by rowquant (a
+        ``model.safetensors`` without ``embeddings.rowquant.safetensors`` beside it: say the
+        folder the encoder was made from) is refused with ``FileExistsError``, since its float
+        table would be replaced by the dequantized one; a folder saved by rowquant is
+        overwritten. sentence-transformers also loads the folder (``modules.json``), and
+        gives what its ``StaticEmbedding`` gives: unknown tokens kept, long texts not cut.
 
         Examples
         --------
@@ -409,6 +414,12 @@ class StaticEncoder:
         [0.0, 1.0]
         """
         folder = Path(folder)
+        if (folder / MODEL_FILE).exists() and not (folder / TABLE_FILE).exists():
+            raise FileExistsError(
+                f"{folder} holds a model that rowquant did not save ({MODEL_FILE} without "
+                f"{TABLE_FILE}): saving there would replace its float table with the "
+                "dequantized one; save to another folder"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         self._table.save(folder / TABLE_FILE)
         tensors: dict[str, np.ndarray] = {"embeddings": self._table.dequantize()}

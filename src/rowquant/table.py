@@ -34,6 +34,23 @@ def _is_words(key: Any) -> bool:
     return False
 
 
+def _weights_per_word(weights: Iterable[ArrayLike], lengths: np.ndarray) -> np.ndarray:
+    """One weight per word of the bags, from one list per bag, checked to match each bag."""
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Iterable):
+        raise TypeError("weights must give one list of floats per bag")
+    per_bag = [np.asarray(bag_weights).reshape(-1) for bag_weights in weights]
+    if len(per_bag) != len(lengths):
+        raise ValueError(f"weights has {len(per_bag)} lists but there are {len(lengths)} bags")
+    for position, (bag_weights, length) in enumerate(zip(per_bag, lengths.tolist())):
+        if bag_weights.shape[0] != length:
+            raise ValueError(
+                f"weights[{position}] has {bag_weights.shape[0]} weights but bag {position} "
+                f"has {length} words"
+            )
+    # one array: bag checks the values (floats, finite) as for any weights
+    return np.concatenate(per_bag) if per_bag else np.empty(0, np.float32)
+
+
 def _restore(cls: type[QuantizedEmbedding], codes: np.ndarray, scales: np.ndarray,
              keys: Keys | None, metadata: dict[str, str]) -> QuantizedEmbedding:
     """Unpickle a table: the arrays and keys were checked when it was made."""
@@ -223,11 +240,17 @@ class QuantizedEmbedding:
         """
         rows = self.index(words)
         if isinstance(rows, int):
-            if out is not None:
-                out[...] = self.take(np.array([rows]))[0]
-                return out
-            one: NDArray[np.float32] = self.take(np.array([rows]))[0]
-            return one
+            if out is None:
+                one: NDArray[np.float32] = self.take(np.array([rows]))[0]
+                return one
+            if not isinstance(out, np.ndarray):
+                raise ValueError(f"out must be a numpy array, got {type(out).__name__}")
+            if out.shape != (self._dim,):
+                raise ValueError(
+                    f"out must have shape ({self._dim},) for one word, got {out.shape}"
+                )
+            self.take(np.array([rows]), out[np.newaxis])  # take checks the rest of out
+            return out
         return self.take(rows, out)
 
     def bag_words(
@@ -267,12 +290,7 @@ class QuantizedEmbedding:
             lists.append(list(bag))
         lengths = np.array([len(words) for words in lists], dtype=np.int64)
         ids = keys.rows([word for bag in lists for word in bag])
-        flat_weights = None
-        if weights is not None:
-            flat_weights = np.concatenate(
-                [np.asarray(w, dtype=np.float32).reshape(-1) for w in weights] or
-                [np.empty(0, np.float32)]
-            )
+        flat_weights = None if weights is None else _weights_per_word(weights, lengths)
         return self.bag(ids, lengths=lengths, weights=flat_weights, mode=mode, out=out,
                         threads=threads)
 
@@ -436,6 +454,11 @@ class QuantizedEmbedding:
         if self._keys is None:
             raise ValueError("the table has no keys; gensim's KeyedVectors need one per row")
         return _gensim.keyed_vectors(self.dequantize(), self._keys.tolist())
+
+    def __contains__(self, word: object) -> bool:
+        """Whether ``word`` is a key of the table (``"king" in qe``, as in gensim); always False
+        for a table without keys. Rows are not searched: use ``qe.keys`` for words."""
+        return self._keys is not None and word in self._keys
 
     def __getitem__(self, key: Any) -> NDArray[np.float32]:
         n_rows = len(self)
