@@ -195,6 +195,27 @@ def test_files_gensim_writes_read_as_gensim_reads_them(tmp_path, binary, kind):
     np.testing.assert_array_equal(got.view(np.uint32), theirs.vectors.view(np.uint32))
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 8])
+def test_gensim_binary_without_newlines_and_short_vectors(tmp_path, dim):
+    # gensim 4 writes no newline after a vector: a word ends at its first space, as gensim
+    # reads it, even when a later space (a vector's byte, or the space before the last
+    # entry's vector) is followed by 4 D bytes and the end of the file
+    gensim = pytest.importorskip("gensim")
+    for seed in range(20):
+        count = 3 + seed % 5
+        words = [f"w{i}" for i in range(count)]
+        kv = gensim.models.KeyedVectors(vector_size=dim)
+        kv.add_vectors(words, vectors(count, dim, seed=seed))
+        path = tmp_path / f"g{seed}.bin"
+        kv.save_word2vec_format(str(path), binary=True)
+        assert path.stat().st_size == len(f"{count} {dim}\n") + sum(
+            len(word) + 1 + 4 * dim for word in words)  # no newline after the vectors
+        theirs = gensim.models.KeyedVectors.load_word2vec_format(str(path), binary=True)
+        got, got_words = rq.read_vectors(path)
+        assert got_words == theirs.index_to_key == words, seed
+        np.testing.assert_array_equal(got.view(np.uint32), theirs.vectors.view(np.uint32))
+
+
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # gensim's no_header leaves a file open
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_glove_text_read_as_gensim_reads_it(tmp_path):

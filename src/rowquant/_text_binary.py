@@ -2,11 +2,15 @@
 
 Layout: a header line ``N D``, then ``N`` entries, each the word's UTF-8 bytes, a space, ``D``
 little-endian float32 values (``4 D`` bytes) and, as word2vec and gensim write them, a newline.
-A word ends at its first space, except in a file whose first entry ends with a newline: there
-the word ends at the first space that is followed by ``4 D`` bytes and then a newline or the end
-of the file, so that words holding spaces are read whole (an entry with no such space is an
-error). Files without the newlines are read as gensim reads them: the word ends at the first
-space. After ``N`` entries only blanks may follow.
+A word ends at its first space, as gensim reads it, when the ``4 D`` bytes after that space
+are followed by a newline or the end of the file (a file with the newlines), or when no later
+space is (gensim 4 writes no newlines: the next word follows the vector). Otherwise the word
+ends at the first later space followed by ``4 D`` bytes and a newline (word2vec's files hold
+words with spaces): a word holds no newline, and the vector must end where the entries left to
+read still fit in the rest of the file, each at least a space, ``4 D`` bytes and a newline (the
+last may lack it), so that a space in a vector or before the last word is never taken. The
+first entry tells whether the file has the newlines; in a file that has them, an entry with no
+such space is an error. After ``N`` entries only blanks may follow.
 
 The first pass walks the entries (one ``find`` per entry) and keeps the words and where each
 vector starts; the second copies the vectors of a chunk out of the memory-mapped file.
@@ -108,7 +112,7 @@ class BinaryVectors(WordVectorSource):
                 "word (is the file truncated?)",
             )
         if newlines is not False:
-            found = self._newline_space(position, space)
+            found = self._newline_space(position, space, self._declared - row - 1)
             if found is not None:
                 return found, found + 1 + self._width, True
         vector_end = space + 1 + self._width
@@ -127,15 +131,28 @@ class BinaryVectors(WordVectorSource):
             )
         return space, vector_end, False
 
-    def _newline_space(self, position: int, space: int) -> int | None:
-        """The first space from ``space`` on that is followed by a vector and then a newline
-        or the end of the file, before the next newline (a word holds none); or None."""
-        limit = self._map.find(b"\n", position)
-        limit = self._size if limit < 0 else limit
-        while 0 <= space < limit:
-            end = space + 1 + self._width
-            if end > self._size:
-                return None
+    def _newline_space(self, position: int, space: int, remaining: int) -> int | None:
+        """Where the word of an entry with a newline ends, ``remaining`` entries after it; or
+        None. The first space (``space``) when its vector is followed by a newline or the end
+        of the file; else the first later space whose vector is followed by a newline (or the
+        end of the file, none remaining) and ends where the ``remaining`` entries still fit,
+        before the first newline (a word holds none)."""
+        width = self._width
+        end = space + 1 + width
+        if end > self._size:
+            return None
+        if end == self._size or self._map[end] == NEWLINE:
+            return space
+        # each entry left takes a space, its vector and a newline at least (the last may lack
+        # the newline): the vector ends by last_end, where a newline or the end of the file is
+        last_end = self._size - remaining * (width + 2)
+        limit = last_end - width  # a space from here on leaves too little room
+        newline = self._map.find(b"\n", position, max(limit, position))
+        if newline >= 0:
+            limit = newline
+        space = self._map.find(b" ", space + 1, limit) if space + 1 < limit else -1
+        while space >= 0:
+            end = space + 1 + width
             if end == self._size or self._map[end] == NEWLINE:
                 return space
             space = self._map.find(b" ", space + 1, limit)
