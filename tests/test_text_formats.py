@@ -460,6 +460,13 @@ def test_detection_needs_only_the_first_line_and_entry():
     assert detect_format(b"\x00\x01 2 3\n") is None
 
 
+def test_first_word_not_utf8_is_named(tmp_path):
+    # a word followed by numbers is GloVe whatever its bytes: the reader names the bad word
+    data = b"caf\xe9 1 2\nb 3 4\n"
+    assert detect_format(data) == "glove"
+    assert_refused(tmp_path, data, "line 1: the word b'caf\\xe9' is not valid UTF-8")
+
+
 @pytest.mark.parametrize("run_bytes", [None, 1000])
 def test_fast_and_slow_lines_mixed_in_chunks(tmp_path, monkeypatch, run_bytes):
     # most lines take numpy's fast path; the odd ones (a word with spaces, tabs, runs of

@@ -125,10 +125,7 @@ def detect_format(head: bytes) -> str | None:
     header = word2vec_header(line)
     if header is not None:
         return "word2vec-binary" if _binary_entry(rest, *header) else "word2vec"
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    # told from bytes: a word that is not UTF-8 is the reader's to name, with its line
     return "glove" if glove_dim(line) else None
 
 
