@@ -467,6 +467,14 @@ def test_first_word_not_utf8_is_named(tmp_path):
     assert_refused(tmp_path, data, "line 1: the word b'caf\\xe9' is not valid UTF-8")
 
 
+def test_word2vec_text_whose_first_word_has_a_space(tmp_path):
+    data = b"2 2\nnew york 1 2\nb 3 4\n"
+    assert detect_format(data) == "word2vec"
+    got, words = rq.read_vectors(write(tmp_path, data))
+    assert words == ["new york", "b"]
+    np.testing.assert_array_equal(got, [[1, 2], [3, 4]])
+
+
 @pytest.mark.parametrize("run_bytes", [None, 1000])
 def test_fast_and_slow_lines_mixed_in_chunks(tmp_path, monkeypatch, run_bytes):
     # most lines take numpy's fast path; the odd ones (a word with spaces, tabs, runs of

@@ -14,8 +14,8 @@ The formats, by the names ``format=`` takes:
     float32 values (``4 D`` bytes) and usually a newline (word2vec's and gensim's ``.bin``).
 
 Detection (:func:`detect_format`) reads the first line: two integers are a word2vec header,
-and the first entry after it is text if the rest of its line is numbers, binary otherwise; a
-word followed by numbers is GloVe. So a GloVe file whose first line is two integers (the word
+and the first entry after it is text if its line ends in ``D`` numbers after a word (or all
+its fields after the first are numbers), binary otherwise; a word followed by numbers is GloVe. So a GloVe file whose first line is two integers (the word
 ``"2"`` with one value) reads as word2vec: say ``format="glove"`` to override.
 
 Text lines: values are separated by spaces or tabs (runs of them too); a line's trailing
@@ -130,11 +130,15 @@ def detect_format(head: bytes) -> str | None:
 
 
 def _binary_entry(rest: bytes, rows: int, dim: int) -> bool:
-    """Whether the first entry after a word2vec header is binary: it is text when the rest of
-    its line is numbers (and with no entries or no values there is nothing to tell apart)."""
+    """Whether the first entry after a word2vec header is binary: it is text when its line
+    ends in ``dim`` numbers after a word (which may hold spaces, as the text reader reads it),
+    or when all its fields after the first are numbers (a text line with the wrong count, for
+    the text reader to report); with no entries or no values there is nothing to tell apart."""
     if rows == 0 or dim == 0 or not rest.strip():
         return False
     fields = split_fields(rest.partition(b"\n")[0])
+    if len(fields) > dim and all(is_number(field) for field in fields[-dim:]):
+        return False
     return not (len(fields) > 1 and all(is_number(field) for field in fields[1:]))
 
 
