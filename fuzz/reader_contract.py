@@ -36,7 +36,7 @@ import numpy as np
 import rowquant as rq
 from rowquant import _safetensors
 from rowquant._sources import FloatSource, open_source
-from rowquant._text import SNIFF_BYTES, detect_format
+from rowquant._text import LINE_BYTES, detect_format
 
 __all__ = ["ContractViolation", "check_bytes", "check_file", "check_header"]
 
@@ -271,7 +271,7 @@ def _check_word_vectors(path: str, data: bytes) -> None:
     """A file that starts like a word-vector file: ``ValueError`` naming the file (with the
     line, where one is to blame), or ``rows`` words, unique, and rows that read in chunks as
     finite float32 of the right shape or fail the same way."""
-    if detect_format(data[:SNIFF_BYTES]) is None:
+    if detect_format(data[:2 * LINE_BYTES]) is None:  # what open_source reads
         return
     try:
         source = open_source(path)

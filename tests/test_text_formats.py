@@ -475,6 +475,23 @@ def test_word2vec_text_whose_first_word_has_a_space(tmp_path):
     np.testing.assert_array_equal(got, [[1, 2], [3, 4]])
 
 
+@pytest.mark.parametrize("header", [False, True])
+def test_first_line_longer_than_the_sniffed_bytes(tmp_path, capsys, header):
+    # 3 rows of 300000 values: each line is over 1 MiB, the bytes detection reads at first
+    values = np.random.default_rng(4).integers(-8, 8, (3, 300000)) / 4
+    lines = [f"w{i} " + " ".join(map(repr, row.tolist())) + "\n" for i, row in enumerate(values)]
+    assert min(map(len, lines)) > 1 << 20
+    head = "3 300000\n" if header else ""
+    src = write(tmp_path, (head + "".join(lines)).encode())
+    got, words = rq.read_vectors(src)
+    assert words == ["w0", "w1", "w2"]
+    np.testing.assert_array_equal(got, values.astype(np.float32))
+    assert cli.main(["inspect", str(src)]) == 0
+    kind = "word2vec text" if header else "GloVe text"
+    assert f"a {kind} file, not a rowquant table: 3 words of 300,000 values" in \
+        capsys.readouterr().out
+
+
 @pytest.mark.parametrize("run_bytes", [None, 1000])
 def test_fast_and_slow_lines_mixed_in_chunks(tmp_path, monkeypatch, run_bytes):
     # most lines take numpy's fast path; the odd ones (a word with spaces, tabs, runs of

@@ -47,7 +47,7 @@ import numpy as np
 from . import _checks, _safetensors
 from ._chunks import release_pages
 from ._keys import Keys
-from ._text import DESCRIPTIONS, FORMATS, SNIFF_BYTES, WordVectorSource, detect_format
+from ._text import DESCRIPTIONS, FORMATS, WordVectorSource, detect_format, read_head
 from ._text_binary import BinaryVectors
 from ._text_lines import TextVectors
 
@@ -345,7 +345,7 @@ def open_source(path, tensor: str | None = None, format: str | None = None,
         )
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        head = file.read(SNIFF_BYTES)
+        head = read_head(file, size) if format is None else b""
         if format is None:
             if not size:
                 raise ValueError(f"{path}: the file is empty")

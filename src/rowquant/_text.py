@@ -53,9 +53,9 @@ import numpy as np
 from ._chunks import release_pages
 from ._keys import Keys, first_repeat
 
-__all__ = ["BOM", "DESCRIPTIONS", "FIELD", "FORMATS", "SNIFF_BYTES", "WordVectorSource",
-           "describe_word", "detect_format", "glove_dim", "is_number", "split_fields",
-           "unique_keys", "word2vec_header"]
+__all__ = ["BOM", "DESCRIPTIONS", "FIELD", "FORMATS", "LINE_BYTES", "SNIFF_BYTES",
+           "WordVectorSource", "describe_word", "detect_format", "glove_dim", "is_number",
+           "read_head", "split_fields", "unique_keys", "word2vec_header"]
 
 FORMATS = ("glove", "word2vec", "word2vec-binary")
 DESCRIPTIONS = {  # as quantize_file's summary and the command show the source's kind
@@ -64,7 +64,8 @@ DESCRIPTIONS = {  # as quantize_file's summary and the command show the source's
     "word2vec-binary": "word2vec binary",
 }
 BOM = b"\xef\xbb\xbf"
-SNIFF_BYTES = 1 << 20  # detection needs the first line (and a binary file's first entry) here
+SNIFF_BYTES = 1 << 20  # read_head reads this much, and more only when a line it needs is longer
+LINE_BYTES = 256 << 20  # the longest first line (and entry line) detection reads: memory bound
 FIELD = re.compile(rb"[^ \t]+")  # a field of a text line: bytes between spaces and tabs
 
 
@@ -104,18 +105,42 @@ def glove_dim(line: bytes) -> int:
     return count
 
 
+def read_head(file: Any, size: int) -> bytes:
+    """The bytes :func:`detect_format` needs of ``file`` (open for reading at its start, of
+    ``size`` bytes): its first :data:`SNIFF_BYTES`, or, when the first line, or after a word2vec
+    header the line of the first entry, ends later (a GloVe file of 300000 values a row), up to
+    that line's end, found in the memory-mapped file and at most :data:`LINE_BYTES` past the
+    line's start. A first line holding a zero byte (``.npy``, safetensors) is not text: no more
+    is read."""
+    head = file.read(SNIFF_BYTES)
+    if len(head) >= size:
+        return head
+    line, newline, rest = head.partition(b"\n")
+    if b"\0" in line:
+        return head
+    if newline:
+        header = word2vec_header(line[len(BOM):] if line.startswith(BOM) else line)
+        if header is None or b"\n" in rest or b"\0" in rest:  # a binary entry is binary
+            return head
+    limit = (len(line) + 1 if newline else 0) + LINE_BYTES
+    with _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_READ) as mapped:
+        end = mapped.find(b"\n", len(head), limit)
+        return mapped[: end + 1 if end >= 0 else limit]
+
+
 def _first_line(data: bytes) -> tuple[bytes, bytes] | None:
     """(the first line, the bytes after it), or None when no line ends in ``data`` and more
-    of the file follows (a line longer than :data:`SNIFF_BYTES`)."""
+    of the file follows (a line of :data:`LINE_BYTES` or longer)."""
     line, newline, rest = data.partition(b"\n")
-    if not newline and len(data) >= SNIFF_BYTES:
+    if not newline and len(data) >= LINE_BYTES:
         return None
     return line, rest
 
 
 def detect_format(head: bytes) -> str | None:
-    """The format of a file that starts with ``head`` (its first :data:`SNIFF_BYTES` bytes, or
-    all of a smaller file), or None when it is in none of :data:`FORMATS`."""
+    """The format of a file that starts with ``head`` (as :func:`read_head` reads it: through
+    the first line, and after a word2vec header the next; or all of a smaller file), or None
+    when it is in none of :data:`FORMATS`."""
     if head.startswith(BOM):
         head = head[len(BOM):]
     split = _first_line(head)

@@ -353,11 +353,11 @@ def _describe_file(path: str) -> dict:
     (a word-vector file's table, as its format, rows and dim)."""
     from . import _safetensors, io
     from ._sources import open_source
-    from ._text import SNIFF_BYTES, detect_format
+    from ._text import detect_format, read_head
 
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        head = file.read(SNIFF_BYTES)
+        head = read_head(file, size)
         file.seek(0)
         if not head.startswith(b"\x93NUMPY") and detect_format(head) is not None:
             with open_source(path) as source:
