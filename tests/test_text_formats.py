@@ -492,6 +492,17 @@ def test_first_line_longer_than_the_sniffed_bytes(tmp_path, capsys, header):
         capsys.readouterr().out
 
 
+@pytest.mark.parametrize("data, line", [
+    (b"a 1 2\rb 3 4\r", "line 1"),              # old Mac line ends: one line
+    (b"2 2\ra 1 2\rb 3 4\r", "line 1"),
+    (b"a 1 2\nb 3\r4\nc 5 6\n", "line 2"),       # a CR inside a line
+    (b"a 1 2\nb 3 4\rc 5 6\n", "line 2"),
+])
+def test_carriage_return_inside_a_line_is_refused(tmp_path, data, line):
+    assert_refused(tmp_path, data, f"{line}: the line holds a carriage return",
+                   "CR-only line ends are not read")
+
+
 @pytest.mark.parametrize("run_bytes", [None, 1000])
 def test_fast_and_slow_lines_mixed_in_chunks(tmp_path, monkeypatch, run_bytes):
     # most lines take numpy's fast path; the odd ones (a word with spaces, tabs, runs of

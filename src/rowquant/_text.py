@@ -20,8 +20,9 @@ its fields after the first are numbers), binary otherwise; a word followed by nu
 
 Text lines: values are separated by spaces or tabs (runs of them too); a line's trailing
 spaces, tabs and ``\\r`` (CRLF files) are ignored, as are blank lines and a UTF-8 byte-order
-mark. The vector is the last ``D`` fields of a line and the word everything before them, so a
-word may hold spaces (GloVe 840B has some, such as ``". . ."``), except that a word whose last
+mark; a ``\\r`` inside a line is an error (CR-only line ends, old Mac files, are not read). The
+vector is the last ``D`` fields of a line and the word everything before them, so a word may
+hold spaces (GloVe 840B has some, such as ``". . ."``), except that a word whose last
 field is a number makes the line one with too many numbers (an error). Values are parsed as
 float64 and rounded once to float32, as ``np.loadtxt(dtype=np.float32)`` and gensim do. Words
 must be valid UTF-8 and unique. Errors are ``ValueError`` naming the file and the line (1-based,

@@ -181,6 +181,11 @@ class TextVectors(WordVectorSource):
         odd = np.flatnonzero(~regular)
         for i in odd.tolist():
             line = data[starts[i] : trimmed[i]]
+            if b"\r" in line:  # an old Mac file would otherwise read silently as one line
+                raise self.error(
+                    self.line(base + int(starts[i])), "the line holds a carriage return (\\r) "
+                    "before its end: CR-only line ends are not read (make them \\n or \\r\\n)"
+                )
             words[i], numbers = split_line(line, dim)
             if len(numbers) != dim:
                 raise self._ragged(base + int(starts[i]), words[i], len(numbers))
