@@ -119,6 +119,15 @@ def seeds() -> dict[str, bytes]:
         + b"the " + np.array([0.5, 3], "<f4").tobytes() + b"\n"
     )
     files["wv_glove_ragged.txt"] = b"a 1 2\nb 3\n"
+    # review fixes: gensim 4's binary files (no newlines) with one value a word, a first word
+    # that is not UTF-8, a word2vec text first word with a space, old Mac (CR-only) line ends
+    files["wv_word2vec_nonewline.bin"] = b"3 1\n" + b"".join(
+        word + b" " + np.array([value], "<f4").tobytes()
+        for word, value in [(b"w0", 0.5), (b"w1", -1.25), (b"w2", 2.0)]
+    )
+    files["wv_glove_first_word_latin1.txt"] = b"caf\xe9 1 2\nb 3 4\n"
+    files["wv_word2vec_spaced_first.vec"] = b"2 2\nnew york 1 2\nb 3 4\n"
+    files["wv_glove_cr_only.txt"] = b"a 1 2\rb 3 4\r"
 
     # safetensors files from the safetensors package: the ones quantize_file reads
     files["st_f32_4x3.safetensors"] = safetensors_bytes({"w": table(4, 3)})
