@@ -231,6 +231,26 @@ def _decoded(data: bytes, source: FloatSource) -> np.ndarray:
         return stored.astype(np.float32)
 
 
+def _shape(source, reader: str) -> tuple[int, int]:
+    """A source's (rows, dim), checked to be non-negative ints."""
+    rows, dim = source.rows, source.dim
+    _require(type(rows) is int and type(dim) is int and rows >= 0 and dim >= 0,
+             f"{reader}: shape ({rows!r}, {dim!r})")
+    return rows, dim
+
+
+def _chunks(rows: int):
+    """(start, stop) of the chunks a source is read in: three, so that chunks meet."""
+    step = max(1, rows // 3)
+    for start in range(0, rows, step):
+        yield start, min(rows, start + step)
+
+
+def _require_rows(values: np.ndarray, start: int, stop: int, dim: int, reader: str) -> None:
+    _require(values.dtype == np.float32 and values.shape == (stop - start, dim),
+             f"{reader}.rows_float32({start}, {stop}) has {values.dtype} {values.shape}")
+
+
 def _check_float_source(path: str, data: bytes, header) -> None:
     try:
         source = FloatSource(path)
@@ -244,9 +264,7 @@ def _check_float_source(path: str, data: bytes, header) -> None:
                  f"FloatSource: a TypeError that names no dtype: {message!r}")
         return
     with source:
-        rows, dim = source.rows, source.dim
-        _require(type(rows) is int and type(dim) is int and rows >= 0 and dim >= 0,
-                 f"FloatSource: shape ({rows!r}, {dim!r})")
+        rows, dim = _shape(source, "FloatSource")
         if header is not None and not data.startswith(b"\x93NUMPY"):
             tensor = header.tensors[source.tensor]
             _require(tensor.shape == (rows, dim) and tensor.dtype in ("BF16", *_FLOAT_DTYPES),
@@ -254,12 +272,9 @@ def _check_float_source(path: str, data: bytes, header) -> None:
         _require(source.nbytes <= len(data), f"FloatSource: {source.nbytes} bytes in a file of "
                  f"{len(data)}")
         expected = _decoded(data, source)
-        step = max(1, rows // 3)
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
+        for start, stop in _chunks(rows):
             values, stored = source.rows_float32(start, stop)
-            _require(values.dtype == np.float32 and values.shape == (stop - start, dim),
-                     f"FloatSource.rows_float32({start}, {stop}) has {values.dtype} {values.shape}")
+            _require_rows(values, start, stop, dim, "FloatSource")
             _require(stored.shape == values.shape, "rows_float32: stored rows of another shape")
             np.testing.assert_array_equal(values, expected[start:stop],
                                           err_msg=f"rows_float32({start}, {stop})")
@@ -281,16 +296,12 @@ def _check_word_vectors(path: str, data: bytes) -> None:
                  f"file: {message!r}")
         return
     with source:
-        rows, dim = source.rows, source.dim
-        _require(type(rows) is int and type(dim) is int and rows >= 0 and dim >= 0,
-                 f"open_source: shape ({rows!r}, {dim!r})")
+        rows, dim = _shape(source, "open_source")
         _require(source.keys is not None and len(source.keys) == rows,
                  f"open_source: {rows} rows but keys {source.keys!r}")
         words = list(source.keys)
         _require(len(set(words)) == rows, "open_source: a word twice")
-        step = max(1, rows // 3)
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
+        for start, stop in _chunks(rows):
             try:
                 values, _ = source.rows_float32(start, stop)
             except ValueError as error:
@@ -298,8 +309,7 @@ def _check_word_vectors(path: str, data: bytes) -> None:
                 _require(message.startswith(path), f"rows_float32: the message does not start "
                          f"with the file: {message!r}")
                 return
-            _require(values.dtype == np.float32 and values.shape == (stop - start, dim),
-                     f"rows_float32({start}, {stop}) has {values.dtype} {values.shape}")
+            _require_rows(values, start, stop, dim, "open_source")
             _require(bool(np.isfinite(values).all()), f"rows_float32({start}, {stop}): inf/NaN")
 
 
