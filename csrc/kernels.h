@@ -57,7 +57,30 @@ typedef struct rq_kernels {
      * check of a call's ids before any work, which on long bags took longer than a tenth of
      * the pooling as a scalar loop. */
     int64_t (*first_bad_id)(const int64_t *ids, int64_t n_ids, int64_t n_rows);
+    /* Scores of rows 0..n_rows (codes with row stride codes_stride) against queries
+     * 0..n_queries (n_queries <= RQ_SCORE_QUERIES, rows of dim values back to back):
+     *     scores[b * score_stride + i] = rq_score(sum, row_factors[i], query_factors[b]),
+     * where sum is, for scores_exact, the lane sum (rq_fold_lanes) of the row's dequantized
+     * values times the float32 query's, and for scores_fast the exact integer
+     * sum_j (codes[i][j] - 128) * queries[b][j] over int8 queries (see RQ_FAST_CHUNK). */
+    void (*scores_exact)(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                         int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
+                         const double *row_factors, const double *query_factors, float *scores,
+                         int64_t score_stride);
+    void (*scores_fast)(const uint8_t *codes, int64_t codes_stride, int64_t n_rows, int64_t dim,
+                        const int8_t *queries, int64_t n_queries, const double *row_factors,
+                        const double *query_factors, float *scores, int64_t score_stride);
 } rq_kernels;
+
+/* The scalar score kernels, until a variant has its own (same bits, by definition). */
+void rq_scalar_scores_exact(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                            int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
+                            const double *row_factors, const double *query_factors,
+                            float *scores, int64_t score_stride);
+void rq_scalar_scores_fast(const uint8_t *codes, int64_t codes_stride, int64_t n_rows,
+                           int64_t dim, const int8_t *queries, int64_t n_queries,
+                           const double *row_factors, const double *query_factors,
+                           float *scores, int64_t score_stride);
 
 /* The variants, one kernel file each; dispatch.c lists those compiled in, best first. */
 extern const rq_kernels rq_kernels_scalar;
@@ -307,6 +330,38 @@ RQ_INLINE const uint8_t *rq_bag_step(const rq_bag_rows *table, const float *weig
     *total += *factor;
     return table->codes + row * table->codes_stride + col;
 }
+
+/* ------------------------------------------------------------------ similarity */
+
+/* The most queries one call of a scores kernel takes: the driver (similarity.c) hands them a
+ * block of rows and up to this many queries at a time, so a kernel may keep a row's work for
+ * every query of the block on its stack or in registers. */
+#define RQ_SCORE_QUERIES 16
+
+/* Exact sums run in 8 float64 lanes, column j adding to lane j % 8 from +0 in column order
+ * (a product of two float32 values is exact in float64, so FMA or not gives the same lanes;
+ * and lanes from +0 are never -0, so masked-off columns adding +0 change nothing), then fold
+ * as a vector of 8 lanes folds in halves: ((0+4) + (2+6)) + ((1+5) + (3+7)). */
+#define RQ_DOT_LANES 8
+
+static inline double rq_fold_lanes(const double lanes[RQ_DOT_LANES])
+{
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) +
+           ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
+/* Every score's last step, in float64 then rounded once to float32 (out of range: +-inf). */
+static inline float rq_score(double sum, double row_factor, double query_factor)
+{
+    return (float)((sum * row_factor) * query_factor);
+}
+
+/* Fast sums add int32 partial sums of at most this many columns into an int64: a product of
+ * a code (0..255, or 128 below and above after centering) and a query code (-127..127) is at
+ * most 255 * 127 = 32385 in magnitude, and 65536 of them, 2122383360, stay below 2^31 - 1 =
+ * 2147483647, whether a kernel sums the codes as they are (uint8 by int8, as vpdpbusd does,
+ * taking 128 * the query's sum off afterwards) or centered. */
+#define RQ_FAST_CHUNK 65536
 
 /* Below this scale the float32 fast paths hand a row to rq_codes_exact: their two-FMA proof
  * needs products of the scale to stay clear of float32's subnormal range. */

@@ -431,6 +431,8 @@ const rq_kernels rq_kernels_avx2 = {
     .pool_bags = pool_bags,
     .max_bag = rq_avx2_max_bag,
     .first_bad_id = first_bad_id,
+    .scores_exact = rq_scalar_scores_exact,
+    .scores_fast = rq_scalar_scores_fast,
 };
 
 #pragma GCC pop_options

@@ -90,6 +90,47 @@ static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
 /* Baseline C: every processor the build targets runs it. */
 static int supported(void) { return 1; }
 
+void rq_scalar_scores_exact(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                         int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
+                         const double *row_factors, const double *query_factors, float *scores,
+                         int64_t score_stride)
+{
+    for (int64_t i = 0; i < n_rows; i++) {
+        const uint8_t *row = codes + i * codes_stride;
+        const float scale = scales[i];
+        for (int64_t b = 0; b < n_queries; b++) {
+            const float *query = queries + b * dim;
+            double lanes[RQ_DOT_LANES] = {0.0};
+            for (int64_t j = 0; j < dim; j++)
+                lanes[j % RQ_DOT_LANES] += (double)rq_dequantized(row[j], scale) * (double)query[j];
+            scores[b * score_stride + i] =
+                rq_score(rq_fold_lanes(lanes), row_factors[i], query_factors[b]);
+        }
+    }
+}
+
+void rq_scalar_scores_fast(const uint8_t *codes, int64_t codes_stride, int64_t n_rows, int64_t dim,
+                        const int8_t *queries, int64_t n_queries, const double *row_factors,
+                        const double *query_factors, float *scores, int64_t score_stride)
+{
+    for (int64_t i = 0; i < n_rows; i++) {
+        const uint8_t *row = codes + i * codes_stride;
+        for (int64_t b = 0; b < n_queries; b++) {
+            const int8_t *query = queries + b * dim;
+            int64_t total = 0;
+            for (int64_t chunk = 0; chunk < dim; chunk += RQ_FAST_CHUNK) {
+                const int64_t end = dim - chunk > RQ_FAST_CHUNK ? chunk + RQ_FAST_CHUNK : dim;
+                int32_t sum = 0;
+                for (int64_t j = chunk; j < end; j++)
+                    sum += ((int32_t)row[j] - RQ_BIAS) * (int32_t)query[j];
+                total += sum;
+            }
+            scores[b * score_stride + i] =
+                rq_score((double)total, row_factors[i], query_factors[b]);
+        }
+    }
+}
+
 const rq_kernels rq_kernels_scalar = {
     .name = "scalar",
     .supported = supported,
@@ -100,4 +141,6 @@ const rq_kernels rq_kernels_scalar = {
     .pool_bags = pool_bags,
     .max_bag = max_bag,
     .first_bad_id = first_bad_id,
+    .scores_exact = rq_scalar_scores_exact,
+    .scores_fast = rq_scalar_scores_fast,
 };

@@ -30,7 +30,10 @@ enum rq_status {
     RQ_ID_RANGE = 2,    /* take/bag: *bad = position in ids of the first id outside [0, n_rows) */
     RQ_SIMD_UNKNOWN = 3,     /* rq_simd_select: no such instruction set */
     RQ_SIMD_UNAVAILABLE = 4, /* rq_simd_select: this processor cannot run it */
+    RQ_BAD_ARGUMENT = 5,     /* rq_scores: an unknown precision, or no output */
 };
+
+enum rq_dot_precision { RQ_DOT_EXACT = 0, RQ_DOT_FAST = 1 };
 
 enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1, RQ_BAG_MAX = 2 };
 
@@ -68,6 +71,29 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
            const int64_t *bounds, int64_t n_bags, const float *weights,
            int mode, int64_t padding_idx,
            float *out, int64_t out_stride, int n_threads, int64_t *bad);
+
+/* Scores of n_queries queries (rows of dim values, back to back) against every row of the
+ * table, as rowquant.reference defines them: with sum the exact precision's float64 lane sum
+ * of the row's dequantized values times a float32 query's (RQ_DOT_EXACT), or the fast
+ * precision's exact integer sum of (code - 128) times an int8 query's (RQ_DOT_FAST, the query
+ * quantized as a row is, its codes minus 128), and
+ *     row factor   = 1 (exact) or the row's scale (fast), times inverse_norms[i] if given,
+ *     score        = float32((sum * row factor) * query_factors[b])   (in float64).
+ * With out != NULL the scores go to out[b * out_stride + i]. Otherwise each member m of the
+ * call's threads keeps its rows' k best per query in top_scores / top_ids
+ * [(m * n_queries + b) * k ...] (a heap, unsorted), entries it has no row for left as (-inf, -1):
+ * the caller gives room for n_threads members, fills it with (-inf, -1) (members may be fewer)
+ * and merges them, best score first and the smaller id first among equal scores. The codes are
+ * read once per call whatever the number of queries. */
+int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+              int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
+              const double *inverse_norms, const double *query_factors, float *out,
+              int64_t out_stride, int64_t k, float *top_scores, int64_t *top_ids, int n_threads);
+
+/* out[i] = float32(sqrt(s)), s the lane sum (as the exact scores sum) of row i's dequantized
+ * values squared: the norms cosine scores divide by. */
+int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+             int64_t codes_stride, float *out, int n_threads);
 
 /* The kernel variants compiled into this build, by index from 0 to rq_simd_count() - 1, slowest
  * first: index 0 is "scalar", which every build has and every processor runs; an x86 build

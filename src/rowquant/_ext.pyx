@@ -18,7 +18,7 @@ cimport cython
 cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
 cnp.import_array()
@@ -49,12 +49,23 @@ cdef extern from "rowquant.h" nogil:
     int rq_simd_count()
     const char *rq_simd_variant(int index)
     int RQ_SIMD_UNKNOWN
+    int RQ_DOT_EXACT
+    int RQ_DOT_FAST
+    int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                  int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
+                  const double *inverse_norms, const double *query_factors, float *out,
+                  int64_t out_stride, int64_t k, float *top_scores, int64_t *top_ids,
+                  int n_threads)
+    int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+                 int64_t codes_stride, float *out, int n_threads)
 
 
 # The code of 0 the kernels use (rowquant._scheme describes it for Python; a test compares).
 BIAS = RQ_BIAS
 # The bag modes by number, from the C enum: the Python layer maps names to these.
 BAG_MODES = {"sum": RQ_BAG_SUM, "mean": RQ_BAG_MEAN, "max": RQ_BAG_MAX}
+# The precisions of similarity scores by number, from the C enum.
+DOT_PRECISIONS = {"exact": RQ_DOT_EXACT, "fast": RQ_DOT_FAST}
 # The kernel variants compiled in, slowest first, as csrc/dispatch.c lists them.
 SIMD_NAMES = tuple(rq_simd_variant(i).decode("ascii") for i in range(rq_simd_count()))
 
@@ -190,6 +201,85 @@ def bag(const uint8_t[:, :] codes not None, const float[::1] scales not None,
                         &out[0, 0], out.shape[1], n_threads, &bad)
     return -1 if status == RQ_OK else bad
 
+
+
+cdef const void *query_pointer(object queries, int precision, Py_ssize_t n_queries,
+                               Py_ssize_t dim) except NULL:
+    """The queries' data: float32 (exact) or int8 (fast) rows of dim values, back to back."""
+    cdef const float[:, ::1] floats
+    cdef const int8_t[:, ::1] small
+    cdef Py_ssize_t rows, width
+    cdef const void *pointer
+    if precision == RQ_DOT_EXACT:
+        floats = queries
+        rows, width = floats.shape[0], floats.shape[1]
+        pointer = <const void *>&floats[0, 0]
+    elif precision == RQ_DOT_FAST:
+        small = queries
+        rows, width = small.shape[0], small.shape[1]
+        pointer = <const void *>&small[0, 0]
+    else:
+        raise ValueError(f"unknown precision {precision}")
+    if rows != n_queries or width != dim:
+        raise ValueError(f"queries must have shape ({n_queries}, {dim})")
+    return pointer
+
+
+def scores(const uint8_t[:, :] codes not None, const float[::1] scales not None, queries,
+           int precision, const double[::1] inverse_norms,
+           const double[::1] query_factors not None, float[:, ::1] out not None, int n_threads):
+    """Scores of the queries (float32 for exact, int8 for fast) against every row, into out
+    (B, N)."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Py_ssize_t n_queries = query_factors.shape[0]
+    cdef const void *data = query_pointer(queries, precision, n_queries, codes.shape[1])
+    check_out(out, n_queries, codes.shape[0])
+    cdef const double *inverse = NULL
+    if inverse_norms is not None:
+        if inverse_norms.shape[0] != codes.shape[0]:
+            raise ValueError("inverse_norms must have one entry per row")
+        inverse = &inverse_norms[0]
+    with nogil:
+        rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
+                  n_queries, precision, inverse, &query_factors[0], &out[0, 0], out.shape[1], 0,
+                  NULL, NULL, n_threads)
+
+
+def top_k(const uint8_t[:, :] codes not None, const float[::1] scales not None, queries,
+          int precision, const double[::1] inverse_norms,
+          const double[::1] query_factors not None, float[:, :, ::1] top_scores not None,
+          int64_t[:, :, ::1] top_ids not None, int n_threads):
+    """Each thread's k best rows per query (unsorted; (-inf, -1) where it has none) into
+    top_scores and top_ids (threads, B, k), for the caller to merge."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Py_ssize_t n_queries = query_factors.shape[0]
+    cdef const void *data = query_pointer(queries, precision, n_queries, codes.shape[1])
+    cdef Py_ssize_t members = top_scores.shape[0], k = top_scores.shape[2]
+    if (top_scores.shape[1] != n_queries or top_ids.shape[0] != members
+            or top_ids.shape[1] != n_queries or top_ids.shape[2] != k or members < 1):
+        raise ValueError("top_scores and top_ids must have shape (threads, queries, k)")
+    if n_threads > members:
+        raise ValueError(f"room for {members} threads, {n_threads} asked")
+    cdef const double *inverse = NULL
+    if inverse_norms is not None:
+        if inverse_norms.shape[0] != codes.shape[0]:
+            raise ValueError("inverse_norms must have one entry per row")
+        inverse = &inverse_norms[0]
+    with nogil:
+        rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
+                  n_queries, precision, inverse, &query_factors[0], NULL, 0, k,
+                  &top_scores[0, 0, 0], &top_ids[0, 0, 0], n_threads)
+
+
+def norms(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+          float[::1] out not None, int n_threads):
+    """The norm of every dequantized row, into out (N,)."""
+    cdef int64_t codes_stride = check_table(codes, scales)
+    if out.shape[0] != codes.shape[0]:
+        raise ValueError("out must have one entry per row")
+    with nogil:
+        rq_norms(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride,
+                 &out[0], n_threads)
 
 # ----------------------------------------------------------------------------- the serving path
 #

@@ -10,7 +10,7 @@ is accepted and ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,11 @@ from . import reference
 BAG_MODES = {"sum": 0, "mean": 1, "max": 2}
 _MODE_NAMES = {number: name for name, number in BAG_MODES.items()}
 SIMD_NAMES: tuple[str, ...] = ()  # no SIMD kernels here
+# The precisions of similarity scores by number, as csrc/rowquant.h numbers them.
+DOT_PRECISIONS = {"exact": 0, "fast": 1}
+_PRECISION_NAMES = {number: name for name, number in DOT_PRECISIONS.items()}
+# Rows per block of similarity scores, so that a block's float64 work stays near 64 MB.
+_SCORE_BLOCK_VALUES = 1 << 23
 
 
 def _first_out_of_range(ids: np.ndarray, n_rows: int) -> int:
@@ -82,6 +87,71 @@ def bag(
             codes, scales, ids, bounds, weights, _MODE_NAMES[mode], padding_row
         )
     return bad
+
+
+def _score_blocks(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 scores (B, rows)) of the queries against blocks of the table."""
+    n_rows, dim = codes.shape
+    block = max(1, _SCORE_BLOCK_VALUES // max(1, len(query_factors) * max(dim, 1)))
+    for start in range(0, n_rows, block):
+        rows = slice(start, start + block)
+        if precision == DOT_PRECISIONS["exact"]:
+            sums = reference.lane_sums(reference.dequantize(codes[rows], scales[rows]), queries)
+        else:
+            sums = reference.integer_dots(codes[rows], queries)
+        inverse = None if inverse_norms is None else inverse_norms[rows]
+        factors = reference.row_factors(scales[rows], inverse, _PRECISION_NAMES[precision])
+        yield start, reference.scores(sums, factors, query_factors)
+
+
+def scores(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
+    out: NDArray[np.float32], n_threads: int,
+) -> None:
+    """Scores of the queries (float32 for exact, int8 for fast) against every row, into out
+    (B, N)."""
+    for start, block in _score_blocks(codes, scales, queries, precision, inverse_norms,
+                                      query_factors):
+        out[:, start : start + block.shape[1]] = block
+
+
+def top_k(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
+    top_scores: NDArray[np.float32], top_ids: NDArray[np.int64], n_threads: int,
+) -> None:
+    """The k best rows per query into top_scores[0] and top_ids[0] ((-inf, -1) where there
+    are fewer than k rows); the other threads' entries are left as they are."""
+    k = top_scores.shape[2]
+    best_scores = np.empty((len(query_factors), 0), np.float32)
+    best_ids = np.empty((len(query_factors), 0), np.int64)
+    for start, block in _score_blocks(codes, scales, queries, precision, inverse_norms,
+                                      query_factors):
+        names = np.arange(start, start + block.shape[1], dtype=np.int64)
+        candidates = np.concatenate([best_scores, block], axis=1)
+        candidate_ids = np.concatenate([best_ids, np.broadcast_to(names, block.shape)], axis=1)
+        order = np.lexsort((candidate_ids, -candidates), axis=-1)[:, :k]
+        best_scores = np.take_along_axis(candidates, order, axis=1)
+        best_ids = np.take_along_axis(candidate_ids, order, axis=1)
+    top_scores[0] = -np.inf
+    top_ids[0] = -1
+    top_scores[0, :, : best_scores.shape[1]] = best_scores
+    top_ids[0, :, : best_ids.shape[1]] = best_ids
+
+
+def norms(
+    codes: NDArray[np.uint8], scales: NDArray[np.float32], out: NDArray[np.float32],
+    n_threads: int,
+) -> None:
+    """The norm of every dequantized row, into out (N,)."""
+    block = max(1, _SCORE_BLOCK_VALUES // max(1, codes.shape[1]))
+    for start in range(0, codes.shape[0], block):
+        rows = slice(start, start + block)
+        out[rows] = reference.norms(reference.dequantize(codes[rows], scales[rows]))
 
 
 class Table:

@@ -43,7 +43,8 @@ from ._scheme import ROWWISE_U8
 
 __all__ = [
     "quantize_rows", "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
-    "pool_bags",
+    "pool_bags", "DOT_LANES", "lane_sums", "norms", "inverse_norms", "query_codes",
+    "integer_dots", "row_factors", "query_factors", "scores", "top_k",
 ]
 
 BIAS = ROWWISE_U8.bias
@@ -476,3 +477,205 @@ def embedding_bag(
     if padding_idx is not None and padding_idx < 0:
         padding_idx += codes.shape[0]
     return pool_bags(codes, scales, ids, bounds, weights, mode, padding_idx)
+
+
+# ----------------------------------------------------------------------------- similarity
+#
+# Scores of float32 queries x (B, D) against the rows of a table, without dequantizing it:
+#
+# * exact precision: the float64 sum of v[i, j] * x[j] over the row's dequantized values
+#   v = float32((q - 128) * s), in a fixed order (:func:`lane_sums`), then rounded once;
+# * fast precision: the query quantized like a table row (scale t = max|x| / 127, codes
+#   floor(x / t + 128.5), so x is about (c - 128) * t with c - 128 in [-127, 127]), and the
+#   integer dot of the centered codes, sum_j (q[i, j] - 128) * (c[j] - 128), computed exactly
+#   (:func:`integer_dots`), times s[i] * t.
+#
+# Every score is ``float32((sum * row_factor[i]) * query_factor[b])`` in float64, the factors
+# set by the metric and precision (:func:`row_factors`, :func:`query_factors`): cosine divides
+# by float32 norms (:func:`norms`), through their float64 inverses, 0 for a norm of 0.
+
+DOT_LANES = 8
+"""Exact sums run in this many float64 lanes: column j adds to lane j % 8, in column order."""
+
+# Queries times rows per block of lane_sums, so that its float64 lanes stay near 8 MB.
+_SIMILARITY_BLOCK = 1 << 17
+
+
+def _fold_lanes(lanes: np.ndarray) -> np.ndarray:
+    """The lanes' total in the one order every kernel uses: ((0+4) + (2+6)) + ((1+5) + (3+7)),
+    which is how a vector of 8 float64 lanes folds in halves."""
+    halves = lanes[..., :4] + lanes[..., 4:]
+    quarters = halves[..., :2] + halves[..., 2:]
+    total: np.ndarray = quarters[..., 0] + quarters[..., 1]
+    return total
+
+
+def lane_sums(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``(B, N)`` float64 sums of ``values[i, j] * queries[b, j]`` (both float32), each in
+    float64 lanes: lane ``j % 8`` adds the exact product of column j, from +0 in column order,
+    and the lanes fold as :func:`_fold_lanes`. Products of two float32 values are exact in
+    float64, so a fused multiply-add and a multiply then add give the same lanes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> v = np.array([[1, 2, 3], [0.5, 0, -1]], np.float32)
+    >>> reference.lane_sums(v, np.array([[1, 1, 1]], np.float32))
+    array([[ 6. , -0.5]])
+    """
+    n_rows, dim = values.shape
+    n_queries = queries.shape[0]
+    out = np.zeros((n_queries, n_rows))
+    block = max(1, _SIMILARITY_BLOCK // max(1, n_queries * DOT_LANES))
+    queries64 = queries.astype(np.float64)
+    for start in range(0, n_rows, block):
+        rows = values[start : start + block].astype(np.float64)
+        lanes = np.zeros((n_queries, rows.shape[0], DOT_LANES))
+        for column in range(0, dim, DOT_LANES):
+            width = min(DOT_LANES, dim - column)
+            lanes[:, :, :width] += (
+                queries64[:, None, column : column + width] * rows[None, :, column : column + width]
+            )
+        out[:, start : start + block] = _fold_lanes(lanes)
+    return out
+
+
+def norms(values: np.ndarray) -> np.ndarray:
+    """Float32 norms of the rows of a float32 matrix: ``float32(sqrt(s))``, ``s`` the lane sum
+    of the row with itself (:func:`lane_sums`). For a table, the norms of its dequantized rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.norms(np.array([[3, 4], [0, 0]], np.float32))
+    array([5., 0.], dtype=float32)
+    """
+    n_rows, dim = values.shape
+    lanes = np.zeros((n_rows, DOT_LANES))
+    for column in range(0, dim, DOT_LANES):
+        part = values[:, column : column + DOT_LANES].astype(np.float64)
+        lanes[:, : part.shape[1]] += part * part
+    with np.errstate(over="ignore"):  # a norm above float32's range is inf
+        return np.sqrt(_fold_lanes(lanes)).astype(np.float32)
+
+
+def inverse_norms(row_norms: np.ndarray) -> np.ndarray:
+    """``1 / float64(norm)``, and 0 where the norm is 0 (so that cosine with a zero vector is 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.inverse_norms(np.array([4, 0], np.float32))
+    array([0.25, 0.  ])
+    """
+    wide = row_norms.astype(np.float64)
+    inverse: np.ndarray = np.divide(1.0, wide, out=np.zeros_like(wide), where=wide != 0)
+    return inverse
+
+
+def query_codes(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fast precision's queries: each finite float32 query quantized as a table row is
+    (:func:`quantize_rows`), returned as ``(codes - 128)`` in int8 ``(B, D)``, within
+    ``[-127, 127]``, and the query scales ``t`` float32 ``(B,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.query_codes(np.array([[127, -2.5, 0.5]], np.float32))
+    (array([[127,  -2,   1]], dtype=int8), array([1.], dtype=float32))
+    """
+    codes, scales = quantize_rows(queries)
+    return (codes.astype(np.int16) - BIAS).astype(np.int8), scales
+
+
+def integer_dots(codes: np.ndarray, centered_queries: np.ndarray) -> np.ndarray:
+    """``(B, N)`` exact integers ``sum_j (codes[i, j] - 128) * centered_queries[b, j]`` (as
+    float64: each product is below 2**14 in magnitude, so every partial sum of a row below
+    2**53 columns is an integer float64 holds exactly, in any order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.integer_dots(np.array([[255, 1, 128]], np.uint8), np.array([[127, 127, 5]], np.int8))
+    array([[0.]])
+    """
+    centered = codes.astype(np.float64) - BIAS
+    dots: np.ndarray = centered_queries.astype(np.float64) @ centered.T
+    return dots
+
+
+def row_factors(scales: np.ndarray, inverse: np.ndarray | None, precision: str) -> np.ndarray:
+    """Each row's factor of its scores: the row scale (fast precision; the exact sums already
+    hold it), times the inverse norm for cosine (None for dot products).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.row_factors(np.array([0.5], np.float32), np.array([0.25]), "fast")
+    array([0.125])
+    """
+    factors = scales.astype(np.float64) if precision == "fast" else np.ones(len(scales))
+    if inverse is not None:
+        factors = factors * inverse
+    return factors
+
+
+def query_factors(query_scales: np.ndarray | None, inverse: np.ndarray | None,
+                  n_queries: int) -> np.ndarray:
+    """Each query's factor of its scores: its scale ``t`` (fast precision; None for exact),
+    times the inverse of its norm for cosine (None for dot products).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.query_factors(None, np.array([0.5]), 1)
+    array([0.5])
+    """
+    factors = np.ones(n_queries) if query_scales is None else query_scales.astype(np.float64)
+    if inverse is not None:
+        factors = factors * inverse
+    return factors
+
+
+def scores(sums: np.ndarray, row_factor: np.ndarray, query_factor: np.ndarray) -> np.ndarray:
+    """``float32((sums[b, i] * row_factor[i]) * query_factor[b])``, in float64 (the last step of
+    every score, exact or fast).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.scores(np.array([[3.0, -1.0]]), np.array([0.5, 1.0]), np.array([2.0]))
+    array([[ 3., -2.]], dtype=float32)
+    """
+    with np.errstate(over="ignore"):
+        product: np.ndarray = ((sums * row_factor[None, :]) * query_factor[:, None]).astype(
+            np.float32
+        )
+    return product
+
+
+def top_k(scores: np.ndarray, k: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``min(k, N)`` best of each row of ``(B, N)`` scores: ``(scores, ids)``, highest score
+    first and the smaller id first among equal scores. ``ids`` names the columns (default
+    ``0..N-1``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.top_k(np.array([[1.0, 3.0, 3.0, 2.0]], np.float32), 3)
+    (array([[3., 3., 2.]], dtype=float32), array([[1, 2, 3]]))
+    """
+    n_queries, n_columns = scores.shape
+    names = np.arange(n_columns, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    width = min(k, n_columns)
+    order = np.lexsort((np.broadcast_to(names, scores.shape), -scores), axis=-1)[:, :width]
+    return np.take_along_axis(scores, order, axis=1), names[order]
