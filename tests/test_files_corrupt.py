@@ -147,7 +147,7 @@ def test_headers_that_lie(tmp_path, header, fragment):
 
 def test_a_file_without_codes(tmp_path):
     message = load_both(tmp_path, file_bytes(entries(codes=None), data=SCALES.tobytes()))
-    assert "holds the tensors scales and codes (and key_offsets and keys if it has keys), this one scales (F32 [6])" in message
+    assert "holds the tensors scales and codes (and key_offsets and keys if it has keys, and norms if they were stored), this one scales (F32 [6])" in message
 
 
 def test_data_shorter_than_the_header_claims(tmp_path):

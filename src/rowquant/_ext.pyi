@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 BAG_MODES: dict[str, int]
 BIAS: int
 SIMD_NAMES: tuple[str, ...]
+DOT_PRECISIONS: dict[str, int]
 
 def simd_select(name: str | None) -> int: ...
 def simd_name() -> str: ...
@@ -45,6 +46,33 @@ def bag(
     out: NDArray[np.float32],
     n_threads: int,
 ) -> int: ...
+def scores(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float32],
+    queries: NDArray[np.float32] | NDArray[np.int8],
+    precision: int,
+    inverse_norms: NDArray[np.float64] | None,
+    query_factors: NDArray[np.float64],
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> None: ...
+def top_k(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float32],
+    queries: NDArray[np.float32] | NDArray[np.int8],
+    precision: int,
+    inverse_norms: NDArray[np.float64] | None,
+    query_factors: NDArray[np.float64],
+    top_scores: NDArray[np.float32],
+    top_ids: NDArray[np.int64],
+    n_threads: int,
+) -> None: ...
+def norms(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float32],
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> None: ...
 
 @disjoint_base
 class Table:

@@ -4,8 +4,9 @@ A table is a safetensors file: ``scales`` (F32 ``[N]``) then ``codes`` (U8 ``[N,
 metadata ``format=rowquant, version=1, scheme=rowwise-symmetric-u8, bias=128``. The header is
 padded so that the codes start on a 64-byte boundary of the file. A table with keys (words) adds
 ``key_offsets`` (I64 ``[N + 1]``) and ``keys`` (U8, the keys' UTF-8 bytes back to back) after the
-codes; free-form metadata (model name, source, licence) are more ``__metadata__`` entries beside
-the format's own. A table without keys or metadata is written byte for byte as before, and files
+codes; a table whose row norms were computed (for cosine similarity) may add ``norms`` (F32
+``[N]``) last; free-form metadata (model name, source, licence) are more ``__metadata__``
+entries beside the format's own. A table without keys or metadata is written byte for byte as before, and files
 without them load as before. Files are written atomically
 (:mod:`rowquant._atomic`). This module knows codes and scales, not
 :class:`~rowquant.QuantizedEmbedding`: the table's ``save`` and :mod:`rowquant.io` both call it.
@@ -49,6 +50,7 @@ CODES_ALIGNMENT = 64  # a cache line: rows whose width is a multiple of it then 
 
 
 KEY_TENSORS = ("key_offsets", "keys")  # the optional vocabulary, after the codes
+NORMS = "norms"  # the optional norms of the dequantized rows, last
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,23 @@ class StoredTable:
     scales: np.ndarray
     keys: Keys | None
     metadata: dict[str, str]
+    norms: np.ndarray | None = None
 
 
 def table_header(rows: int, dim: int, key_bytes: int | None = None,
-                 metadata: dict[str, str] | None = None) -> bytes:
+                 metadata: dict[str, str] | None = None, norms: bool = False) -> bytes:
     """The header bytes of a rowquant file for a table of ``rows`` x ``dim``; with
     ``key_bytes``, one that also holds ``rows`` keys of that many UTF-8 bytes in all (tensors
     ``key_offsets``, I64 ``[rows + 1]``, and ``keys``, U8 ``[key_bytes]``, after the codes, so
     that a file without keys is laid out as before). ``metadata`` are free-form entries
-    (checked by :func:`rowquant._keys.check_metadata`), written beside the format's own."""
+    (checked by :func:`rowquant._keys.check_metadata`), written beside the format's own. With
+    ``norms``, a ``norms`` tensor (F32 ``[rows]``) comes last."""
     tensors = {"scales": ("F32", (rows,)), "codes": ("U8", (rows, dim))}
     if key_bytes is not None:
         tensors["key_offsets"] = ("I64", (rows + 1,))
         tensors["keys"] = ("U8", (key_bytes,))
+    if norms:
+        tensors[NORMS] = ("F32", (rows,))
     entries = {**check_metadata(metadata), **METADATA}
     return _safetensors.encode_header(tensors, entries, "codes", CODES_ALIGNMENT)
 
@@ -90,12 +96,13 @@ def little_endian_f32(scales: np.ndarray) -> np.ndarray:
 
 
 def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None = None,
-                metadata: dict[str, str] | None = None) -> None:
+                metadata: dict[str, str] | None = None, norms: np.ndarray | None = None) -> None:
     """Write ``codes`` (uint8 ``(N, D)``) and ``scales`` (float32 ``(N,)``), already checked, and
-    ``keys`` (``N`` of them) if given, to ``path`` as a rowquant file with the free-form
-    ``metadata``, atomically (:func:`rowquant._atomic.atomic_output`)."""
+    ``keys`` (``N`` of them) and the rows' ``norms`` if given, to ``path`` as a rowquant file
+    with the free-form ``metadata``, atomically (:func:`rowquant._atomic.atomic_output`)."""
     rows, dim = codes.shape
-    header = table_header(rows, dim, None if keys is None else keys.utf8.shape[0], metadata)
+    key_bytes = None if keys is None else keys.utf8.shape[0]
+    header = table_header(rows, dim, key_bytes, metadata, norms is not None)
     with _atomic.atomic_output(path) as fd:
         _atomic.write_all(fd, header, 0)
         _atomic.write_all(fd, little_endian_f32(scales), len(header))
@@ -107,8 +114,12 @@ def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None =
             for start in range(0, rows, step):
                 block = np.ascontiguousarray(codes[start : start + step])
                 _atomic.write_all(fd, block, offset + start * dim)
+        offset += rows * dim
         if keys is not None:
-            write_keys(fd, offset + rows * dim, keys)
+            write_keys(fd, offset, keys)
+            offset += keys.offsets.nbytes + keys.utf8.nbytes
+        if norms is not None:
+            _atomic.write_all(fd, little_endian_f32(norms), offset)
 
 
 def _rowquant_tensors(header: _safetensors.Header, path: str):
@@ -142,10 +153,11 @@ def _rowquant_tensors(header: _safetensors.Header, path: str):
             f"unknown quantization bias {header.metadata.get('bias')!r} "
             f"(this rowquant knows {str(scheme.bias)!r})"
         )
-    if set(header.tensors) not in ({"scales", "codes"}, {"scales", "codes", *KEY_TENSORS}):
+    if set(header.tensors) - {NORMS} not in ({"scales", "codes"},
+                                             {"scales", "codes", *KEY_TENSORS}):
         raise ValueError(
             "a rowquant table holds the tensors scales and codes (and key_offsets and keys if it "
-            f"has keys), this one {names}"
+            f"has keys, and norms if they were stored), this one {names}"
         )
     scales, codes = header.tensors["scales"], header.tensors["codes"]
     if scales.dtype != "F32" or len(scales.shape) != 1:
@@ -167,6 +179,13 @@ def _rowquant_tensors(header: _safetensors.Header, path: str):
             )
         if keys.dtype != "U8" or len(keys.shape) != 1:
             raise ValueError(f"keys must be U8 [bytes], got {keys.dtype} {list(keys.shape)}")
+    if NORMS in header.tensors:
+        norms = header.tensors[NORMS]
+        if norms.dtype != "F32" or norms.shape != (codes.shape[0],):
+            raise ValueError(
+                f"norms must be F32 [{codes.shape[0]}] (one per row), got {norms.dtype} "
+                f"{list(norms.shape)}"
+            )
     return scales, codes
 
 
@@ -231,6 +250,7 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
     :func:`rowquant.load`. Raises ``ValueError`` naming the file for anything that is not a
     valid rowquant table."""
     keys = None
+    norms = None
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         try:
@@ -251,6 +271,8 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
                 # views: nothing of the vocabulary is read until a key is asked for
                 key_arrays = [_safetensors.array_view(buffer, header.tensors[name])
                               for name in KEY_TENSORS]
+            if NORMS in header.tensors:
+                norms = _safetensors.array_view(buffer, header.tensors[NORMS])
         else:
             scales = np.empty(rows, dtype="<f4")
             codes = _checks.cache_aligned_empty((rows, dim), np.uint8)
@@ -263,6 +285,9 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
                     array = np.empty(tensor.shape, _safetensors.DTYPES[tensor.dtype][0])
                     _read_into(file, array, tensor.start)
                     key_arrays.append(array)
+            if NORMS in header.tensors:
+                norms = np.empty(rows, dtype="<f4")
+                _read_into(file, norms, header.tensors[NORMS].start)
     if not scales.dtype.isnative or scales.ctypes.data % scales.itemsize:
         # another writer may leave the scales off a 4-byte boundary: the C kernels read them as
         # float32, so they get an aligned copy (4 bytes per row)
@@ -273,9 +298,25 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
             offsets, utf8 = key_arrays
             # nothing of the vocabulary is read now: the offsets are checked on first use
             keys = Keys(utf8, offsets, check=False, source=os.fspath(path))
+        if norms is not None:
+            norms = _checked_norms(norms, validate)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{os.fspath(path)}: {error}") from None
     metadata = {
         name: value for name, value in header.metadata.items() if name not in RESERVED_METADATA
     }
-    return StoredTable(codes, scales, keys, metadata)
+    return StoredTable(codes, scales, keys, metadata, norms)
+
+
+def _checked_norms(norms: np.ndarray, validate: bool) -> np.ndarray:
+    """A file's stored norms as aligned native float32, checked to be non-negative (inf is a
+    norm beyond float32's range) unless ``validate`` is False. They are trusted to be the
+    table's: checking them against the codes would be the pass over the table they spare."""
+    if not norms.dtype.isnative or norms.ctypes.data % norms.itemsize:
+        norms = norms.astype(np.float32)
+    if validate:
+        bad = ~(norms >= 0)  # NaN too
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"norms[{row}] is {norms[row]}: a norm must be >= 0")
+    return norms

@@ -59,7 +59,10 @@ from .table import QuantizedEmbedding
 __all__ = ["QuantizeSummary", "load", "quantize_file", "read_vectors", "save"]
 
 
-def save(path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None = None) -> None:
+def save(
+    path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None = None,
+    norms: bool | None = None,
+) -> None:
     """Write ``table`` to ``path`` as a rowquant safetensors file, atomically.
 
     The file holds ``scales`` (F32 ``[N]``) then ``codes`` (U8 ``[N, D]``) with rowquant's
@@ -80,6 +83,11 @@ def save(path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None 
         Free-form entries for the file's ``__metadata__`` (model name, source, licence), stored
         with the table's own :attr:`~QuantizedEmbedding.metadata` (replacing those of the same
         name); :func:`load` gives them back as ``qe.metadata``.
+    norms : bool, optional
+        Store the rows' norms (``norms``, F32 ``[N]``, after the rest), which cosine similarity
+        divides by, so that a loaded table has them without a pass over its codes: by default
+        when the table has computed them (:meth:`QuantizedEmbedding.norms`), always with True
+        (computing them if needed), never with False.
 
     Raises
     ------
@@ -107,7 +115,7 @@ def save(path, table: QuantizedEmbedding, *, metadata: Mapping[str, str] | None 
     """
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}")
-    table.save(path, metadata=metadata)
+    table.save(path, metadata=metadata, norms=norms)
 
 
 def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbedding:
@@ -155,7 +163,7 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
     """
     stored = _format.read_table(path, mmap=mmap, validate=validate)
     return QuantizedEmbedding._from_checked(
-        stored.codes, stored.scales, stored.keys, stored.metadata
+        stored.codes, stored.scales, stored.keys, stored.metadata, stored.norms
     )
 
 
