@@ -18,7 +18,7 @@ the float query; a zero row or query has cosine 0.
 from __future__ import annotations
 
 import operator
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -26,8 +26,8 @@ from numpy.typing import ArrayLike, NDArray
 from . import _backend, _checks, reference
 from ._threads import resolve_threads
 
-Metric = Literal["dot", "cosine"]
-Precision = Literal["exact", "fast"]
+Metric: TypeAlias = Literal["dot", "cosine"]
+Precision: TypeAlias = Literal["exact", "fast"]
 
 METRICS = ("dot", "cosine")
 PRECISIONS = ("exact", "fast")
