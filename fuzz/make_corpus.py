@@ -98,6 +98,15 @@ def seeds() -> dict[str, bytes]:
         return valid[:8] + valid[8:data_start].replace(old, new) + valid[data_start:]
 
     files["rq_version_2.safetensors"] = header_edited(b'"version":"1"', b'"version":"2"')
+
+    # stored norms (the last tensor), one of them negative
+    normed = rq.quantize(table(4, 9, seed=3))
+    normed.norms()
+    files["rq_norms_4x9.safetensors"] = keyed_bytes(normed)
+    norms_at = len(files["rq_norms_4x9.safetensors"]) - 16
+    files["rq_norms_negative.safetensors"] = patched(
+        files["rq_norms_4x9.safetensors"], norms_at + 4, struct.pack("<f", -2.0)
+    )
     files["rq_codes_i8.safetensors"] = header_edited(b'"U8"', b'"I8"')
     files["rq_rows_mismatch.safetensors"] = header_edited(b'"shape":[3,4]', b'"shape":[4,3]')
 

@@ -134,6 +134,7 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
              f"{where}: accepted a negative or non-finite scale")
 
     _check_keys(qe, data, header, path, where)
+    _check_norms(qe, data, header, where)
     ids = np.arange(rows)
     expected = _expected_rows(qe.codes, qe.scales)
     taken = qe.take(ids)
@@ -168,6 +169,37 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
             tolerance = 512 * (len(part) + 1) * 2.0**-24 * steps + 1e-30
             _require(bool(np.all(np.abs(pooled[b] - total) <= tolerance)),
                      f"{where}: bag {b} (mode={mode}) differs from the float64 sum")
+
+
+def _check_norms(qe, data: bytes, header, where: str) -> None:
+    """Stored norms are the file's bytes, none negative or NaN; without them, computed ones
+    are the float64 norms of the rows within a float32 step. Dot products on the codes are
+    the float64 ones of the rows, rounded once, where those are finite."""
+    rows = qe.shape[0]
+    norms = qe.norms()
+    _require(norms.dtype == np.float32 and norms.shape == (rows,), f"{where}: norms' shape")
+    _require(bool(np.all(norms >= 0)), f"{where}: a negative or NaN norm")
+    expected = _expected_rows(qe.codes, qe.scales).astype(np.float64)
+    if "norms" in header.tensors:
+        stored = np.frombuffer(data, "<f4", count=rows, offset=header.tensors["norms"].start)
+        _require(np.array_equal(norms.view(np.uint32), stored.view("<u4")),
+                 f"{where}: norms differ from the file's bytes")
+    elif np.all(np.isfinite(expected)) and np.abs(expected).max(initial=0) < 1e150:
+        exact = np.sqrt((expected * expected).sum(axis=1))
+        small = exact < 3e38
+        step = np.spacing(exact[small].astype(np.float32)).astype(np.float64)
+        _require(bool(np.all(np.abs(norms[small] - exact[small]) <= 2 * step)),
+                 f"{where}: norms are wrong")
+    if not np.all(np.isfinite(expected)):
+        return
+    query = np.linspace(-1, 1, qe.shape[1], dtype=np.float32)
+    exact = expected @ query.astype(np.float64)
+    scores = qe.dot(query)
+    bound = np.abs(expected) @ np.abs(query.astype(np.float64)) * 2.0**-40
+    finite = np.abs(exact) < 3e38
+    _require(bool(np.all(np.abs(scores[finite] - exact[finite])
+                         <= np.spacing(np.abs(exact[finite]).astype(np.float32)) + bound[finite])),
+             f"{where}: dot differs from the float64 dot product of the rows")
 
 
 def _check_keys(qe, data: bytes, header, path: str, where: str) -> None:
