@@ -417,6 +417,17 @@ def test_inspect_text(quantized):
     assert re.search(r"^dim\s+17$", result.stdout, re.M), result.stdout
     assert "rowquant version 1" in result.stdout
     assert f"{len(ZERO_ROWS)} all-zero rows" in result.stdout
+    assert "norms" not in result.stdout
+
+
+def test_inspect_shows_stored_norms(work):
+    path = work / "normed.safetensors"
+    qe = rq.quantize(make_table(seed=12))
+    qe.save(path, norms=True)
+    result = run("inspect", path)
+    assert_ok(result)
+    assert re.search(r"^norms\s+stored", result.stdout, re.M), result.stdout
+    assert re.search(r"^tensor\s+norms: F32 \[300\]", result.stdout, re.M), result.stdout
 
 
 def test_inspect_json(quantized):

@@ -474,6 +474,8 @@ def _run_inspect(args) -> int:
         shown = ", ".join(_printable(repr(key)) for key in keys["first"])
         more = ", ..." if keys["count"] > len(keys["first"]) else ""
         print(f"keys        {keys['count']:,}: {shown}{more}")
+    if any(tensor["name"] == "norms" for tensor in description["tensors"]):
+        print("norms       stored: cosine similarity reads them instead of a pass over the codes")
     extra = {name: value for name, value in metadata.items() if name not in _FORMAT_METADATA}
     for name, value in extra.items():
         print(f"metadata    {_printable(name)}: {_printable(value)}")
