@@ -14,6 +14,7 @@ const rq_kernels *rq_active = NULL;
  * in kernels.h and one line here; the variant's own supported() says whether it runs. */
 static const rq_kernels *const variants[] = {
 #ifdef RQ_X86
+    &rq_kernels_avx512vnni,
     &rq_kernels_avx512,
     &rq_kernels_avx2,
 #endif

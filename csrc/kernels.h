@@ -90,6 +90,7 @@ extern const rq_kernels rq_kernels_scalar;
 #define RQ_X86 1
 extern const rq_kernels rq_kernels_avx2;
 extern const rq_kernels rq_kernels_avx512;
+extern const rq_kernels rq_kernels_avx512vnni;
 /* The AVX2 kernels the AVX-512 table shares: the streaming whole-table dequantize runs at the
  * speed of memory already, and max bags are rare; one copy of them is one copy to test. */
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
