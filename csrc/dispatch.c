@@ -14,6 +14,7 @@ const rq_kernels *rq_active = NULL;
  * in kernels.h and one line here; the variant's own supported() says whether it runs. */
 static const rq_kernels *const variants[] = {
 #ifdef RQ_X86
+    &rq_kernels_avx512vnni,
     &rq_kernels_avx512,
     &rq_kernels_avx2,
 #endif
@@ -22,7 +23,8 @@ static const rq_kernels *const variants[] = {
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
 /* A small table with ties, near-ties, zero and subnormal rows, negative values and a width
- * that leaves every loop tail: the variant must match the scalar kernels bit for bit. */
+ * that leaves every loop tail: the variant must match the scalar kernels bit for bit, scores
+ * included (scores_reproduce_scalar). */
 #define CHECK_ROWS 6
 #define CHECK_DIM 83
 
@@ -49,6 +51,51 @@ static void check_table(float *values)
 }
 
 static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+
+/* Scores of the check table's rows, and of a row written by hand (codes 0 and 255, which the
+ * quantizer never makes), against queries of both precisions: 7 rows and 5 queries leave a
+ * partial block of rows and of queries in every kernel, 83 columns every column tail; the int8
+ * queries reach -127 and 127, the float ones the table's ties, subnormals and 3e38. */
+#define CHECK_SCORE_ROWS (CHECK_ROWS + 1)
+#define CHECK_QUERIES 5
+
+static int scores_reproduce_scalar(const rq_kernels *kernels, const float *values,
+                                   const uint8_t *table_codes, const float *table_scales)
+{
+    static uint8_t codes[CHECK_SCORE_ROWS * CHECK_DIM];
+    static float queries[CHECK_QUERIES * CHECK_DIM];
+    static int8_t small[CHECK_QUERIES * CHECK_DIM];
+    float scales[CHECK_SCORE_ROWS], out[4][CHECK_QUERIES * CHECK_SCORE_ROWS];
+    double row_factors[CHECK_SCORE_ROWS], query_factors[CHECK_QUERIES];
+    memcpy(codes, table_codes, CHECK_ROWS * CHECK_DIM);
+    memcpy(scales, table_scales, sizeof(float) * CHECK_ROWS);
+    for (int j = 0; j < CHECK_DIM; j++) codes[CHECK_ROWS * CHECK_DIM + j] = j % 3 ? 0 : 255;
+    scales[CHECK_ROWS] = 0.75f;
+    static const int query_rows[CHECK_QUERIES] = {5, 1, 4, 3, 0};
+    for (int b = 0; b < CHECK_QUERIES; b++) {
+        for (int j = 0; j < CHECK_DIM; j++) {
+            const float value = values[query_rows[b] * CHECK_DIM + j];
+            queries[b * CHECK_DIM + j] = b == 1 ? -value : value;
+            const int code = (int)table_codes[5 * CHECK_DIM + j] - RQ_BIAS;
+            small[b * CHECK_DIM + j] = (int8_t)(b == 0   ? 127
+                                                : b == 1 ? -127
+                                                : b == 2 ? (j % 2 ? 127 : -127)
+                                                : b == 3 ? (code < -127 ? -127 : code)
+                                                         : (j % 255) - 127);
+        }
+        query_factors[b] = b == 2 ? 1e-3 : 0.5 + b;
+    }
+    for (int i = 0; i < CHECK_SCORE_ROWS; i++) row_factors[i] = 1.0 / (i + 3);
+    const rq_kernels *pair[2] = {&rq_kernels_scalar, kernels};
+    for (int v = 0; v < 2; v++) {
+        pair[v]->scores_exact(codes, CHECK_DIM, scales, CHECK_SCORE_ROWS, CHECK_DIM, queries,
+                              CHECK_QUERIES, row_factors, query_factors, out[v],
+                              CHECK_SCORE_ROWS);
+        pair[v]->scores_fast(codes, CHECK_DIM, CHECK_SCORE_ROWS, CHECK_DIM, small, CHECK_QUERIES,
+                             row_factors, query_factors, out[2 + v], CHECK_SCORE_ROWS);
+    }
+    return same_bits(out[0], out[1], sizeof out[0]) && same_bits(out[2], out[3], sizeof out[2]);
+}
 
 /* The scalar kernels are checked against themselves too: a few microseconds, once, and no
  * variant is special. */
@@ -91,6 +138,7 @@ static int reproduces_scalar(const rq_kernels *kernels)
     const int64_t step_bad = kernels->first_bad_id(check_ids, 40, CHECK_ROWS);
     const int64_t none_bad = kernels->first_bad_id(check_ids, 21, CHECK_ROWS);
     if (tail_bad != 37 || step_bad != 21 || none_bad != -1) return 0;
+    if (!scores_reproduce_scalar(kernels, values, codes[0], scales[0])) return 0;
     return same_bits(codes[0], codes[1], sizeof codes[0]) &&
            same_bits(scales[0], scales[1], sizeof scales[0]) &&
            same_bits(out[0], out[1], sizeof out[0]) && same_bits(bag[0], bag[1], sizeof bag[0]) &&

@@ -62,7 +62,9 @@ typedef struct rq_kernels {
      *     scores[b * score_stride + i] = rq_score(sum, row_factors[i], query_factors[b]),
      * where sum is, for scores_exact, the lane sum (rq_fold_lanes) of the row's dequantized
      * values times the float32 query's, and for scores_fast the exact integer
-     * sum_j (codes[i][j] - 128) * queries[b][j] over int8 queries (see RQ_FAST_CHUNK). */
+     * sum_j (codes[i][j] - 128) * queries[b][j] over int8 queries (see RQ_FAST_CHUNK), which
+     * are query codes minus 128, so within -127..127 (the AVX2 kernel's sign trick needs it). A
+     * kernel reads nothing past a row's dim codes nor past the last query. */
     void (*scores_exact)(const uint8_t *codes, int64_t codes_stride, const float *scales,
                          int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
                          const double *row_factors, const double *query_factors, float *scores,
@@ -88,11 +90,16 @@ extern const rq_kernels rq_kernels_scalar;
 #define RQ_X86 1
 extern const rq_kernels rq_kernels_avx2;
 extern const rq_kernels rq_kernels_avx512;
+extern const rq_kernels rq_kernels_avx512vnni;
 /* The AVX2 kernels the AVX-512 table shares: the streaming whole-table dequantize runs at the
  * speed of memory already, and max bags are rare; one copy of them is one copy to test. */
 void rq_avx2_dequantize_rows_stream(const uint8_t *codes, int64_t codes_stride,
                                     const float *scales, int64_t n_rows, int64_t dim, float *out);
 int64_t rq_avx2_max_bag(const rq_bag_rows *rows, int64_t begin, int64_t end, float *out);
+/* The fast scores of processors with AVX-512 but not its VNNI instructions (Skylake-SP). */
+void rq_avx2_scores_fast(const uint8_t *codes, int64_t codes_stride, int64_t n_rows, int64_t dim,
+                         const int8_t *queries, int64_t n_queries, const double *row_factors,
+                         const double *query_factors, float *scores, int64_t score_stride);
 #endif
 
 static inline uint32_t rq_float_bits(float value)

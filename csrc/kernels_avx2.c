@@ -421,6 +421,217 @@ static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
     return rq_first_bad_id_from(ids, k, n_ids, n_rows);
 }
 
+/* ------------------------------------------------------------------ scores */
+
+/* Rows per block of the score kernels: each step's codes serve every query of the block, and
+ * each query's load serves every row. */
+#define RQ_AVX2_SCORE_ROWS 2
+/* Queries per block of the fast kernel (8 sums in registers: 2 rows x 4 queries). */
+#define RQ_AVX2_FAST_QUERIES 4
+
+/* The row pointer of row i of a block, rows past the table's end standing in as its last row:
+ * they are read (it is read anyway) and their sums thrown away, so no block is a special case. */
+static inline const uint8_t *block_row(const uint8_t *codes, int64_t codes_stride,
+                                       int64_t n_rows, int64_t i)
+{
+    return codes + (i < n_rows ? i : n_rows - 1) * codes_stride;
+}
+
+/* sum_j (q_j - 128) * x_j over 32 columns into 8 int32 lanes. vpmaddubsw multiplies unsigned by
+ * signed bytes, but saturates its pair sums, which the codes as they are would reach
+ * (2 * 255 * 127 > 32767). With c = q ^ 0x80 (q - 128 as int8), |c| (0..128, the 128 of
+ * |-128| read unsigned) times sign(c) * x (x in -127..127: no overflow) is the same product, a
+ * pair at most 2 * 128 * 127 = 32512: exact. vpmaddwd by ones adds the pairs into int32. */
+RQ_INLINE __m256i centered_dot32(__m256i magnitude, __m256i centered, __m256i query)
+{
+    const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(query, centered));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+/* `steps` steps of 32 columns of the block's rows (at rows[r]) by n_q queries (a literal; at
+ * queries[b]), into acc[b * 2 + r]. */
+RQ_INLINE void fast_steps(const uint8_t *const rows[RQ_AVX2_SCORE_ROWS],
+                          const int8_t *const queries[RQ_AVX2_FAST_QUERIES], int n_q,
+                          int64_t steps, __m256i acc[8])
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t s = 0; s < steps; s++) {
+        __m256i centered[RQ_AVX2_SCORE_ROWS], magnitude[RQ_AVX2_SCORE_ROWS];
+        for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) {
+            centered[r] = _mm256_xor_si256(
+                _mm256_loadu_si256((const __m256i *)(rows[r] + 32 * s)), flip);
+            magnitude[r] = _mm256_abs_epi8(centered[r]);
+        }
+        for (int b = 0; b < n_q; b++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(queries[b] + 32 * s));
+            for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++)
+                acc[b * 2 + r] = _mm256_add_epi32(
+                    acc[b * 2 + r], centered_dot32(magnitude[r], centered[r], x));
+        }
+    }
+}
+
+/* fast_steps with a literal query count for each of 1..RQ_AVX2_FAST_QUERIES. */
+static void fast_steps_any(const uint8_t *const rows[RQ_AVX2_SCORE_ROWS],
+                           const int8_t *const queries[RQ_AVX2_FAST_QUERIES], int n_q,
+                           int64_t steps, __m256i acc[8])
+{
+    switch (n_q) {
+    case 1: fast_steps(rows, queries, 1, steps, acc); break;
+    case 2: fast_steps(rows, queries, 2, steps, acc); break;
+    case 3: fast_steps(rows, queries, 3, steps, acc); break;
+    default: fast_steps(rows, queries, 4, steps, acc); break;
+    }
+}
+
+/* Lane k of the result is the sum of v[k]'s 8 lanes (the order is free: integers, and every
+ * partial sum is the sum of a subset of one chunk's products, in range). */
+RQ_INLINE __m256i sums8(const __m256i v[8])
+{
+    const __m256i low = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i high = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20),
+                            _mm256_permute2x128_si256(low, high, 0x31));
+}
+
+/* The fast scores at 32 columns a step. The last dim % 32 columns of each row and query are
+ * copied to a padded buffer (codes 128 and queries 0, which add 0), so no load passes the end
+ * of a row: the table's last row may end where its mapping does. Chunks of RQ_FAST_CHUNK
+ * columns (a multiple of 32: only the last has a tail) sum in int32, then into int64. */
+void rq_avx2_scores_fast(const uint8_t *codes, int64_t codes_stride, int64_t n_rows, int64_t dim,
+                         const int8_t *queries, int64_t n_queries, const double *row_factors,
+                         const double *query_factors, float *scores, int64_t score_stride)
+{
+    const int64_t tail = dim % 32, full = dim - tail;
+    int8_t query_tails[RQ_SCORE_QUERIES][32];
+    memset(query_tails, 0, sizeof query_tails);
+    for (int64_t b = 0; b < n_queries; b++)
+        memcpy(query_tails[b], queries + b * dim + full, (size_t)tail);
+    for (int64_t i0 = 0; i0 < n_rows; i0 += RQ_AVX2_SCORE_ROWS) {
+        const uint8_t *rows[RQ_AVX2_SCORE_ROWS], *row_tails[RQ_AVX2_SCORE_ROWS];
+        uint8_t tails[RQ_AVX2_SCORE_ROWS][32];
+        for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) {
+            rows[r] = block_row(codes, codes_stride, n_rows, i0 + r);
+            memset(tails[r], RQ_BIAS, 32);
+            memcpy(tails[r], rows[r] + full, (size_t)tail);
+            row_tails[r] = tails[r];
+        }
+        for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_AVX2_FAST_QUERIES) {
+            const int n_q = (int)(n_queries - b0 < RQ_AVX2_FAST_QUERIES ? n_queries - b0
+                                                                         : RQ_AVX2_FAST_QUERIES);
+            const int8_t *query_tail[RQ_AVX2_FAST_QUERIES];
+            for (int b = 0; b < n_q; b++) query_tail[b] = query_tails[b0 + b];
+            int64_t totals[8] = {0};
+            for (int64_t chunk = 0; chunk < dim; chunk += RQ_FAST_CHUNK) {
+                const int64_t columns = dim - chunk < RQ_FAST_CHUNK ? dim - chunk : RQ_FAST_CHUNK;
+                const uint8_t *at[RQ_AVX2_SCORE_ROWS];
+                const int8_t *query_at[RQ_AVX2_FAST_QUERIES];
+                for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) at[r] = rows[r] + chunk;
+                for (int b = 0; b < n_q; b++) query_at[b] = queries + (b0 + b) * dim + chunk;
+                __m256i acc[8];
+                for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_si256();
+                fast_steps_any(at, query_at, n_q, columns / 32, acc);
+                if (columns % 32) fast_steps_any(row_tails, query_tail, n_q, 1, acc);
+                int32_t sums[8];
+                _mm256_storeu_si256((__m256i *)sums, sums8(acc));
+                for (int a = 0; a < 8; a++) totals[a] += sums[a];
+            }
+            for (int b = 0; b < n_q; b++)
+                for (int r = 0; r < RQ_AVX2_SCORE_ROWS && i0 + r < n_rows; r++)
+                    scores[(b0 + b) * score_stride + i0 + r] = rq_score(
+                        (double)totals[b * 2 + r], row_factors[i0 + r], query_factors[b0 + b]);
+        }
+    }
+}
+
+/* 8 dequantized values of a row, (q - 128) * s in float32 as rq_dequantized, widened (exactly)
+ * to float64: lanes 0-3 in low, 4-7 in high. */
+RQ_INLINE void values8_wide(const uint8_t *codes, __m256 s, __m256d *low, __m256d *high)
+{
+    const __m256i centered = _mm256_sub_epi32(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)codes)), _mm256_set1_epi32(RQ_BIAS));
+    const __m256 values = _mm256_mul_ps(_mm256_cvtepi32_ps(centered), s);
+    *low = _mm256_cvtps_pd(_mm256_castps256_ps128(values));
+    *high = _mm256_cvtps_pd(_mm256_extractf128_ps(values, 1));
+}
+
+/* Queries per block of the exact kernel: 2 rows x 2 queries x 2 vectors of lanes. */
+#define RQ_AVX2_EXACT_QUERIES 2
+
+/* The exact lanes of a block, 8 columns a step up to the last multiple of 8, into
+ * acc[(b * 2 + r) * 2 + half]: lane j % 8 of column j, as the scalar kernel, the product exact
+ * in float64 (so the FMA rounds as its add does). */
+RQ_INLINE void exact_steps(const uint8_t *const rows[RQ_AVX2_SCORE_ROWS],
+                           const float scales[RQ_AVX2_SCORE_ROWS],
+                           const float *const queries[RQ_AVX2_EXACT_QUERIES], int n_q,
+                           int64_t columns, __m256d acc[8])
+{
+    __m256 s[RQ_AVX2_SCORE_ROWS];
+    for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) s[r] = _mm256_set1_ps(scales[r]);
+    for (int64_t j = 0; j + 8 <= columns; j += 8) {
+        __m256d low[RQ_AVX2_SCORE_ROWS], high[RQ_AVX2_SCORE_ROWS];
+        for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) values8_wide(rows[r] + j, s[r], &low[r], &high[r]);
+        for (int b = 0; b < n_q; b++) {
+            const __m256d x_low = _mm256_cvtps_pd(_mm_loadu_ps(queries[b] + j));
+            const __m256d x_high = _mm256_cvtps_pd(_mm_loadu_ps(queries[b] + j + 4));
+            for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) {
+                acc[(b * 2 + r) * 2] = _mm256_fmadd_pd(low[r], x_low, acc[(b * 2 + r) * 2]);
+                acc[(b * 2 + r) * 2 + 1] = _mm256_fmadd_pd(high[r], x_high, acc[(b * 2 + r) * 2 + 1]);
+            }
+        }
+    }
+}
+
+/* One score of the exact kernel: the lanes of the vector part, the last dim % 8 columns added
+ * as the scalar kernel adds them (columns 8k.. go to lanes 0..), then the fold. */
+static inline double exact_finish(__m256d low, __m256d high, const uint8_t *row, float scale,
+                                  const float *query, int64_t from, int64_t dim)
+{
+    double lanes[RQ_DOT_LANES];
+    _mm256_storeu_pd(lanes, low);
+    _mm256_storeu_pd(lanes + 4, high);
+    for (int64_t j = from; j < dim; j++)
+        lanes[j - from] += (double)rq_dequantized(row[j], scale) * (double)query[j];
+    return rq_fold_lanes(lanes);
+}
+
+static void scores_exact(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                         int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
+                         const double *row_factors, const double *query_factors, float *scores,
+                         int64_t score_stride)
+{
+    const int64_t full = dim - dim % 8;
+    for (int64_t i0 = 0; i0 < n_rows; i0 += RQ_AVX2_SCORE_ROWS) {
+        const uint8_t *rows[RQ_AVX2_SCORE_ROWS];
+        float s[RQ_AVX2_SCORE_ROWS];
+        for (int r = 0; r < RQ_AVX2_SCORE_ROWS; r++) {
+            const int64_t i = i0 + r < n_rows ? i0 + r : n_rows - 1;
+            rows[r] = codes + i * codes_stride;
+            s[r] = scales[i];
+        }
+        for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_AVX2_EXACT_QUERIES) {
+            const int n_q = n_queries - b0 < RQ_AVX2_EXACT_QUERIES ? (int)(n_queries - b0)
+                                                                  : RQ_AVX2_EXACT_QUERIES;
+            const float *query[RQ_AVX2_EXACT_QUERIES];
+            for (int b = 0; b < n_q; b++) query[b] = queries + (b0 + b) * dim;
+            __m256d acc[8];
+            for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_pd();
+            if (n_q == 1)
+                exact_steps(rows, s, query, 1, full, acc);
+            else
+                exact_steps(rows, s, query, 2, full, acc);
+            for (int b = 0; b < n_q; b++)
+                for (int r = 0; r < RQ_AVX2_SCORE_ROWS && i0 + r < n_rows; r++) {
+                    const int a = (b * 2 + r) * 2;
+                    const double sum = exact_finish(acc[a], acc[a + 1], rows[r], s[r], query[b],
+                                                    full, dim);
+                    scores[(b0 + b) * score_stride + i0 + r] =
+                        rq_score(sum, row_factors[i0 + r], query_factors[b0 + b]);
+                }
+        }
+    }
+}
+
 const rq_kernels rq_kernels_avx2 = {
     .name = "avx2",
     .supported = supported,
@@ -431,8 +642,8 @@ const rq_kernels rq_kernels_avx2 = {
     .pool_bags = pool_bags,
     .max_bag = rq_avx2_max_bag,
     .first_bad_id = first_bad_id,
-    .scores_exact = rq_scalar_scores_exact,
-    .scores_fast = rq_scalar_scores_fast,
+    .scores_exact = scores_exact,
+    .scores_fast = rq_avx2_scores_fast,
 };
 
 #pragma GCC pop_options

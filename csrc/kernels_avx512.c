@@ -16,6 +16,12 @@ static int supported(void)
            __builtin_cpu_supports("fma");
 }
 
+/* The VNNI variant's (vpdpbusd, for the fast scores): its own check, also before the region. */
+static int supported_vnni(void)
+{
+    return supported() && __builtin_cpu_supports("avx512vnni");
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
 #include <immintrin.h>
@@ -315,6 +321,311 @@ static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
     return rq_first_bad_id_from(ids, k, n_ids, n_rows);
 }
 
+/* ------------------------------------------------------------------ scores */
+
+/* Blocks of the score kernels: 4 rows by up to 4 queries, 16 vectors of sums. Each step's row
+ * values serve every query of the block, and each query's load every row. */
+#define RQ_ZMM_SCORE_ROWS 4
+#define RQ_ZMM_SCORE_QUERIES 4
+#define RQ_ZMM_SCORE_SUMS (RQ_ZMM_SCORE_ROWS * RQ_ZMM_SCORE_QUERIES)
+
+/* Row i of a block, rows past the table's end standing in as its last row: they are read (it
+ * is read anyway) and their sums thrown away, so no block is a special case. */
+static inline int64_t block_row(int64_t n_rows, int64_t i) { return i < n_rows ? i : n_rows - 1; }
+
+/* The factors of a block's rows, twice: lanes b * 4 + r of two queries' scores. Rows past the
+ * table take 0 (their scores are not stored). */
+static inline __m512d block_row_factors(const double *row_factors, int64_t i0, int64_t n_rows)
+{
+    const int64_t n = n_rows - i0 < RQ_ZMM_SCORE_ROWS ? n_rows - i0 : RQ_ZMM_SCORE_ROWS;
+    const __m256d four = _mm256_maskz_loadu_pd((__mmask8)((1u << n) - 1u), row_factors + i0);
+    return _mm512_broadcast_f64x4(four);
+}
+
+/* Scores of two queries (b and b + 1 when n_q > 1) of a block from their float64 sums, lanes
+ * b * 4 + r: rq_score lane by lane, the rows of each query stored (masked to the table) at
+ * out (query b's score of the block's first row) and out + score_stride. */
+RQ_INLINE void store_scores8(__m512d sums, __m512d row_factors, const double *query_factors,
+                             int n_q, __mmask8 rows, float *out, int64_t score_stride)
+{
+    const __m512d query = _mm512_insertf64x4(_mm512_set1_pd(query_factors[0]),
+                                             _mm256_set1_pd(n_q > 1 ? query_factors[1] : 0.0), 1);
+    const __m256 s = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_mul_pd(sums, row_factors), query));
+    _mm_mask_storeu_ps(out, rows, _mm256_castps256_ps128(s));
+    if (n_q > 1) _mm_mask_storeu_ps(out + score_stride, rows, _mm256_extractf128_ps(s, 1));
+}
+
+/* 16 dequantized values of a row, (q - 128) * s in float32 as rq_dequantized (masked-off lanes
+ * +0), widened exactly to float64: columns 0-7 in *low, 8-15 in *high, lane l of each column
+ * l (mod 8). */
+RQ_INLINE void values16_wide(__m128i codes, __m512 s, __mmask16 lanes, __m512d *low, __m512d *high)
+{
+    const __m512i centered = _mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), _mm512_set1_epi32(RQ_BIAS));
+    const __m512 values = _mm512_maskz_mul_ps(lanes, _mm512_cvtepi32_ps(centered), s);
+    *low = _mm512_cvtps_pd(_mm512_castps512_ps256(values));
+    *high = _mm512_cvtps_pd(_mm512_extractf32x8_ps(values, 1));
+}
+
+/* One step of 16 columns (`lanes` of them, the rest adding +0 to lanes never -0) of a block's
+ * rows by n_q queries (a literal) into acc[b * 4 + r]: column j adds to lane j % 8, the first 8
+ * columns before the next 8, as the scalar kernel; the products are exact in float64, so the
+ * FMA rounds as its add does. */
+RQ_INLINE void exact_step(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                          const __m512 s[RQ_ZMM_SCORE_ROWS],
+                          const float *const queries[RQ_ZMM_SCORE_QUERIES], int n_q, int64_t j,
+                          __mmask16 lanes, __m512d acc[RQ_ZMM_SCORE_SUMS])
+{
+    __m512d low[RQ_ZMM_SCORE_ROWS], high[RQ_ZMM_SCORE_ROWS];
+    for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++)
+        values16_wide(_mm_maskz_loadu_epi8(lanes, rows[r] + j), s[r], lanes, &low[r], &high[r]);
+    for (int b = 0; b < n_q; b++) {
+        const __m512 x = _mm512_maskz_loadu_ps(lanes, queries[b] + j);
+        const __m512d x_low = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+        const __m512d x_high = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++)
+            acc[b * 4 + r] = _mm512_fmadd_pd(low[r], x_low, acc[b * 4 + r]);
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++)
+            acc[b * 4 + r] = _mm512_fmadd_pd(high[r], x_high, acc[b * 4 + r]);
+    }
+}
+
+/* The lanes of a block over all dim columns (n_q a literal), from +0. The sums are locals
+ * copied out at the end: kept in out, GCC stored all 16 to the stack at every step. */
+RQ_INLINE void exact_block(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                           const __m512 s[RQ_ZMM_SCORE_ROWS],
+                           const float *const queries[RQ_ZMM_SCORE_QUERIES], int n_q,
+                           int64_t dim, __m512d out[RQ_ZMM_SCORE_SUMS])
+{
+    __m512d acc[RQ_ZMM_SCORE_SUMS];
+    for (int a = 0; a < RQ_ZMM_SCORE_SUMS; a++) acc[a] = _mm512_setzero_pd();
+    int64_t j = 0;
+    for (; j + 16 <= dim; j += 16) exact_step(rows, s, queries, n_q, j, 0xffff, acc);
+    if (j < dim) exact_step(rows, s, queries, n_q, j, (__mmask16)((1u << (dim - j)) - 1u), acc);
+    for (int a = 0; a < RQ_ZMM_SCORE_SUMS; a++) out[a] = acc[a];
+}
+
+/* [a0+a4, a1+a5, a2+a6, a3+a7, b0+b4, ..., b3+b7]: the first fold of two vectors of lanes. */
+RQ_INLINE __m512d halves2(__m512d a, __m512d b)
+{
+    return _mm512_add_pd(_mm512_shuffle_f64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* From halves2(a, b) and halves2(c, d): [a.q0, a.q1, b.q0, ..., d.q1] with q0 = h0 + h2 =
+ * (0+4) + (2+6) and q1 = h1 + h3 = (1+5) + (3+7). */
+RQ_INLINE __m512d quarters4(__m512d ab, __m512d cd)
+{
+    return _mm512_add_pd(_mm512_shuffle_f64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The folds of 8 vectors of lanes a..h, each exactly rq_fold_lanes (q0 + q1 of quarters4),
+ * in the lane order [a, e, b, f, c, g, d, h]: 21 instructions for 8 folds. */
+RQ_INLINE __m512d fold8(__m512d a, __m512d b, __m512d c, __m512d d, __m512d e, __m512d f,
+                        __m512d g, __m512d h)
+{
+    const __m512d abcd = quarters4(halves2(a, b), halves2(c, d));
+    const __m512d efgh = quarters4(halves2(e, f), halves2(g, h));
+    return _mm512_add_pd(_mm512_unpacklo_pd(abcd, efgh), _mm512_unpackhi_pd(abcd, efgh));
+}
+
+/* Folds of queries b and b + 1 of a block, lanes b * 4 + r (see fold8's order). */
+RQ_INLINE __m512d fold_pair(const __m512d *acc)
+{
+    return fold8(acc[0], acc[2], acc[4], acc[6], acc[1], acc[3], acc[5], acc[7]);
+}
+
+static void exact_block_any(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                            const __m512 s[RQ_ZMM_SCORE_ROWS],
+                            const float *const queries[RQ_ZMM_SCORE_QUERIES], int n_q,
+                            int64_t dim, __m512d acc[RQ_ZMM_SCORE_SUMS])
+{
+    switch (n_q) {
+    case 1: exact_block(rows, s, queries, 1, dim, acc); break;
+    case 2: exact_block(rows, s, queries, 2, dim, acc); break;
+    case 3: exact_block(rows, s, queries, 3, dim, acc); break;
+    default: exact_block(rows, s, queries, 4, dim, acc); break;
+    }
+}
+
+static void scores_exact(const uint8_t *codes, int64_t codes_stride, const float *scales,
+                         int64_t n_rows, int64_t dim, const float *queries, int64_t n_queries,
+                         const double *row_factors, const double *query_factors, float *scores,
+                         int64_t score_stride)
+{
+    for (int64_t i0 = 0; i0 < n_rows; i0 += RQ_ZMM_SCORE_ROWS) {
+        const uint8_t *rows[RQ_ZMM_SCORE_ROWS];
+        __m512 s[RQ_ZMM_SCORE_ROWS];
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++) {
+            const int64_t i = block_row(n_rows, i0 + r);
+            rows[r] = codes + i * codes_stride;
+            s[r] = _mm512_set1_ps(scales[i]);
+        }
+        const __m512d factors = block_row_factors(row_factors, i0, n_rows);
+        const int64_t n = n_rows - i0 < RQ_ZMM_SCORE_ROWS ? n_rows - i0 : RQ_ZMM_SCORE_ROWS;
+        const __mmask8 stored = (__mmask8)((1u << n) - 1u);
+        for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_ZMM_SCORE_QUERIES) {
+            const int n_q = n_queries - b0 < RQ_ZMM_SCORE_QUERIES ? (int)(n_queries - b0)
+                                                                  : RQ_ZMM_SCORE_QUERIES;
+            const float *query[RQ_ZMM_SCORE_QUERIES];
+            __m512d acc[RQ_ZMM_SCORE_SUMS];
+            for (int b = 0; b < RQ_ZMM_SCORE_QUERIES; b++) query[b] = queries + (b0 + b) * dim;
+            exact_block_any(rows, s, query, n_q, dim, acc);
+            for (int b = 0; b < n_q; b += 2)
+                store_scores8(fold_pair(acc + b * 4), factors, query_factors + b0 + b, n_q - b,
+                              stored, scores + (b0 + b) * score_stride + i0, score_stride);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ fast scores with VNNI */
+
+/* The VNNI kernel is compiled for that extension alone: the rest of the file must run on
+ * AVX-512 processors without it. The helpers above inline into it (its target is a superset). */
+#define RQ_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,avx512vnni")))
+
+/* Lane k of the result is the sum of v[k]'s 16 lanes, by an unpack/add transpose (45
+ * instructions for 16 sums). Integers: the order is free, every partial sum being the sum of
+ * a subset of one chunk's products, in range. */
+RQ_INLINE __m512i sums16(const __m512i v[RQ_ZMM_SCORE_SUMS])
+{
+    __m512i pairs[8], quads[4], octs[2];
+    for (int k = 0; k < 8; k++)
+        pairs[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * k], v[2 * k + 1]),
+                                    _mm512_unpackhi_epi32(v[2 * k], v[2 * k + 1]));
+    for (int k = 0; k < 4; k++) /* per 128-bit lane: that lane's sums of v[4k..4k+3] */
+        quads[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(pairs[2 * k], pairs[2 * k + 1]),
+                                    _mm512_unpackhi_epi64(pairs[2 * k], pairs[2 * k + 1]));
+    for (int k = 0; k < 2; k++)
+        octs[k] = _mm512_add_epi32(
+            _mm512_shuffle_i32x4(quads[2 * k], quads[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+            _mm512_shuffle_i32x4(quads[2 * k], quads[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(octs[0], octs[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(octs[0], octs[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* One step of 64 columns (`lanes` of them; masked loads read nothing past a row or the last
+ * query) of sum q * x, the codes as they are (unsigned) by the queries (signed), into
+ * acc[b * 4 + r]: vpdpbusd adds 4 products into each int32 lane without saturating. */
+RQ_INLINE RQ_VNNI_TARGET void vnni_step(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                                        const int8_t *const queries[RQ_ZMM_SCORE_QUERIES],
+                                        int n_q, int64_t j, __mmask64 lanes,
+                                        __m512i acc[RQ_ZMM_SCORE_SUMS])
+{
+    __m512i q[RQ_ZMM_SCORE_ROWS];
+    for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++) q[r] = _mm512_maskz_loadu_epi8(lanes, rows[r] + j);
+    for (int b = 0; b < n_q; b++) {
+        const __m512i x = _mm512_maskz_loadu_epi8(lanes, queries[b] + j);
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++)
+            acc[b * 4 + r] = _mm512_dpbusd_epi32(acc[b * 4 + r], q[r], x);
+    }
+}
+
+/* The raw sums of a block over columns [begin, end) (n_q a literal). */
+RQ_INLINE RQ_VNNI_TARGET void vnni_block(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                                         const int8_t *const queries[RQ_ZMM_SCORE_QUERIES],
+                                         int n_q, int64_t begin, int64_t end,
+                                         __m512i acc[RQ_ZMM_SCORE_SUMS])
+{
+    int64_t j = begin;
+    for (; j + 64 <= end; j += 64) vnni_step(rows, queries, n_q, j, ~(__mmask64)0, acc);
+    if (j < end) vnni_step(rows, queries, n_q, j, ~(__mmask64)0 >> (64 - (end - j)), acc);
+}
+
+static RQ_VNNI_TARGET void vnni_block_any(const uint8_t *const rows[RQ_ZMM_SCORE_ROWS],
+                                          const int8_t *const queries[RQ_ZMM_SCORE_QUERIES],
+                                          int n_q, int64_t begin, int64_t end,
+                                          __m512i acc[RQ_ZMM_SCORE_SUMS])
+{
+    switch (n_q) {
+    case 1: vnni_block(rows, queries, 1, begin, end, acc); break;
+    case 2: vnni_block(rows, queries, 2, begin, end, acc); break;
+    case 3: vnni_block(rows, queries, 3, begin, end, acc); break;
+    default: vnni_block(rows, queries, 4, begin, end, acc); break;
+    }
+}
+
+/* 128 * sum_j x_j over columns [begin, end) of a query: what the raw sums q * x hold beyond
+ * the centered (q - 128) * x. */
+static RQ_VNNI_TARGET int32_t bias_term(const int8_t *query, int64_t begin, int64_t end)
+{
+    const __m512i bias = _mm512_set1_epi8((char)RQ_BIAS);
+    __m512i acc = _mm512_setzero_si512();
+    int64_t j = begin;
+    for (; j + 64 <= end; j += 64)
+        acc = _mm512_dpbusd_epi32(acc, bias, _mm512_loadu_si512(query + j));
+    if (j < end)
+        acc = _mm512_dpbusd_epi32(
+            acc, bias, _mm512_maskz_loadu_epi8(~(__mmask64)0 >> (64 - (end - j)), query + j));
+    return _mm512_reduce_add_epi32(acc);
+}
+
+/* The bias terms of a block's queries over a chunk, lane b * 4 + r holding query b's (lanes of
+ * queries past n_q: 0). */
+static RQ_VNNI_TARGET __m512i bias_terms(const int8_t *const queries[RQ_ZMM_SCORE_QUERIES],
+                                         int n_q, int64_t begin, int64_t end)
+{
+    int32_t terms[RQ_ZMM_SCORE_SUMS] = {0};
+    for (int b = 0; b < n_q; b++) {
+        const int32_t term = bias_term(queries[b], begin, end);
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++) terms[b * 4 + r] = term;
+    }
+    return _mm512_loadu_si512(terms);
+}
+
+/* The fast scores: per chunk of RQ_FAST_CHUNK columns, the int32 sums of q * x (at most
+ * 65536 * 255 * 128 < 2^31) less 128 * sum x (wrapping int32 arithmetic; the centered result
+ * is in range), added into int64 lanes. The bias terms of a call's first chunk are worked out
+ * once per query block; those of later chunks (rows over 65536 wide) for each block of rows. */
+static RQ_VNNI_TARGET void scores_fast_vnni(const uint8_t *codes, int64_t codes_stride,
+                                            int64_t n_rows, int64_t dim, const int8_t *queries,
+                                            int64_t n_queries, const double *row_factors,
+                                            const double *query_factors, float *scores,
+                                            int64_t score_stride)
+{
+    const int64_t first_end = dim < RQ_FAST_CHUNK ? dim : RQ_FAST_CHUNK;
+    __m512i first_terms[RQ_SCORE_QUERIES / RQ_ZMM_SCORE_QUERIES];
+    for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_ZMM_SCORE_QUERIES) {
+        const int8_t *query[RQ_ZMM_SCORE_QUERIES];
+        const int n_q = n_queries - b0 < RQ_ZMM_SCORE_QUERIES ? (int)(n_queries - b0)
+                                                              : RQ_ZMM_SCORE_QUERIES;
+        for (int b = 0; b < n_q; b++) query[b] = queries + (b0 + b) * dim;
+        first_terms[b0 / RQ_ZMM_SCORE_QUERIES] = bias_terms(query, n_q, 0, first_end);
+    }
+    for (int64_t i0 = 0; i0 < n_rows; i0 += RQ_ZMM_SCORE_ROWS) {
+        const uint8_t *rows[RQ_ZMM_SCORE_ROWS];
+        for (int r = 0; r < RQ_ZMM_SCORE_ROWS; r++)
+            rows[r] = codes + block_row(n_rows, i0 + r) * codes_stride;
+        const __m512d factors = block_row_factors(row_factors, i0, n_rows);
+        const int64_t n = n_rows - i0 < RQ_ZMM_SCORE_ROWS ? n_rows - i0 : RQ_ZMM_SCORE_ROWS;
+        const __mmask8 stored = (__mmask8)((1u << n) - 1u);
+        for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_ZMM_SCORE_QUERIES) {
+            const int n_q = n_queries - b0 < RQ_ZMM_SCORE_QUERIES ? (int)(n_queries - b0)
+                                                                  : RQ_ZMM_SCORE_QUERIES;
+            const int8_t *query[RQ_ZMM_SCORE_QUERIES];
+            for (int b = 0; b < RQ_ZMM_SCORE_QUERIES; b++) query[b] = queries + (b0 + b) * dim;
+            __m512i low = _mm512_setzero_si512(), high = low; /* int64 totals, lanes 0-7, 8-15 */
+            for (int64_t chunk = 0; chunk < dim; chunk += RQ_FAST_CHUNK) {
+                const int64_t end = dim - chunk < RQ_FAST_CHUNK ? dim : chunk + RQ_FAST_CHUNK;
+                __m512i acc[RQ_ZMM_SCORE_SUMS];
+                for (int a = 0; a < RQ_ZMM_SCORE_SUMS; a++) acc[a] = _mm512_setzero_si512();
+                vnni_block_any(rows, query, n_q, chunk, end, acc);
+                const __m512i terms = chunk == 0 ? first_terms[b0 / RQ_ZMM_SCORE_QUERIES]
+                                                 : bias_terms(query, n_q, chunk, end);
+                const __m512i sums = _mm512_sub_epi32(sums16(acc), terms);
+                low = _mm512_add_epi64(low, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sums)));
+                high = _mm512_add_epi64(high, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sums, 1)));
+            }
+            float *out = scores + b0 * score_stride + i0;
+            store_scores8(_mm512_cvtepi64_pd(low), factors, query_factors + b0, n_q, stored, out,
+                          score_stride);
+            if (n_q > 2)
+                store_scores8(_mm512_cvtepi64_pd(high), factors, query_factors + b0 + 2, n_q - 2,
+                              stored, out + 2 * score_stride, score_stride);
+        }
+    }
+}
+
 const rq_kernels rq_kernels_avx512 = {
     .name = "avx512",
     .supported = supported,
@@ -325,8 +636,24 @@ const rq_kernels rq_kernels_avx512 = {
     .pool_bags = pool_bags,
     .max_bag = rq_avx2_max_bag,
     .first_bad_id = first_bad_id,
-    .scores_exact = rq_scalar_scores_exact,
-    .scores_fast = rq_scalar_scores_fast,
+    .scores_exact = scores_exact,
+    .scores_fast = rq_avx2_scores_fast,
+};
+
+/* The AVX-512 kernels with the fast scores of VNNI (vpdpbusd): a variant of its own, so that
+ * processors with AVX-512 but not VNNI (Skylake-SP) keep "avx512" for everything else. */
+const rq_kernels rq_kernels_avx512vnni = {
+    .name = "avx512vnni",
+    .supported = supported_vnni,
+    .max_abs_bits = max_abs_bits,
+    .encode_row = encode_row,
+    .dequantize_row = dequantize_row,
+    .dequantize_rows_stream = rq_avx2_dequantize_rows_stream,
+    .pool_bags = pool_bags,
+    .max_bag = rq_avx2_max_bag,
+    .first_bad_id = first_bad_id,
+    .scores_exact = scores_exact,
+    .scores_fast = scores_fast_vnni,
 };
 
 #pragma GCC pop_options

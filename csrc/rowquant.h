@@ -97,8 +97,9 @@ int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t 
 
 /* The kernel variants compiled into this build, by index from 0 to rq_simd_count() - 1, slowest
  * first: index 0 is "scalar", which every build has and every processor runs; an x86 build
- * follows it with "avx2" and "avx512". rq_simd_variant gives NULL for an index outside that
- * range. Whether this processor runs a variant is rq_simd_available's answer. */
+ * follows it with "avx2", "avx512" and "avx512vnni" (AVX-512 with vpdpbusd for the fast
+ * scores). rq_simd_variant gives NULL for an index outside that range. Whether this processor
+ * runs a variant is rq_simd_available's answer. */
 int rq_simd_count(void);
 const char *rq_simd_variant(int index);
 

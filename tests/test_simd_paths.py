@@ -34,6 +34,13 @@ def test_scalar_and_avx2_are_available_on_x86_64():
         assert "avx2" in PATHS
 
 
+def test_avx512_processors_with_vnni_run_avx512vnni():
+    """Asked of processes that run AVX-512 at all (valgrind hides it, not /proc/cpuinfo)."""
+    if "avx512" not in PATHS:
+        pytest.skip("this process runs no AVX-512")
+    assert ("avx512vnni" in PATHS) == ("avx512_vnni" in Path("/proc/cpuinfo").read_text().split())
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(E=matrices(max_rows=12), seed=st.integers(0, 2**32 - 1))
 def test_every_path_matches_the_reference(simd_path, E, seed):
@@ -78,9 +85,10 @@ def test_streamed_outputs_match_the_reference(simd_path, dim):
 def test_unknown_or_unavailable_path_is_refused():
     with pytest.raises(ValueError, match="unknown SIMD path"):
         _api.use_simd("sse9")
-    if "avx512" not in PATHS:
-        with pytest.raises(ValueError, match="cannot run the avx512 kernels"):
-            _api.use_simd("avx512")
+    for path in ("avx512", "avx512vnni"):
+        if path not in PATHS:
+            with pytest.raises(ValueError, match=f"cannot run the {path} kernels"):
+                _api.use_simd(path)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -38,8 +38,8 @@ def backend_info() -> BackendInfo:
     """Which implementation runs the operations, and with what.
 
     Returns a dict with ``backend`` (``"c"`` or ``"numpy"``), ``simd`` (the instruction set the
-    kernels use: ``"scalar"``, ``"avx2"`` or ``"avx512"``, None on numpy; ``ROWQUANT_SIMD`` set at
-    import chooses one), ``simd_available`` (those this processor runs), ``threads`` (the
+    kernels use: ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"avx512vnni"``, None on numpy;
+    ``ROWQUANT_SIMD`` set at import chooses one), ``simd_available`` (those this processor runs), ``threads`` (the
     default thread count), ``parallel`` (whether large calls can use more than one thread: the
     C kernels' own thread pool; the numpy backend runs on one), ``version`` and, on numpy,
     ``reason``.

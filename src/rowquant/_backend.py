@@ -68,8 +68,8 @@ def simd_paths() -> list[str]:
 
 
 def use_simd(path: str | None) -> str:
-    """Run the kernels of one instruction set (``"scalar"``, ``"avx2"``, ``"avx512"``), or the
-    best this processor has for None; returns the name in use. For tests and benchmarks: not
+    """Run the kernels of one instruction set (``"scalar"``, ``"avx2"``, ``"avx512"``,
+    ``"avx512vnni"``), or the best this processor has for None; returns the name in use. For tests and benchmarks: not
     while other threads call rowquant."""
     if kernels is _numpy_backend:
         raise RuntimeError("the numpy backend has no SIMD kernels to choose from")
