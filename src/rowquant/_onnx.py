@@ -280,7 +280,7 @@ def _inverse_norms(graph, values, axis: int, keepdims: int, name: str):
                       f"{name}_inverse_norms")
 
 
-def scores_graph(graph, codes, scales, queries, *, dim: int, metric: str,
+def scores_graph(graph, codes, scales, queries, *, n_rows: int, dim: int, metric: str,
                  row_inverse_norms=None):
     """Scores of float32 ``queries`` (..., D) against every row: (..., N), the logits of a tied
     output layer. The table is dequantized by ``DequantizeLinear`` (per row: axis 0, the row
@@ -289,22 +289,9 @@ def scores_graph(graph, codes, scales, queries, *, dim: int, metric: str,
     the table is transposed) on the queries flattened to (B, D). Cosine multiplies by the rows'
     inverse norms (``row_inverse_norms``, float32 (N,), or computed in the graph when None) and
     the queries'. Float32 throughout: the sums are the runtime's float32 GEMM's, not rowquant's
-    float64 lanes."""
-    n_rows_shape = graph.node("Shape", [scales], "n_rows_shape")
-    zero_points = graph.fill(n_rows_shape, BIAS, np.uint8, "zero_points")
-    values = graph.node("DequantizeLinear", [codes, scales, zero_points], "values", axis=0)
-    flat = graph.node(
-        "Reshape", [queries, graph.constant("queries_2d", np.array([-1, dim], np.int64))],
-        "queries_flat",
-    )
-    scores = graph.node("Gemm", [flat, values], "dots", transB=1)
-    if metric == "cosine":
-        if row_inverse_norms is None:
-            row_inverse_norms = _inverse_norms(graph, values, 1, 0, "rows")
-        scores = graph.node("Mul", [scores, row_inverse_norms], "dots_by_rows")
-        scores = graph.node("Mul", [scores, _inverse_norms(graph, flat, 1, 1, "queries")],
-                            "cosines")
-    # back to the queries' leading dimensions: shape(queries)[:-1] + [N]
+    float64 lanes. A table of no rows or no columns gives zeros of the right shape."""
+    n_rows_shape = graph.constant("n_rows_shape", np.array([n_rows], np.int64))
+    # the shape of the scores: shape(queries)[:-1] + [N]
     leading = graph.node(
         "Slice", [graph.node("Shape", [queries], "queries_shape"),
                   graph.constant("from_first", np.array([0], np.int64)),
@@ -312,6 +299,18 @@ def scores_graph(graph, codes, scales, queries, *, dim: int, metric: str,
         "leading_shape",
     )
     shape = graph.node("Concat", [leading, n_rows_shape], "scores_shape", axis=0)
+    if dim == 0 or n_rows == 0:  # zeros, or no scores: onnxruntime would refuse the Reshape
+        return graph.fill(shape, 0, np.float32, "scores")
+    zero_points = graph.fill(n_rows_shape, BIAS, np.uint8, "zero_points")
+    values = graph.node("DequantizeLinear", [codes, scales, zero_points], "values", axis=0)
+    flat = graph.node("Flatten", [queries], "queries_flat", axis=-1)  # (B, D)
+    scores = graph.node("Gemm", [flat, values], "dots", transB=1)
+    if metric == "cosine":
+        if row_inverse_norms is None:
+            row_inverse_norms = _inverse_norms(graph, values, 1, 0, "rows")
+        scores = graph.node("Mul", [scores, row_inverse_norms], "dots_by_rows")
+        scores = graph.node("Mul", [scores, _inverse_norms(graph, flat, 1, 1, "queries")],
+                            "cosines")
     return graph.node("Reshape", [scores, shape], "scores")
 
 
@@ -370,15 +369,16 @@ def _external_tensor(onnx, name, array, location, offset):
 def _scores_model_graph(graph, helper, TensorProto, table, metric):
     """The graph of ``to_onnx(table, path, scores=metric)``: its inputs and outputs."""
     n_rows, dim = table.shape
-    codes = graph.table_array("codes", table.codes)
-    scales = graph.table_array("scales", table.scales)
-    row_inverse_norms = None
-    if metric == "cosine":  # computed once here, not at every run of the model
+    codes = scales = row_inverse_norms = None
+    if n_rows * dim:  # else the scores are zeros or empty, and the graph reads no table
+        codes = graph.table_array("codes", table.codes)
+        scales = graph.table_array("scales", table.scales)
+    if metric == "cosine" and n_rows * dim:  # computed once here, not at every run
         from . import _similarity
 
         inverse = _similarity.inverse_norms_of(table.norms()).astype(np.float32)
         row_inverse_norms = graph.table_array("row_inverse_norms", inverse)
-    scores_graph(graph, codes, scales, "queries", dim=dim, metric=metric,
+    scores_graph(graph, codes, scales, "queries", n_rows=n_rows, dim=dim, metric=metric,
                  row_inverse_norms=row_inverse_norms)
     inputs = [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["n_queries", dim])]
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n_queries", n_rows])]

@@ -138,9 +138,9 @@ def _scores_symbolic(g, codes, scales, hidden, metric, precision):
     metric = _scores_metric(helper._get_const(metric, "s", "metric"),
                             helper._get_const(precision, "s", "precision"))
     graph = _TorchScriptGraph(g)
-    dim = _sizes(codes, "codes")[1]
-    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT), dim=dim,
-                              metric=metric)
+    n_rows, dim = _sizes(codes, "codes")
+    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT),
+                              n_rows=n_rows, dim=dim, metric=metric)
 
 
 def register_symbolics() -> None:
@@ -211,9 +211,9 @@ def _bag_onnxscript(codes, scales, ids, offsets, per_sample_weights, mode, paddi
 
 def _scores_onnxscript(codes, scales, hidden, metric, precision):
     graph = _OnnxScriptGraph()
-    dim = _static_sizes(codes, "codes")[1]
-    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT), dim=dim,
-                              metric=_scores_metric(metric, precision))
+    n_rows, dim = _static_sizes(codes, "codes")
+    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT),
+                              n_rows=n_rows, dim=dim, metric=_scores_metric(metric, precision))
 
 
 def onnx_translation_table() -> dict[Callable, Callable]:
