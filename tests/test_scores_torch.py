@@ -118,6 +118,20 @@ def test_cosine_norms_are_computed_once_per_table_version(monkeypatch):
     assert len(calls) == 2
 
 
+def test_the_kept_norms_go_with_the_table():
+    import gc
+
+    from rowquant import _torch_ops
+
+    codes, scales = buffers()
+    torch.ops.rowquant.scores(codes, scales, hidden(DIM), "cosine", "exact")
+    key = (id(codes), id(scales))
+    assert "norms" in _torch_ops._checked[key][4]
+    del codes
+    gc.collect()
+    assert key not in _torch_ops._checked
+
+
 # ------------------------------------------------------------------------------------- module
 
 

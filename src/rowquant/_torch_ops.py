@@ -92,11 +92,26 @@ def checked_table(
         checked_codes, checked_scales = _checks.codes_and_scales(codes_array, scales_array)
         as_they_are = checked_codes is codes_array and checked_scales is scales_array
         kept = {}
-        _remember(key, (weakref.ref(codes), weakref.ref(scales), state, as_they_are, kept))
+        forget = _forget(key)
+        _remember(key, (weakref.ref(codes, forget), weakref.ref(scales, forget), state,
+                        as_they_are, kept))
         table = _Table._from_checked(checked_codes, checked_scales)
     if with_norms and "norms" not in kept:
         kept["norms"] = table.norms()  # a new array: it keeps no tensor alive
     return table
+
+
+def _forget(key: tuple):
+    """A weakref callback dropping the entry of ``key`` once its codes or scales are gone, so
+    that the norms kept for a table (4 bytes a row) go with it. Only that entry: the ids of
+    dead tensors may already name a new pair."""
+
+    def callback(ref: weakref.ref) -> None:
+        entry = _checked.get(key)
+        if entry is not None and (entry[0] is ref or entry[1] is ref):
+            _checked.pop(key, None)
+
+    return callback
 
 
 def _remember(key: tuple, entry: tuple) -> None:
