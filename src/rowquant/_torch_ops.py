@@ -1,6 +1,7 @@
 """rowquant's lookups and scores as PyTorch operators, ``torch.ops.rowquant.take``,
-``torch.ops.rowquant.embedding_bag`` and ``torch.ops.rowquant.scores``, so that tracing, scripting, ``torch.compile`` and
-``torch.export`` record a call to the kernels instead of baking one result into the graph.
+``torch.ops.rowquant.embedding_bag`` and ``torch.ops.rowquant.scores``, so that tracing,
+scripting, ``torch.compile`` and ``torch.export`` record a call to the kernels instead of
+baking one result into the graph.
 
 Each operator runs rowquant's kernels on the tensors' memory (CPU tensors, no copies) and has a
 fake implementation that gives the output's shape from the inputs' shapes alone, which is what

@@ -4,10 +4,11 @@
 
 ``forward`` takes the same arguments as torch's modules and calls rowquant's kernels, registered
 as the PyTorch operators ``torch.ops.rowquant.take``, ``torch.ops.rowquant.embedding_bag`` and
-``torch.ops.rowquant.scores``, on the tensors' memory (no copies). Because forward is one operator call, ``torch.jit.trace``,
-``torch.jit.script``, ``torch.compile(fullgraph=True)`` and ``torch.export.export`` record the
-operator, and ``torch.onnx.export`` writes the graph :func:`rowquant.to_onnx` writes
-(``dynamo=True``, torch's default, needs ``custom_translation_table=onnx_translation_table()``).
+``torch.ops.rowquant.scores``, on the tensors' memory (no copies). Because forward is one
+operator call, ``torch.jit.trace``, ``torch.jit.script``, ``torch.compile(fullgraph=True)`` and
+``torch.export.export`` record the operator, and ``torch.onnx.export`` writes the graph
+:func:`rowquant.to_onnx` writes (``dynamo=True``, torch's default, needs
+``custom_translation_table=onnx_translation_table()``).
 A scripted or exported model needs ``import rowquant.torch`` wherever it is loaded. Under
 ``torch.jit`` (trace, script) an error of rowquant's (say, an id out of range) reaches the
 caller as the TorchScript interpreter's RuntimeError, with rowquant's message in it.
