@@ -307,6 +307,88 @@ def test_bag_offset_past_the_ids_fails(tmp_path):
         run(path, ids=[0, 1], offsets=[0, 3])
 
 
+# ------------------------------------------------------------------------------------ scores
+
+
+def score_bound(table, queries, metric):
+    """How far a float32 GEMM's scores may be from ``table.dot(queries, precision="exact")``:
+    recursive float32 summation of D products is within gamma = (D + 2) 2**-24 of the exact sum
+    of |v_j x_j| (blocked orders do better), rowquant's score within 2**-24 relative; cosine adds
+    a few float32 roundings of norms and products relative to the score."""
+    dim = table.shape[1]
+    exact = table.dot(queries, metric=metric).astype(np.float64)
+    values = np.abs(table.dequantize().astype(np.float64))
+    bound = (dim + 2) * 2.0**-24 * (np.abs(queries.astype(np.float64)) @ values.T)
+    if metric == "cosine":
+        norms = table.norms().astype(np.float64)
+        query_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+        inverse = np.outer(np.divide(1, query_norms, out=np.zeros_like(query_norms),
+                                     where=query_norms > 0),
+                           np.divide(1, norms, out=np.zeros_like(norms), where=norms > 0))
+        bound = bound * inverse + 8 * 2.0**-24 * np.abs(exact)
+    return exact, bound + 2.0**-24 * np.abs(exact)
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine"])
+@pytest.mark.parametrize("dim", DIMS)
+def test_scores_within_float32_rounding_of_dot(tmp_path, dim, metric):
+    rng = np.random.default_rng(dim)
+    qe = table_of(rng, 50, dim)  # magnitudes over 40 binades, one zero row
+    path = export(qe, str(tmp_path), scores=metric)
+    assert {n.op_type for n in load(path).graph.node} >= {"DequantizeLinear", "Gemm"}
+    assert {t.name: t.data_type for t in load(path).graph.initializer}["codes"] == \
+        onnx.TensorProto.UINT8
+    runner = session(path)
+    queries = rng.standard_normal((9, dim)).astype(np.float32)
+    queries[3] = 0  # a zero query scores 0
+    (got,) = runner.run(None, {"queries": queries})
+    assert got.shape == (9, 50) and got.dtype == np.float32
+    exact, bound = score_bound(qe, queries, metric)
+    assert (np.abs(got - exact) <= bound).all()
+    # and the numpy float32 product of the dequantized table, within the same rounding twice
+    float32 = queries @ qe.dequantize().T
+    if metric == "dot":
+        assert (np.abs(got - float32) <= 2 * bound).all()
+    assert (got[3] == 0).all()
+    if metric == "cosine":
+        assert (got[:, qe.scales == 0] == 0).all()
+    (none,) = runner.run(None, {"queries": np.zeros((0, dim), np.float32)})
+    assert none.shape == (0, 50)
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine"])
+@pytest.mark.parametrize("shape", [(5, 0), (0, 4), (0, 0)])
+def test_scores_of_tables_without_rows_or_columns(tmp_path, shape, metric):
+    qe = rq.quantize(np.zeros(shape, np.float32))
+    queries = np.ones((3, shape[1]), np.float32)
+    (got,) = session(export(qe, str(tmp_path), scores=metric)).run(None, {"queries": queries})
+    assert_same_bits(got, qe.dot(queries, metric=metric))
+
+
+def test_scores_metadata_and_external_data(tmp_path, monkeypatch):
+    qe = table_of(np.random.default_rng(6), 40, 7)
+    model = load(export(qe, str(tmp_path), "inline.onnx", scores="cosine"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert (props["scores"], props["pooling"], props["operator"]) == (
+        "cosine", "none", "DequantizeLinear, Gemm")
+    monkeypatch.setattr(_onnx, "INLINE_LIMIT_BYTES", 0)
+    path = export(qe, str(tmp_path), scores="cosine")
+    external = sorted(t.name for t in load(path).graph.initializer
+                      if t.data_location == onnx.TensorProto.EXTERNAL)
+    assert external == ["codes", "row_inverse_norms", "scales"]
+    queries = np.random.default_rng(7).standard_normal((3, 7)).astype(np.float32)
+    (got,) = session(path).run(None, {"queries": queries})
+    exact, bound = score_bound(qe, queries, "cosine")
+    assert (np.abs(got - exact) <= bound).all()
+
+
+def test_cosine_scores_refuse_a_norm_beyond_float32(tmp_path):
+    big = np.full((2, 4), 3e38, np.float32)
+    with pytest.raises(ValueError, match="row 0's norm is beyond float32's range"):
+        _onnx.to_onnx(rq.quantize(big), os.path.join(tmp_path, "model.onnx"), scores="cosine")
+    assert os.listdir(tmp_path) == []
+
+
 # ------------------------------------------------------------------------- metadata, big tables
 
 
@@ -375,6 +457,12 @@ def test_large_tables_go_to_external_data(tmp_path, monkeypatch, pooling, contri
     ({"ids_ndim": 65}, ValueError, "got 65"),
     ({"ids_ndim": 2, "pooling": "sum"}, ValueError, "bags take 1-D ids"),
     ({"ids_ndim": 1.0}, TypeError, "ids_ndim must be an integer"),
+    ({"scores": "l2"}, ValueError, "scores must be None, 'dot' or 'cosine', got 'l2'"),
+    ({"scores": True}, ValueError, "got True"),
+    ({"scores": "dot", "pooling": "sum"}, ValueError, "pooling='sum' is for models of lookups"),
+    ({"scores": "dot", "contrib": True}, ValueError, "contrib=True is for models of lookups"),
+    ({"scores": "cosine", "ids_ndim": 2}, ValueError, "a scoring model takes queries"),
+    ({"scores": "dot", "opset": 12}, ValueError, "opset 12 is too old: scores need opset 13"),
 ])
 def test_bad_arguments_raise_before_anything_is_written(tmp_path, kwargs, error, message):
     path = os.path.join(tmp_path, "model.onnx")

@@ -34,9 +34,12 @@ from .table import QuantizedEmbedding
 __all__ = ["to_onnx"]
 
 POOLINGS = ("sum", "mean")
+SCORES = ("dot", "cosine")
 DEFAULT_OPSET = 17
 # Lookups use operators unchanged since opset 13; bags need ScatterElements with reduction (16).
+# Scores need DequantizeLinear per axis and ReduceSum with its axes as an input: 13 too.
 MIN_OPSET_LOOKUP = 13
+MIN_OPSET_SCORES = 13
 MIN_OPSET_POOLING = 16
 MAX_IDS_NDIM = 64  # numpy's limit
 # A protobuf message cannot exceed 2 GiB. Past this many bytes of table the codes, scales and
@@ -65,7 +68,7 @@ def _import_onnx():
     return onnx
 
 
-def _check_arguments(table, pooling, contrib, opset, ids_ndim) -> int:
+def _check_arguments(table, pooling, contrib, opset, ids_ndim, scores=None) -> int:
     """Raise for a bad argument before anything is built or written; return the opset to use."""
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}")
@@ -85,13 +88,28 @@ def _check_arguments(table, pooling, contrib, opset, ids_ndim) -> int:
         raise ValueError(
             f"ids_ndim={ids_ndim} is for lookups; bags take 1-D ids and offsets (ids_ndim=1)"
         )
+    if scores is not None:
+        if not (isinstance(scores, str) and scores in SCORES):
+            raise ValueError(f"scores must be None, 'dot' or 'cosine', got {scores!r}")
+        if pooling is not None or contrib:
+            given = f"pooling={pooling!r}" if pooling is not None else "contrib=True"
+            raise ValueError(
+                f"scores={scores!r} writes a model that scores queries against the table; "
+                f"{given} is for models of lookups or bags"
+            )
+        if ids_ndim != 1:
+            raise ValueError(f"ids_ndim={ids_ndim} is for lookups; a scoring model takes queries")
     if opset is None:
         return DEFAULT_OPSET
     if isinstance(opset, (bool, np.bool_)) or not isinstance(opset, (int, np.integer)):
         raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
     lowest = MIN_OPSET_LOOKUP if pooling is None else MIN_OPSET_POOLING
+    if scores is not None:
+        lowest = MIN_OPSET_SCORES
     if opset < lowest:
         needs = "lookups need" if pooling is None else f"pooling={pooling!r} needs"
+        if scores is not None:
+            needs = "scores need"
         raise ValueError(f"opset {opset} is too old: {needs} opset {lowest} or later")
     return int(opset)
 
@@ -246,6 +264,56 @@ def _pool(graph, rows, ids, offsets, output, dim, mode, weights=None, padding_ro
     return graph.node("Div", [pooled, divisors], output)
 
 
+def _inverse_norms(graph, values, axis: int, keepdims: int, name: str):
+    """``1 / ||values||`` along ``axis`` (float32), 0 where the norm is 0, so that cosine with a
+    zero vector is 0 as in rowquant (``Reciprocal`` gives inf there; ``Where`` drops it)."""
+    squares = graph.node("Mul", [values, values], f"{name}_squares")
+    sums = graph.node(
+        "ReduceSum", [squares, graph.constant(f"{name}_axis", np.array([axis], np.int64))],
+        f"{name}_sums", keepdims=keepdims,
+    )
+    norms = graph.node("Sqrt", [sums], f"{name}_norms")
+    zero = graph.node("Equal", [norms, graph.constant("zero_norm", np.float32(0))],
+                      f"{name}_zero")
+    inverse = graph.node("Reciprocal", [norms], f"{name}_reciprocal")
+    return graph.node("Where", [zero, graph.constant("no_norm", np.float32(0)), inverse],
+                      f"{name}_inverse_norms")
+
+
+def scores_graph(graph, codes, scales, queries, *, n_rows: int, dim: int, metric: str,
+                 row_inverse_norms=None):
+    """Scores of float32 ``queries`` (..., D) against every row: (..., N), the logits of a tied
+    output layer. The table is dequantized by ``DequantizeLinear`` (per row: axis 0, the row
+    scales and a zero point of 128 for every row; exact integers times the scale, rounded once,
+    as rowquant dequantizes), then ``Gemm`` with the table transposed (``transB``: no copy of
+    the table is transposed) on the queries flattened to (B, D). Cosine multiplies by the rows'
+    inverse norms (``row_inverse_norms``, float32 (N,), or computed in the graph when None) and
+    the queries'. Float32 throughout: the sums are the runtime's float32 GEMM's, not rowquant's
+    float64 lanes. A table of no rows or no columns gives zeros of the right shape."""
+    n_rows_shape = graph.constant("n_rows_shape", np.array([n_rows], np.int64))
+    # the shape of the scores: shape(queries)[:-1] + [N]
+    leading = graph.node(
+        "Slice", [graph.node("Shape", [queries], "queries_shape"),
+                  graph.constant("from_first", np.array([0], np.int64)),
+                  graph.constant("before_last", np.array([-1], np.int64))],
+        "leading_shape",
+    )
+    shape = graph.node("Concat", [leading, n_rows_shape], "scores_shape", axis=0)
+    if dim == 0 or n_rows == 0:  # zeros, or no scores: onnxruntime would refuse the Reshape
+        return graph.fill(shape, 0, np.float32, "scores")
+    zero_points = graph.fill(n_rows_shape, BIAS, np.uint8, "zero_points")
+    values = graph.node("DequantizeLinear", [codes, scales, zero_points], "values", axis=0)
+    flat = graph.node("Flatten", [queries], "queries_flat", axis=-1)  # (B, D)
+    scores = graph.node("Gemm", [flat, values], "dots", transB=1)
+    if metric == "cosine":
+        if row_inverse_norms is None:
+            row_inverse_norms = _inverse_norms(graph, values, 1, 0, "rows")
+        scores = graph.node("Mul", [scores, row_inverse_norms], "dots_by_rows")
+        scores = graph.node("Mul", [scores, _inverse_norms(graph, flat, 1, 1, "queries")],
+                            "cosines")
+    return graph.node("Reshape", [scores, shape], "scores")
+
+
 def lookup_graph(graph, codes, scales, ids, n_rows: int):
     """rowquant.torch's ``take`` on a graph whose table arrays are values: ``codes`` (N, D)
     uint8, ``scales`` (N,) float32, ``ids`` int64 of any shape."""
@@ -298,12 +366,81 @@ def _external_tensor(onnx, name, array, location, offset):
     return tensor
 
 
-def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name):
+def _scores_model_graph(graph, helper, TensorProto, table, metric):
+    """The graph of ``to_onnx(table, path, scores=metric)``: its inputs and outputs."""
+    n_rows, dim = table.shape
+    codes = scales = row_inverse_norms = None
+    if n_rows * dim:  # else the scores are zeros or empty, and the graph reads no table
+        codes = graph.table_array("codes", table.codes)
+        scales = graph.table_array("scales", table.scales)
+    if metric == "cosine" and n_rows * dim:  # computed once here, not at every run
+        from . import _similarity
+
+        inverse = _similarity.inverse_norms_of(table.norms()).astype(np.float32)
+        row_inverse_norms = graph.table_array("row_inverse_norms", inverse)
+    scores_graph(graph, codes, scales, "queries", n_rows=n_rows, dim=dim, metric=metric,
+                 row_inverse_norms=row_inverse_norms)
+    inputs = [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["n_queries", dim])]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n_queries", n_rows])]
+    return inputs, outputs
+
+
+def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name, scores=None):
     """The model, and the (offset, array) pieces of its data file when the table is too large to
     go inside it (else an empty list)."""
     helper, TensorProto = onnx.helper, onnx.TensorProto
     n_rows, dim = table.shape
     graph = _Graph(onnx)
+    if scores is not None:
+        inputs, outputs = _scores_model_graph(graph, helper, TensorProto, table, scores)
+    else:
+        inputs, outputs = _lookup_model_graph(graph, helper, TensorProto, table, pooling, contrib,
+                                              ids_ndim)
+    pieces = []
+    if sum(array.nbytes for array in graph.table_arrays.values()) <= INLINE_LIMIT_BYTES:
+        table_tensors = [onnx.numpy_helper.from_array(array, name)
+                         for name, array in graph.table_arrays.items()]
+    else:
+        table_tensors, offset = [], 0
+        for name, array in graph.table_arrays.items():
+            table_tensors.append(_external_tensor(onnx, name, array, data_name, offset))
+            pieces.append((offset, array))
+            offset += -(-array.nbytes // EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT
+
+    if scores is not None:
+        kind, graph_name = f"{scores} scores of queries", f"rowquant_scores_{scores}"
+    else:
+        kind = "lookup" if pooling is None else f"{pooling} of bags"
+        graph_name = f"rowquant_{'lookup' if pooling is None else 'bag_' + pooling}"
+    graph_proto = helper.make_graph(
+        graph.nodes, graph_name, inputs, outputs, initializer=table_tensors + graph.constants,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    if contrib:
+        opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    model = helper.make_model(
+        graph_proto, opset_imports=opsets, producer_name="rowquant",
+        producer_version=__version__,
+        doc_string=f"rowquant table of {n_rows} rows x {dim}, uint8 codes and a float32 scale "
+                   f"per row, value (code - 128) * scale: {kind}",
+    )
+    # the oldest IR version that can hold the opset, so that older runtimes load the model too
+    model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    if scores is not None:
+        operator = "DequantizeLinear, Gemm"
+    else:
+        operator = "com.microsoft.GatherBlockQuantized" if contrib else "Gather"
+    props = {**_format.METADATA, "rows": str(n_rows), "dim": str(dim),
+             "pooling": pooling or "none", "operator": operator}
+    if scores is not None:
+        props["scores"] = scores
+    helper.set_model_props(model, props)
+    return model, pieces
+
+
+def _lookup_model_graph(graph, helper, TensorProto, table, pooling, contrib, ids_ndim):
+    """The graph of a lookup or bag model: its inputs and outputs."""
+    n_rows, dim = table.shape
     codes = graph.table_array("codes", table.codes)
     ids = _refuse_negative_ids(graph, "ids", n_rows)
     output = "rows" if pooling is None else "looked_up"
@@ -321,46 +458,12 @@ def _build(onnx, table, pooling, contrib, opset, ids_ndim, data_name):
                   helper.make_tensor_value_info("offsets", TensorProto.INT64, ["n_bags"])]
         _pool(graph, rows, "ids", "offsets", "pooled", dim, pooling)
         outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n_bags", dim])]
-
-    pieces = []
-    if sum(array.nbytes for array in graph.table_arrays.values()) <= INLINE_LIMIT_BYTES:
-        table_tensors = [onnx.numpy_helper.from_array(array, name)
-                         for name, array in graph.table_arrays.items()]
-    else:
-        table_tensors, offset = [], 0
-        for name, array in graph.table_arrays.items():
-            table_tensors.append(_external_tensor(onnx, name, array, data_name, offset))
-            pieces.append((offset, array))
-            offset += -(-array.nbytes // EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT
-
-    kind = "lookup" if pooling is None else f"{pooling} of bags"
-    graph_proto = helper.make_graph(
-        graph.nodes, f"rowquant_{'lookup' if pooling is None else 'bag_' + pooling}",
-        inputs, outputs, initializer=table_tensors + graph.constants,
-    )
-    opsets = [helper.make_opsetid("", opset)]
-    if contrib:
-        opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
-    model = helper.make_model(
-        graph_proto, opset_imports=opsets, producer_name="rowquant",
-        producer_version=__version__,
-        doc_string=f"rowquant table of {n_rows} rows x {dim}, uint8 codes and a float32 scale "
-                   f"per row, value (code - 128) * scale: {kind}",
-    )
-    # the oldest IR version that can hold the opset, so that older runtimes load the model too
-    model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
-    helper.set_model_props(model, {
-        **_format.METADATA,
-        "rows": str(n_rows),
-        "dim": str(dim),
-        "pooling": pooling or "none",
-        "operator": "com.microsoft.GatherBlockQuantized" if contrib else "Gather",
-    })
-    return model, pieces
+    return inputs, outputs
 
 
-def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1) -> None:
-    """Write ``table`` as an ONNX model that serves its lookups or bags, atomically.
+def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1,
+            scores=None) -> None:
+    """Write ``table`` as an ONNX model that serves its lookups, bags or scores, atomically.
 
     ``pooling=None`` gives a lookup: input ``ids`` (int64), output ``rows`` (float32) of shape
     ``ids.shape + (D,)``, bit for bit ``table.take(ids)`` under onnxruntime. ``"sum"`` and
@@ -368,6 +471,10 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
     (int64 ``[L]``) and ``offsets`` (int64 ``[B]``, starting at 0, non-decreasing, at most
     ``L``), output ``pooled`` (float32 ``[B, D]``); empty bags give zeros, ``"mean"`` divides by
     the bag's size. Bags equal ``table.bag(ids, offsets, mode=pooling)`` up to summation order.
+    ``scores="dot"`` or ``"cosine"`` gives a model that scores queries against every row (the
+    logits of a tied output layer): input ``queries`` (float32 ``[B, D]``), output ``scores``
+    (float32 ``[B, N]``), :meth:`QuantizedEmbedding.dot` of that metric within float32 rounding
+    (see Notes).
 
     Parameters
     ----------
@@ -389,6 +496,11 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
         The number of dimensions of the ``ids`` input of a lookup (their sizes are free):
         ``ids_ndim=2`` takes ids of shape ``(batch, n)`` and returns ``(batch, n, D)``. ONNX
         fixes the rank of a model's inputs; bags take 1-D ids.
+    scores : {None, "dot", "cosine"}, default None
+        Write a scoring model instead of lookups (not with ``pooling`` or ``contrib``): the
+        table dequantized by ``DequantizeLinear`` (per row, zero point 128), a float32 ``Gemm``
+        with the queries, and for cosine the rows' inverse norms (stored, float32) and the
+        queries' (computed); opset 13 or later.
 
     Raises
     ------
@@ -398,9 +510,11 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
         ``table`` is not a :class:`QuantizedEmbedding`, or ``opset``/``ids_ndim`` is not an
         integer.
     ValueError
-        ``pooling`` is not None, "sum" or "mean"; ``contrib=True`` with pooling; an opset too old
-        for the model or newer than onnx knows; ``ids_ndim`` outside [0, 64], or not 1 with
-        pooling. Nothing is written.
+        ``pooling`` is not None, "sum" or "mean"; ``contrib=True`` with pooling; ``scores`` not
+        None, "dot" or "cosine", or given with pooling, ``contrib=True`` or ``ids_ndim``; an
+        opset too old for the model or newer than onnx knows; ``ids_ndim`` outside [0, 64], or
+        not 1 with pooling; cosine scores of a table with a row whose norm overflows float32.
+        Nothing is written.
     OSError
         The folder is missing or not writable, the disk is full, ...; nothing is left at
         ``path`` (a file that was there is unchanged).
@@ -414,6 +528,13 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
     ``contrib=True`` such ids give rows of zeros. The models check nothing else as rowquant
     does: offsets that do not start at 0, decrease or pass ``len(ids)`` are not detected (an
     offset past ``len(ids)`` makes the run fail).
+
+    Scores are summed by the runtime's float32 matrix product, not in rowquant's float64 lanes:
+    a score differs from ``table.dot(queries, precision="exact")`` by the float32 rounding of a
+    sum of D products, at most about ``D * 2**-24`` times ``sum_j |v_j x_j|`` (onnxruntime's
+    blocked GEMM is usually far closer), and as much again relative to the score for cosine's
+    float32 norms. The model scores this way for either precision of rowquant's (its
+    ``"fast"`` integer kernels are not an ONNX graph). Queries are not checked: NaN gives NaN.
 
     A table of more than ``INLINE_LIMIT_BYTES`` (1.9 GB; a protobuf message cannot exceed
     2 GiB) is written as ONNX external data: the model at ``path`` refers to its arrays in a file
@@ -438,8 +559,14 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
     >>> session.run(None, {"ids": np.array([0, 1, 1]), "offsets": np.array([0, 1])})[0]
     array([[ 1.      , -1.      ],
            [ 1.007874,  4.      ]], dtype=float32)
+    >>> rq.to_onnx(qe, path, scores="dot")
+    >>> session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    >>> session.run(None, {"queries": np.array([[1.0, 0.5]], np.float32)})[0]
+    array([[0.5     , 1.503937]], dtype=float32)
+    >>> qe.dot([[1.0, 0.5]])
+    array([[0.5     , 1.503937]], dtype=float32)
     """
-    opset = _check_arguments(table, pooling, contrib, opset, ids_ndim)
+    opset = _check_arguments(table, pooling, contrib, opset, ids_ndim, scores)
     onnx = _import_onnx()
     newest = onnx.defs.onnx_opset_version()
     if opset > newest:
@@ -448,7 +575,7 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1)
     data_name = os.path.basename(path) + ".data"
     with _atomic.atomic_output(path) as model_fd:  # fails here, before any work, without a folder
         model, pieces = _build(onnx, table, pooling, bool(contrib), opset, int(ids_ndim),
-                               data_name)
+                               data_name, scores)
         if pieces:
             data_path = os.path.join(os.path.dirname(os.path.abspath(path)), data_name)
             with _atomic.atomic_output(data_path) as data_fd:

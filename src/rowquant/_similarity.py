@@ -86,7 +86,17 @@ def kernel_queries(
 ) -> tuple[np.ndarray, NDArray[np.float64]]:
     """What the kernels take for these queries: the float32 queries (exact) or their int8
     codes minus 128 (fast), and each query's factor of its scores."""
-    inverse = reference.inverse_norms(reference.norms(matrix)) if cosine else None
+    inverse = None
+    if cosine:
+        query_norms = reference.norms(matrix)
+        infinite = np.isinf(query_norms)
+        if infinite.any():  # else 1 / inf = 0 would score every row 0, silently
+            query = int(np.argmax(infinite))
+            raise ValueError(
+                f"query {query}'s norm is beyond float32's range, so its cosine is not "
+                "defined; scale it down or use metric='dot'"
+            )
+        inverse = reference.inverse_norms(query_norms)
     n_queries, dim = matrix.shape
     if precision == _backend.kernels.DOT_PRECISIONS["exact"]:
         return matrix, reference.query_factors(None, inverse, n_queries)

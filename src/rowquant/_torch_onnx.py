@@ -1,8 +1,9 @@
 """ONNX translations of rowquant's PyTorch operators, for both of torch's exporters.
 
 The graph is the one :func:`rowquant.to_onnx` writes (``Gather``, ``Cast``, ``Sub``, ``Mul`` for
-lookups, the ``ScatterElements`` pooling for bags, negative ids refused), built by the same code
-in :mod:`rowquant._onnx` through a small adapter per exporter:
+lookups, the ``ScatterElements`` pooling for bags, negative ids refused; ``DequantizeLinear``
+and a float32 ``Gemm`` for scores), built by the same code in :mod:`rowquant._onnx` through a
+small adapter per exporter:
 
 - the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) finds the symbolic
   functions registered here when ``rowquant.torch`` is imported;
@@ -123,6 +124,25 @@ def _bag_symbolic(g, codes, scales, ids, offsets, per_sample_weights, mode, padd
     )
 
 
+def _scores_metric(metric, precision) -> str:
+    """The checks both exporters make of the scores' arguments: the graph is the float product
+    for either precision (rowquant's fast integer kernels are not an ONNX graph)."""
+    from . import _similarity
+
+    _similarity.check_precision(precision)
+    return _similarity.check_metric(metric)
+
+
+def _scores_symbolic(g, codes, scales, hidden, metric, precision):
+    helper = torch.onnx.symbolic_helper
+    metric = _scores_metric(helper._get_const(metric, "s", "metric"),
+                            helper._get_const(precision, "s", "precision"))
+    graph = _TorchScriptGraph(g)
+    n_rows, dim = _sizes(codes, "codes")
+    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT),
+                              n_rows=n_rows, dim=dim, metric=metric)
+
+
 def register_symbolics() -> None:
     """Make the TorchScript-based exporter translate rowquant's operators (from the oldest opset
     that has what they need: older ones get the exporter's "not supported" error)."""
@@ -130,6 +150,8 @@ def register_symbolics() -> None:
                                            _onnx.MIN_OPSET_LOOKUP)
     torch.onnx.register_custom_op_symbolic("rowquant::embedding_bag", _bag_symbolic,
                                            _onnx.MIN_OPSET_POOLING)
+    torch.onnx.register_custom_op_symbolic("rowquant::scores", _scores_symbolic,
+                                           _onnx.MIN_OPSET_SCORES)
 
 
 # ---------------------------------------------------------------------- torch.export-based exporter
@@ -187,22 +209,32 @@ def _bag_onnxscript(codes, scales, ids, offsets, per_sample_weights, mode, paddi
     )
 
 
+def _scores_onnxscript(codes, scales, hidden, metric, precision):
+    graph = _OnnxScriptGraph()
+    n_rows, dim = _static_sizes(codes, "codes")
+    return _onnx.scores_graph(graph, codes, scales, graph.cast(hidden, _onnx.FLOAT),
+                              n_rows=n_rows, dim=dim, metric=_scores_metric(metric, precision))
+
+
 def onnx_translation_table() -> dict[Callable, Callable]:
     """The ONNX translations of rowquant's operators, for ``torch.onnx.export(...,
     dynamo=True, custom_translation_table=onnx_translation_table())``.
 
     torch's default exporter (``dynamo=True``) translates operators it does not know only from
     this table; without it, exporting a model that holds a ``rowquant.torch`` module fails
-    with "No ONNX function found for rowquant.take" (or ``rowquant.embedding_bag``). The
-    TorchScript-based exporter (``dynamo=False``) needs no table. Both write the graph of
-    :func:`rowquant.to_onnx`: lookups bit for bit equal to the module's, ids outside ``[0, N)``
-    (negative ones included) failing the run. Bags of ``mode="max"`` need opset 18 or later.
+    with "No ONNX function found for rowquant.take" (or ``rowquant.embedding_bag``,
+    ``rowquant.scores``). The TorchScript-based exporter (``dynamo=False``) needs no table.
+    Both write the graph of :func:`rowquant.to_onnx`: lookups bit for bit equal to the
+    module's, ids outside ``[0, N)`` (negative ones included) failing the run; scores of
+    :class:`~rowquant.torch.QuantizedLogits` within float32 rounding of the module's. Bags of
+    ``mode="max"`` need opset 18 or later.
 
     Returns
     -------
     dict
         ``{torch.ops.rowquant.take.default: ..., torch.ops.rowquant.embedding_bag.default:
-        ...}``, functions written with onnxscript's opset 18.
+        ..., torch.ops.rowquant.scores.default: ...}``, functions written with onnxscript's
+        opset 18.
 
     Raises
     ------
@@ -234,4 +266,5 @@ def onnx_translation_table() -> dict[Callable, Callable]:
     return {
         torch.ops.rowquant.take.default: _take_onnxscript,
         torch.ops.rowquant.embedding_bag.default: _bag_onnxscript,
+        torch.ops.rowquant.scores.default: _scores_onnxscript,
     }

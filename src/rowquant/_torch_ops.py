@@ -1,13 +1,14 @@
-"""rowquant's lookups as PyTorch operators, ``torch.ops.rowquant.take`` and
-``torch.ops.rowquant.embedding_bag``, so that tracing, scripting, ``torch.compile`` and
-``torch.export`` record a call to the kernels instead of baking one result into the graph.
+"""rowquant's lookups and scores as PyTorch operators, ``torch.ops.rowquant.take``,
+``torch.ops.rowquant.embedding_bag`` and ``torch.ops.rowquant.scores``, so that tracing,
+scripting, ``torch.compile`` and ``torch.export`` record a call to the kernels instead of
+baking one result into the graph.
 
 Each operator runs rowquant's kernels on the tensors' memory (CPU tensors, no copies) and has a
 fake implementation that gives the output's shape from the inputs' shapes alone, which is what
 the compilers need. The table is checked as ``rowquant.QuantizedEmbedding`` checks it (uint8
 codes, finite non-negative float32 scales), but the scan of the scales costs O(N), too much for
 every call of a served model: a pair of tensors is scanned once, then again only after it
-changed (see :func:`checked_table`).
+changed (see :func:`checked_table`). So are the rows' norms, which cosine scores need.
 
 Examples
 --------
@@ -21,6 +22,8 @@ tensor([[ 0.5039,  2.0000],
 >>> torch.ops.rowquant.embedding_bag(codes, scales, torch.tensor([[0, 1]]), None, None, "sum",
 ...                                  None, False)
 tensor([[1.5039, 1.0000]])
+>>> torch.ops.rowquant.scores(codes, scales, torch.tensor([[1.0, 0.5]]), "dot", "exact")
+tensor([[0.5000, 1.5039]])
 """
 
 import weakref
@@ -29,16 +32,17 @@ from typing import Optional, cast
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, _similarity
 from ._api import BagMode
 from .table import QuantizedEmbedding as _Table
 
-__all__ = ["take", "embedding_bag"]
+__all__ = ["take", "embedding_bag", "scores"]
 
 # How many (codes, scales) pairs to remember as checked (dead ones are dropped first).
 _CHECKED_LIMIT = 64
 # (id(codes), id(scales)) -> (weak codes, weak scales, their state when the scales were checked,
-# whether the kernels read the tensors' memory as it is: no conversion of the layout needed)
+# whether the kernels read the tensors' memory as it is: no conversion of the layout needed,
+# a dict holding the rows' "norms" once a cosine score computed them)
 _checked: dict = {}
 
 
@@ -57,15 +61,20 @@ def _state(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor._version
 
 
-def checked_table(codes: torch.Tensor, scales: torch.Tensor) -> _Table:
-    """The rowquant table over the tensors' memory, its scales scanned only when needed.
+def checked_table(
+    codes: torch.Tensor, scales: torch.Tensor, *, with_norms: bool = False
+) -> _Table:
+    """The rowquant table over the tensors' memory, its scales scanned only when needed; with
+    ``with_norms``, holding the rows' norms (:meth:`rowquant.QuantizedEmbedding.norms`),
+    computed only when needed too.
 
     The scan is skipped when these very tensors (alive, so their ids are theirs) passed it
     before and neither changed since: same memory, shape, strides and version counter. An
     in-place change (``module.scales[0] = nan``, ``load_state_dict``) bumps the counter, so the
-    next call checks again. Tensors made under ``torch.inference_mode`` have no counter: they
-    are checked every time. Writes that bypass torch (through a numpy view, or another process
-    sharing the memory) are not seen.
+    next call checks again (and computes the norms again). Tensors made under
+    ``torch.inference_mode`` have no counter: they are checked, and their norms computed, every
+    time. Writes that bypass torch (through a numpy view, or another process sharing the
+    memory) are not seen.
     """
     codes_array, scales_array = _array(codes, "codes"), _array(scales, "scales")
     if codes.is_inference() or scales.is_inference():
@@ -74,15 +83,36 @@ def checked_table(codes: torch.Tensor, scales: torch.Tensor) -> _Table:
     state = (_state(codes), _state(scales))
     entry = _checked.get(key)
     if entry is not None and entry[0]() is codes and entry[1]() is scales and entry[2] == state:
+        kept = entry[4]
         if entry[3]:  # the kernels read these arrays as they are
-            return _Table._from_checked(codes_array, scales_array)
-        return _Table._from_checked(
-            *_checks.codes_and_scales(codes_array, scales_array, check_values=False)
-        )
-    checked_codes, checked_scales = _checks.codes_and_scales(codes_array, scales_array)
-    as_they_are = checked_codes is codes_array and checked_scales is scales_array
-    _remember(key, (weakref.ref(codes), weakref.ref(scales), state, as_they_are))
-    return _Table._from_checked(checked_codes, checked_scales)
+            arrays = codes_array, scales_array
+        else:
+            arrays = _checks.codes_and_scales(codes_array, scales_array, check_values=False)
+        table = _Table._from_checked(*arrays, norms=kept.get("norms"))
+    else:
+        checked_codes, checked_scales = _checks.codes_and_scales(codes_array, scales_array)
+        as_they_are = checked_codes is codes_array and checked_scales is scales_array
+        kept = {}
+        forget = _forget(key)
+        _remember(key, (weakref.ref(codes, forget), weakref.ref(scales, forget), state,
+                        as_they_are, kept))
+        table = _Table._from_checked(checked_codes, checked_scales)
+    if with_norms and "norms" not in kept:
+        kept["norms"] = table.norms()  # a new array: it keeps no tensor alive
+    return table
+
+
+def _forget(key: tuple):
+    """A weakref callback dropping the entry of ``key`` once its codes or scales are gone, so
+    that the norms kept for a table (4 bytes a row) go with it. Only that entry: the ids of
+    dead tensors may already name a new pair."""
+
+    def callback(ref: weakref.ref) -> None:
+        entry = _checked.get(key)
+        if entry is not None and (entry[0] is ref or entry[1] is ref):
+            _checked.pop(key, None)
+
+    return callback
 
 
 def _remember(key: tuple, entry: tuple) -> None:
@@ -194,3 +224,74 @@ def _embedding_bag_shape(
 ) -> torch.Tensor:
     n_bags = _bag_count(ids, offsets, per_sample_weights, include_last_offset)
     return codes.new_empty((n_bags, codes.shape[1]), dtype=torch.float32)
+
+
+def _scores_shape(codes: torch.Tensor, hidden: torch.Tensor, metric: str, precision: str):
+    """The shape of the scores, ``hidden.shape[:-1] + (N,)``, from the shapes alone (the fake and
+    the real operator share it, so that compilers see the same errors as eager calls)."""
+    _similarity.check_metric(metric)
+    _similarity.check_precision(precision)
+    if hidden.dim() == 0:
+        raise ValueError("hidden must have the table's width as its last dimension (..., D), "
+                         "got a 0-d tensor")
+    if hidden.shape[-1] != codes.shape[1]:
+        raise ValueError(
+            f"hidden has {hidden.shape[-1]} values in its last dimension but the table's rows "
+            f"have {codes.shape[1]} (hidden is (..., D), the scores (..., N))"
+        )
+    return (*hidden.shape[:-1], codes.shape[0])
+
+
+def _not_finite(hidden: torch.Tensor, queries: np.ndarray) -> Optional[ValueError]:
+    """The error naming the first NaN or inf of ``hidden`` (by its position in hidden's own
+    shape), or None when every value is finite in float32."""
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(queries.astype(np.float32, copy=False))
+    if finite.all():
+        return None
+    at = int(np.argmin(finite.reshape(-1)))
+    value = hidden.reshape(-1)[at].item()
+    return ValueError(
+        f"hidden[{_checks.position(tuple(hidden.shape), at)}] is {value}: hidden must be finite "
+        "(in float32's range)"
+    )
+
+
+@torch.library.custom_op("rowquant::scores", mutates_args=())
+def scores(
+    codes: torch.Tensor, scales: torch.Tensor, hidden: torch.Tensor, metric: str, precision: str
+) -> torch.Tensor:
+    """Scores of ``hidden`` (..., D) against every row of the table (``codes`` uint8 (N, D),
+    ``scales`` float32 (N,)): float32 (..., N), the logits of a tied output layer, computed by
+    :meth:`rowquant.QuantizedEmbedding.dot` (same kernels, same bits) with this ``metric``
+    ("dot" or "cosine") and ``precision`` ("exact" or "fast").
+
+    ``hidden`` of any float dtype is read as float32 (float64 rounded, values past float32's
+    range refused). Raises ValueError for a last dimension other than D, NaN or inf in
+    ``hidden``, an unknown metric or precision, a bad table or tensors not on the CPU.
+    """
+    shape = _scores_shape(codes, hidden, metric, precision)
+    table = checked_table(codes, scales, with_norms=metric == "cosine")
+    given = hidden
+    if hidden.is_floating_point() and hidden.dtype != torch.float32:
+        hidden = hidden.to(torch.float32)  # bf16 has no numpy dtype; float64 rounded as dot does
+    n_queries = int(np.prod(shape[:-1], dtype=np.int64))
+    queries = _array(hidden, "hidden").reshape(n_queries, codes.shape[1])
+    out = torch.empty(shape, dtype=torch.float32)
+    try:
+        table.dot(queries, metric=cast(_similarity.Metric, metric),
+                  precision=cast(_similarity.Precision, precision),
+                  out=out.numpy().reshape(n_queries, codes.shape[0]))
+    except ValueError:
+        error = _not_finite(given, queries)
+        if error is not None:
+            raise error from None
+        raise
+    return out
+
+
+@scores.register_fake
+def _scores_fake(
+    codes: torch.Tensor, scales: torch.Tensor, hidden: torch.Tensor, metric: str, precision: str
+) -> torch.Tensor:
+    return codes.new_empty(_scores_shape(codes, hidden, metric, precision), dtype=torch.float32)

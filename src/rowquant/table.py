@@ -474,7 +474,8 @@ class QuantizedEmbedding:
             Rows to score, in ``[0, N)``.
         metric : {"dot", "cosine"}
             ``"cosine"`` divides each score by the row's norm (:meth:`norms`) and the query's;
-            a zero row or query scores 0.
+            a zero row or query scores 0, a row or query whose norm overflows float32 is a
+            ``ValueError``.
         precision : {"exact", "fast"}
             ``"exact"``: the float64 dot product of the dequantized row and the query (summed
             in a fixed order of 8 lanes) rounded once to float32. ``"fast"``: the query is

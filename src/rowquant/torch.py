@@ -1,12 +1,14 @@
 """PyTorch modules for CPU inference on rowquant tables: drop-in replacements for
-``nn.Embedding`` and ``nn.EmbeddingBag`` that keep the table at one byte per value.
+``nn.Embedding`` and ``nn.EmbeddingBag`` that keep the table at one byte per value, and
+:class:`QuantizedLogits`, the tied output layer (``hidden @ E.T``) scored on the same table.
 
 ``forward`` takes the same arguments as torch's modules and calls rowquant's kernels, registered
-as the PyTorch operators ``torch.ops.rowquant.take`` and ``torch.ops.rowquant.embedding_bag``,
-on the tensors' memory (no copies). Because forward is one operator call, ``torch.jit.trace``,
-``torch.jit.script``, ``torch.compile(fullgraph=True)`` and ``torch.export.export`` record the
-operator, and ``torch.onnx.export`` writes the graph :func:`rowquant.to_onnx` writes
-(``dynamo=True``, torch's default, needs ``custom_translation_table=onnx_translation_table()``).
+as the PyTorch operators ``torch.ops.rowquant.take``, ``torch.ops.rowquant.embedding_bag`` and
+``torch.ops.rowquant.scores``, on the tensors' memory (no copies). Because forward is one
+operator call, ``torch.jit.trace``, ``torch.jit.script``, ``torch.compile(fullgraph=True)`` and
+``torch.export.export`` record the operator, and ``torch.onnx.export`` writes the graph
+:func:`rowquant.to_onnx` writes (``dynamo=True``, torch's default, needs
+``custom_translation_table=onnx_translation_table()``).
 A scripted or exported model needs ``import rowquant.torch`` wherever it is loaded. Under
 ``torch.jit`` (trace, script) an error of rowquant's (say, an id out of range) reaches the
 caller as the TorchScript interpreter's RuntimeError, with rowquant's message in it.
@@ -34,17 +36,18 @@ QuantizedEmbeddingBag(1000, 64, mode='mean')
 True
 """
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import _checks, _torch_ops, _torch_onnx
+from . import _checks, _similarity, _torch_ops, _torch_onnx
 from ._torch_onnx import onnx_translation_table
 from .table import QuantizedEmbedding as _Table
 
-__all__ = ["QuantizedEmbedding", "QuantizedEmbeddingBag", "onnx_translation_table"]
+__all__ = ["QuantizedEmbedding", "QuantizedEmbeddingBag", "QuantizedLogits",
+           "onnx_translation_table"]
 
 _torch_onnx.register_symbolics()
 
@@ -359,6 +362,210 @@ class QuantizedEmbeddingBag(_TableModule):
             text += f", padding_idx={self.padding_idx}"
         if self.include_last_offset:
             text += ", include_last_offset=True"
+        if self.output_dtype != torch.float32:
+            text += f", output_dtype={self.output_dtype}"
+        return text
+
+
+class QuantizedLogits(_TableModule):
+    """The output layer tied to an embedding table, for inference on a rowquant table:
+    ``forward(hidden)`` returns ``hidden @ E.T`` (plus ``bias``), the logits over the table's
+    N rows, shape ``hidden.shape[:-1] + (N,)``, for ``hidden`` of shape ``(..., D)``.
+
+    The scores are :meth:`rowquant.QuantizedEmbedding.dot`'s, bit for bit: computed on the
+    codes by the same kernels (``torch.ops.rowquant.scores``), the table never dequantized.
+    Built from a :class:`QuantizedEmbedding` module of this package, the layer shares that
+    module's buffers (the same tensors: one table serves the input embedding and the output
+    layer, as tied weights do), or from an ``nn.Embedding`` or ``nn.Linear`` with
+    :meth:`from_float`.
+
+    Parameters
+    ----------
+    table : rowquant.QuantizedEmbedding or rowquant.torch.QuantizedEmbedding
+        A module of this package is tied to: its ``codes`` and ``scales`` buffers become this
+        module's too (tie modules that are where they will run; a move to another device
+        moves each module's buffers separately).
+    metric : {"dot", "cosine"}, default "dot"
+        ``"cosine"`` divides each score by the row's norm and the query's (0 for a zero row or
+        query). The rows' norms are computed on the first call and kept while the table is
+        unchanged.
+    precision : {"exact", "fast"}, default "exact"
+        As for :meth:`rowquant.QuantizedEmbedding.dot`: ``"exact"`` is the float64 dot
+        product rounded once to float32, ``"fast"`` quantizes each query to 8 bits and
+        multiplies integers (about 1e-3 relative error).
+    bias : torch.Tensor, optional
+        N values added to the scores (an ``nn.Linear``'s bias), kept as a float32 buffer.
+    output_dtype : torch.dtype, optional
+        The floating dtype of the logits; by default float32, or the dtype of the module tied
+        to. Casting the module (``.half()``, ``.to(torch.bfloat16)``) sets it too, and leaves
+        the table and the bias as they are.
+
+    Raises
+    ------
+    TypeError
+        ``table`` is neither, ``output_dtype`` or ``bias`` is not floating.
+    ValueError
+        ``metric`` or ``precision`` is not one of the two, ``bias`` is not of shape (N,).
+
+    Notes
+    -----
+    ``forward`` reads ``hidden`` of any float dtype as float32 and raises ValueError for a last
+    dimension other than D, for NaN or inf in ``hidden`` (naming its position), for tensors not
+    on the CPU and for a table whose scales are not finite and non-negative. Threads: as
+    :func:`rowquant.set_num_threads` sets. No gradients: the layer is for inference.
+
+    ``torch.onnx.export`` writes standard operators: the table dequantized by
+    ``DequantizeLinear`` (zero point 128, the row scales) and a float32 ``Gemm`` (see
+    :func:`rowquant.to_onnx` with ``scores=``); the runtime's float32 sums differ from the
+    module's by float32 rounding, and the ``"fast"`` precision exports as the float product.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, rowquant as rq
+    >>> from rowquant.torch import QuantizedEmbedding, QuantizedLogits
+    >>> qe = rq.quantize(np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32))
+    >>> embedding = QuantizedEmbedding(qe)
+    >>> head = QuantizedLogits(embedding)                 # tied: one table for both
+    >>> head.codes is embedding.codes
+    True
+    >>> hidden = torch.randn(2, 5, 8)                     # a model's last hidden states
+    >>> logits = head(hidden)
+    >>> logits.shape
+    torch.Size([2, 5, 100])
+    >>> bool((logits[1].numpy() == qe.dot(hidden[1].numpy())).all())   # rowquant's kernels
+    True
+    >>> cosine = QuantizedLogits(embedding, metric="cosine")
+    >>> cosine(embedding(torch.tensor([3, 1, 4]))).argmax(-1)   # each row is nearest itself
+    tensor([3, 1, 4])
+    """
+
+    bias: Optional[torch.Tensor]
+
+    def __init__(
+        self,
+        table: Union[_Table, QuantizedEmbedding],
+        *,
+        metric: str = "dot",
+        precision: str = "exact",
+        bias: Optional[torch.Tensor] = None,
+        output_dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        if isinstance(table, _TableModule):
+            nn.Module.__init__(self)
+            self.register_buffer("codes", table.codes)  # the same tensors: tied
+            self.register_buffer("scales", table.scales)
+            self.padding_idx = None
+            self.output_dtype = _float_dtype(
+                table.output_dtype if output_dtype is None else output_dtype
+            )
+        else:
+            super().__init__(table, None, torch.float32 if output_dtype is None else output_dtype)
+        self.metric = _similarity.check_metric(metric)
+        _similarity.check_precision(precision)
+        self.precision = str(precision)
+        if bias is not None:
+            if not isinstance(bias, torch.Tensor) or not bias.is_floating_point():
+                raise TypeError(f"bias must be a floating-point tensor, got {bias!r}")
+            if tuple(bias.shape) != (self.num_embeddings,):
+                raise ValueError(
+                    f"bias has shape {tuple(bias.shape)}; it needs one value per row of the "
+                    f"table, ({self.num_embeddings},)"
+                )
+            bias = bias.detach().to(device=self.codes.device, dtype=torch.float32, copy=True)
+        self.register_buffer("bias", bias)
+
+    @property
+    def in_features(self) -> int:
+        """The width of ``hidden`` (the table's D), as ``nn.Linear.in_features``."""
+        return self.codes.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        """The number of logits (the table's N), as ``nn.Linear.out_features``."""
+        return self.codes.shape[0]
+
+    def _apply(self, fn, recurse=True):
+        """As for the other modules: casts set the dtype of the logits; the bias stays
+        float32, added to the float32 scores before the cast."""
+        bias = self.bias
+        super()._apply(fn, recurse)
+        if bias is not None and self.bias is not None and self.bias.dtype != torch.float32:
+            self.bias = bias.to(self.bias.device)
+        return self
+
+    @classmethod
+    def from_float(
+        cls,
+        module: Union[nn.Embedding, nn.Linear],
+        *,
+        metric: str = "dot",
+        precision: str = "exact",
+    ) -> "QuantizedLogits":
+        """Quantize the weights of an ``nn.Embedding`` (the table whose rows are scored) or of
+        an ``nn.Linear`` output layer (weight ``(N, D)``, and its bias), answering in the
+        weights' dtype.
+
+        Parameters
+        ----------
+        module : torch.nn.Embedding or torch.nn.Linear
+            Weights of float16, bfloat16, float32 or float64; an ``nn.Embedding`` without
+            ``max_norm``.
+        metric, precision
+            As for the constructor.
+
+        Returns
+        -------
+        QuantizedLogits
+
+        Raises
+        ------
+        TypeError
+            ``module`` is neither.
+        ValueError
+            An embedding with ``max_norm``, weights with NaN or inf.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from rowquant.torch import QuantizedLogits
+        >>> linear = torch.nn.Linear(16, 50)
+        >>> head = QuantizedLogits.from_float(linear)
+        >>> head
+        QuantizedLogits(in_features=16, out_features=50, bias=True)
+        >>> hidden = torch.randn(4, 16)
+        >>> error = (head(hidden) - linear(hidden)).abs().max()  # half a step per weight at most
+        >>> bool(error <= (head.scales.max() / 2 * hidden.abs().sum(-1).max()) * 1.001)
+        True
+        """
+        from . import quantize
+
+        bias = None
+        if isinstance(module, nn.Linear):
+            weight = module.weight.detach().cpu().float().numpy()
+            bias = None if module.bias is None else module.bias.detach().cpu()
+        else:
+            weight = cls._float_weight(module, nn.Embedding)  # TypeError for anything else
+        return cls(quantize(weight), metric=metric, precision=precision, bias=bias,
+                   output_dtype=module.weight.dtype)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = torch.ops.rowquant.scores(self.codes, self.scales, hidden, self.metric,
+                                           self.precision)
+        bias = self.bias
+        if bias is not None:
+            logits = logits + bias
+        if self.output_dtype != torch.float32:
+            logits = logits.to(self.output_dtype)
+        return logits
+
+    def extra_repr(self) -> str:
+        text = f"in_features={self.in_features}, out_features={self.out_features}"
+        if self.bias is not None:
+            text += ", bias=True"
+        if self.metric != "dot":
+            text += f", metric={self.metric!r}"
+        if self.precision != "exact":
+            text += f", precision={self.precision!r}"
         if self.output_dtype != torch.float32:
             text += f", output_dtype={self.output_dtype}"
         return text
