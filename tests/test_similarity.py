@@ -107,6 +107,26 @@ def test_fast_scores_are_within_half_a_query_step_per_value():
     assert (err <= bound + np.spacing(np.abs(exact).astype(np.float32))).all()
 
 
+@pytest.mark.parametrize("magnitude", [1e-44, 1e-40, 1e-30, 1e30, 3e37])
+def test_fast_keeps_tiny_and_huge_queries(magnitude):
+    """A query is scaled by a power of two before its 8 bits are taken: max / 127 would
+    underflow for subnormal queries (scoring every row 0), and the scaling changes no code."""
+    rng = np.random.default_rng(18)
+    qe = table(rng, 300, 16, exponents=(0, 1))
+    x = (rng.standard_normal(16) * magnitude).astype(np.float32)
+    exact = qe.dot(x).astype(np.float64)
+    fast = qe.dot(x, precision="fast").astype(np.float64)
+    # the query's rounding, with its steps relative to its largest value (1/127), and for
+    # subnormal queries the coarser steps of the values themselves
+    values = qe.dequantize().astype(np.float64)
+    step = np.abs(x).max() / 127 + (2.0**-149 if magnitude < 1e-37 else 0)
+    bound = np.abs(values).sum(axis=1) * step / 2 * (1 + 1e-5)
+    assert (np.abs(fast - exact) <= bound + np.spacing(np.abs(exact).astype(np.float32))).all()
+    assert np.corrcoef(fast, exact)[0, 1] > 0.9
+    centered, t = reference.query_codes(x[None])
+    assert np.abs(centered).max() == 127
+
+
 def test_integer_dots_are_exact_past_the_int32_chunk():
     """70000 columns of code 255 times query code 127, summed unshifted as vpdpbusd sums them
     (255 * 127 per column), overflow int32 unless the sum is split."""

@@ -102,9 +102,15 @@ def kernel_queries(
         return matrix, reference.query_factors(None, inverse, n_queries)
     codes = np.empty((n_queries, dim), np.uint8)
     query_scales = np.empty(n_queries, np.float32)
-    _backend.kernels.quantize_rows(matrix, codes, query_scales, 1)  # finite: checked
+    # as reference.query_codes: scaled by a power of two (exact), so that tiny queries keep
+    # their 8 bits, then quantized as rows are
+    shift = reference.query_shift(matrix)
+    scaled = _checks.aligned_contiguous(np.ldexp(matrix, shift[:, None].astype(np.int32)),
+                                        np.float32)
+    _backend.kernels.quantize_rows(scaled, codes, query_scales, 1)  # finite: checked
     np.bitwise_xor(codes, np.uint8(reference.BIAS), out=codes)  # code - 128, as int8
-    return codes.view(np.int8), reference.query_factors(query_scales, inverse, n_queries)
+    scales = np.ldexp(query_scales.astype(np.float64), -shift)  # exact: undoes the shift
+    return codes.view(np.int8), reference.query_factors(scales, inverse, n_queries)
 
 
 def inverse_norms_of(norms: NDArray[np.float32]) -> NDArray[np.float64]:

@@ -43,7 +43,7 @@ from ._scheme import ROWWISE_U8
 
 __all__ = [
     "quantize_rows", "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
-    "pool_bags", "DOT_LANES", "lane_sums", "norms", "inverse_norms", "query_codes",
+    "pool_bags", "DOT_LANES", "lane_sums", "norms", "inverse_norms", "query_shift", "query_codes",
     "integer_dots", "row_factors", "query_factors", "scores", "top_k",
 ]
 
@@ -576,20 +576,43 @@ def inverse_norms(row_norms: np.ndarray) -> np.ndarray:
     return inverse
 
 
+def query_shift(queries: np.ndarray) -> np.ndarray:
+    """The power of two ``2**shift`` per query that brings its largest magnitude into
+    ``[1, 2)`` (0 for a zero query): the fast precision quantizes ``x * 2**shift``, exact in
+    float32, so that a query as small as a subnormal keeps its 8 bits (its own scale
+    ``max / 127`` would underflow) and the codes of any other query are unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.query_shift(np.array([[127, -2.5], [0, 0], [1e-44, 0]], np.float32))
+    array([ -6,   0, 147])
+    """
+    maxima = np.abs(queries).max(axis=1, initial=0).astype(np.float64)
+    exponents = np.frexp(maxima)[1]  # maxima = m * 2**e with m in [0.5, 1)
+    shift: np.ndarray = np.where(maxima > 0, 1 - exponents, 0).astype(np.int64)
+    return shift
+
+
 def query_codes(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fast precision's queries: each finite float32 query quantized as a table row is
-    (:func:`quantize_rows`), returned as ``(codes - 128)`` in int8 ``(B, D)``, within
-    ``[-127, 127]``, and the query scales ``t`` float32 ``(B,)``.
+    """The fast precision's queries: each finite float32 query, scaled by ``2**shift``
+    (:func:`query_shift`), quantized as a table row is (:func:`quantize_rows`), returned as
+    ``(codes - 128)`` in int8 ``(B, D)``, within ``[-127, 127]``, and the query scales
+    ``t = float64(scale) * 2**-shift`` (exact) ``(B,)``: the query is about ``(codes - 128) * t``.
+    For queries whose scale is a normal float32, ``t`` is the float32 ``max / 127``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from rowquant import reference
     >>> reference.query_codes(np.array([[127, -2.5, 0.5]], np.float32))
-    (array([[127,  -2,   1]], dtype=int8), array([1.], dtype=float32))
+    (array([[127,  -2,   1]], dtype=int8), array([1.]))
     """
-    codes, scales = quantize_rows(queries)
-    return (codes.astype(np.int16) - BIAS).astype(np.int8), scales
+    shift = query_shift(queries)
+    codes, scales = quantize_rows(np.ldexp(queries, shift[:, None].astype(np.int32)))
+    centered = (codes.astype(np.int16) - BIAS).astype(np.int8)
+    return centered, np.ldexp(scales.astype(np.float64), -shift)
 
 
 def integer_dots(codes: np.ndarray, centered_queries: np.ndarray) -> np.ndarray:
