@@ -225,6 +225,15 @@ cdef const void *query_pointer(object queries, int precision, Py_ssize_t n_queri
     return pointer
 
 
+cdef const double *row_values(const double[::1] values, Py_ssize_t n_rows) except? NULL:
+    """The data of one float64 per row (the rows' inverse norms), or NULL for None."""
+    if values is None:
+        return NULL
+    if values.shape[0] != n_rows:
+        raise ValueError("inverse_norms must have one entry per row")
+    return &values[0]
+
+
 def scores(const uint8_t[:, :] codes not None, const float[::1] scales not None, queries,
            int precision, const double[::1] inverse_norms,
            const double[::1] query_factors not None, float[:, ::1] out not None, int n_threads):
@@ -234,11 +243,7 @@ def scores(const uint8_t[:, :] codes not None, const float[::1] scales not None,
     cdef Py_ssize_t n_queries = query_factors.shape[0]
     cdef const void *data = query_pointer(queries, precision, n_queries, codes.shape[1])
     check_out(out, n_queries, codes.shape[0])
-    cdef const double *inverse = NULL
-    if inverse_norms is not None:
-        if inverse_norms.shape[0] != codes.shape[0]:
-            raise ValueError("inverse_norms must have one entry per row")
-        inverse = &inverse_norms[0]
+    cdef const double *inverse = row_values(inverse_norms, codes.shape[0])
     with nogil:
         rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
                   n_queries, precision, inverse, &query_factors[0], &out[0, 0], out.shape[1], 0,
@@ -260,11 +265,7 @@ def top_k(const uint8_t[:, :] codes not None, const float[::1] scales not None, 
         raise ValueError("top_scores and top_ids must have shape (threads, queries, k)")
     if n_threads > members:
         raise ValueError(f"room for {members} threads, {n_threads} asked")
-    cdef const double *inverse = NULL
-    if inverse_norms is not None:
-        if inverse_norms.shape[0] != codes.shape[0]:
-            raise ValueError("inverse_norms must have one entry per row")
-        inverse = &inverse_norms[0]
+    cdef const double *inverse = row_values(inverse_norms, codes.shape[0])
     with nogil:
         rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
                   n_queries, precision, inverse, &query_factors[0], NULL, 0, k,
