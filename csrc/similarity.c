@@ -41,9 +41,12 @@ struct scores_job {
 };
 
 /* Whether (score, id) ranks below (other_score, other_id): a lower score, or the same score
- * and a larger id (ties go to the smaller id). */
+ * and a larger id (ties go to the smaller id). NaN ranks below every number and NaNs by id,
+ * as rowquant.reference.top_k sorts them: a table with values that overflow float32 scores
+ * NaN (inf - inf), and a NaN compared with < would freeze the heap with it at the root. */
 static inline int ranks_below(float score, int64_t id, float other_score, int64_t other_id)
 {
+    if (score != score) return other_score != other_score ? id > other_id : 1;
     return score < other_score || (score == other_score && id > other_id);
 }
 
@@ -96,8 +99,9 @@ static int64_t heap_offer(float *heap_scores, int64_t *heap_ids, int64_t k, int6
     if (filled < k) return filled;
     float worst = heap_scores[0];
     for (; r < n; r++) {
-        /* rows come in increasing id order, so a score equal to the worst never displaces it */
-        if (scores[r] > worst) {
+        /* rows come in increasing id order, so a score equal to the worst never displaces it,
+         * nor a NaN a NaN; any number displaces a NaN */
+        if (scores[r] > worst || (worst != worst && scores[r] == scores[r])) {
             heap_scores[0] = scores[r];
             heap_ids[0] = first + r;
             heap_sift_down(heap_scores, heap_ids, k, 0);

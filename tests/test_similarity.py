@@ -333,6 +333,30 @@ def test_signed_zero_scores_tie():
     assert qe.search([1.0, 1.0], 3)[1].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nan_scores_rank_last_as_the_reference_sorts_them(threads):
+    """A row holding float32's largest values dequantizes to inf and -inf, so its exact dot
+    product can be inf - inf = NaN. The per-thread heaps must rank NaN below every number, as
+    reference.top_k does: with NaN at a heap's root, no other score compared greater, and the
+    search returned the table's first rows."""
+    rng = np.random.default_rng(15)
+    E = rng.standard_normal((20000, 64)).astype(np.float32)
+    E[[0, 3, 10001], :2] = [3.4028235e38, -3.4028235e38]  # values inf and -inf
+    qe = rq.quantize(E)
+    X = np.abs(rng.standard_normal((2, 64))).astype(np.float32)
+    X[1, :2] = 0  # 0 * inf: NaN too
+    expected = expected_scores(qe, X, "dot", "exact")
+    assert np.isnan(expected[:, [0, 3, 10001]]).all()
+    for k in (5, 2000):  # the heaps, and the sorted path of large k
+        scores, rows = qe.search(X, k, threads=threads)
+        top_scores, top = reference.top_k(expected, k)
+        np.testing.assert_array_equal(rows, top)
+        assert_same_bits(scores, top_scores)
+    # all NaN: the NaNs by row, as reference.top_k orders them
+    scores, rows = qe.search(X, 3, ids=[10001, 3, 0, 5], threads=threads)
+    assert rows.tolist() == [[5, 0, 3]] * 2 and np.isnan(scores[:, 1:]).all()
+
+
 @pytest.mark.parametrize("k", [0, 1, 7, 8, 100])
 def test_k_beyond_the_rows(k):
     rng = np.random.default_rng(12)

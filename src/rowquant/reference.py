@@ -529,15 +529,19 @@ def lane_sums(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
     out = np.zeros((n_queries, n_rows))
     block = max(1, _SIMILARITY_BLOCK // max(1, n_queries * DOT_LANES))
     queries64 = queries.astype(np.float64)
-    for start in range(0, n_rows, block):
-        rows = values[start : start + block].astype(np.float64)
-        lanes = np.zeros((n_queries, rows.shape[0], DOT_LANES))
-        for column in range(0, dim, DOT_LANES):
-            width = min(DOT_LANES, dim - column)
-            lanes[:, :, :width] += (
-                queries64[:, None, column : column + width] * rows[None, :, column : column + width]
-            )
-        out[:, start : start + block] = _fold_lanes(lanes)
+    # values that overflowed float32 (inf) give NaN sums (inf * 0, inf - inf), as the kernels
+    # do, without a warning from numpy on every call
+    with np.errstate(invalid="ignore"):
+        for start in range(0, n_rows, block):
+            rows = values[start : start + block].astype(np.float64)
+            lanes = np.zeros((n_queries, rows.shape[0], DOT_LANES))
+            for column in range(0, dim, DOT_LANES):
+                width = min(DOT_LANES, dim - column)
+                lanes[:, :, :width] += (
+                    queries64[:, None, column : column + width]
+                    * rows[None, :, column : column + width]
+                )
+            out[:, start : start + block] = _fold_lanes(lanes)
     return out
 
 
