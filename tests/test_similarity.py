@@ -391,6 +391,19 @@ def test_ids_and_exclude():
     assert qe.search(X[0], 5, exclude=np.arange(998))[1].tolist() in ([998, 999], [999, 998])
 
 
+def test_errors_name_the_argument_that_is_out_of_range():
+    """exclude= and most_similar's row were reported as ``ids[...]``, an argument the caller
+    did not pass."""
+    qe = table(np.random.default_rng(16), 5, 3)
+    with pytest.raises(IndexError, match=r"^exclude\[1\] = 7 is out of range"):
+        qe.search([1.0, 2.0, 3.0], 2, exclude=[1, 7])
+    with pytest.raises(IndexError, match=r"^ids\[0\] = -1 is out of range"):
+        qe.search([1.0, 2.0, 3.0], 2, ids=[-1], exclude=[1])
+    for row in (-1, 5, np.int64(9)):
+        with pytest.raises(IndexError, match=rf"^row {row} is out of range for a table of 5"):
+            qe.most_similar(row)
+
+
 def test_c_and_numpy_backends_agree():
     if not _backend.compiled_available():
         pytest.skip("the compiled backend is not built")

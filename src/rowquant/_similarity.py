@@ -132,7 +132,7 @@ def candidate_rows(ids: ArrayLike, n_rows: int, name: str) -> NDArray[np.int64]:
         raise ValueError(f"{name} must be 1-D, got shape {rows.shape}")
     bad = (rows < 0) | (rows >= n_rows)
     if bad.any():
-        raise _checks.id_range_error(rows, int(np.argmax(bad)), n_rows)
+        raise _checks.id_range_error(rows, int(np.argmax(bad)), n_rows, name)
     return _checks.as_int64(rows)
 
 

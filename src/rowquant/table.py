@@ -590,7 +590,10 @@ class QuantizedEmbedding:
             exclude = [row]
             query: Any = self.take(row)
         elif isinstance(key_or_vector, (int, np.integer)) and not isinstance(key_or_vector, bool):
-            row = int(_similarity.candidate_rows(np.array([key_or_vector]), len(self), "row")[0])
+            row = int(key_or_vector)
+            if not 0 <= row < len(self):
+                raise IndexError(f"row {row} is out of range for a table of {len(self)} rows "
+                                 f"(rows are in [0, {len(self)}))")
             exclude = [row]
             query = self.take(row)
         else:
