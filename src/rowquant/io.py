@@ -162,6 +162,11 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
     True
     """
     stored = _format.read_table(path, mmap=mmap, validate=validate)
+    if stored.biases is not None:  # a 4-bit or 2-bit table
+        from ._nbit import NBitEmbedding
+
+        return NBitEmbedding._from_nbit(stored.codes, stored.scales, stored.biases, stored.dim,
+                                        stored.scheme, stored.keys, stored.metadata)
     return QuantizedEmbedding._from_checked(
         stored.codes, stored.scales, stored.keys, stored.metadata, stored.norms
     )
