@@ -797,6 +797,7 @@ def _nbit_levels(E: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits: in
     inverse = (np.float32(1) / scales.astype(np.float32))[:, None]
     with np.errstate(over="ignore", invalid="ignore"):
         steps = np.rint((E - biases.astype(np.float32)[:, None]) * inverse)
+    steps[np.isnan(steps)] = 0  # only in rows past float16's range, which callers reject
     levels: np.ndarray = np.clip(steps, 0, (1 << bits) - 1).astype(np.uint8)
     return levels
 
