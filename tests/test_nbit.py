@@ -416,3 +416,45 @@ def test_metadata_dim_is_reserved(tmp_path):
     qe = rq.quantize(np.ones((2, 2), np.float32), bits=4)
     with pytest.raises(ValueError, match="'dim'"):
         qe.save(tmp_path / "x.safetensors", metadata={"dim": "9"})
+
+
+# ----------------------------------------------------------------------------- streaming, CLI
+
+
+@pytest.mark.parametrize(("bits", "search"), [(4, False), (4, True), (2, True)])
+def test_quantize_file_equals_quantize_and_save(tmp_path, bits, search):
+    values = table(700, 13, seed=bits)
+    np.save(tmp_path / "E.npy", values)
+    summary = rq.quantize_file(tmp_path / "E.npy", tmp_path / "s.safetensors", chunk_rows=128,
+                               bits=bits, range_search=search, report=True)
+    rq.quantize(values, bits=bits, range_search=search).save(tmp_path / "q.safetensors")
+    assert (tmp_path / "s.safetensors").read_bytes() == (tmp_path / "q.safetensors").read_bytes()
+    assert summary.output_bytes == (tmp_path / "s.safetensors").stat().st_size
+    expected = rq.error_report(values, rq.load(tmp_path / "q.safetensors"))
+    assert summary.report.relative_error == pytest.approx(expected.relative_error, rel=1e-12)
+    with pytest.raises(ValueError, match="range_search"):
+        rq.quantize_file(tmp_path / "E.npy", tmp_path / "x.safetensors", range_search=True)
+
+
+def test_quantize_file_names_a_bad_row_in_the_whole_table(tmp_path):
+    values = table(300, 4)
+    values[250, 1] = np.inf
+    np.save(tmp_path / "E.npy", values)
+    with pytest.raises(ValueError, match="row 250, column 1"):
+        rq.quantize_file(tmp_path / "E.npy", tmp_path / "s.safetensors", chunk_rows=100, bits=2)
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_cli_quantize_and_inspect(tmp_path, capsys):
+    from rowquant import cli
+
+    np.save(tmp_path / "E.npy", table(100, 9))
+    assert cli.main(["quantize", str(tmp_path / "E.npy"), "-o", str(tmp_path / "t.safetensors"),
+                     "--bits", "2", "--range-search"]) == 0
+    assert "rowwise-affine-u2-f16, range search" in capsys.readouterr().out
+    assert rq.load(tmp_path / "t.safetensors").scheme.bits == 2
+    assert cli.main(["inspect", str(tmp_path / "t.safetensors"), "--against",
+                     str(tmp_path / "E.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "rowwise-affine-u2-f16 (2-bit rows)" in out and "relative error" in out
+    assert "bias 128" not in out

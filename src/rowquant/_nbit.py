@@ -126,20 +126,20 @@ def nbit_arrays(
     return codes, scales, biases, dim
 
 
-def quantize_nbit(values: np.ndarray, bits: int, range_search: bool,
-                  original: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Quantize checked float32 ``values`` (finite) to ``bits``; a row whose bias or scale is
-    past float16's range is a ``ValueError`` naming it."""
+def quantize_nbit(values: np.ndarray, bits: int, range_search: bool, original: Any = None,
+                  name: str = "E", first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantize checked float32 ``values`` to ``bits``; NaN or inf, or a row whose bias or scale
+    is past float16's range, is a ``ValueError`` naming it (rows counted from ``first_row``)."""
     finite = np.isfinite(values)
     if not finite.all():
         raise _checks.nonfinite_error(values if original is None else original, values,
-                                      int(np.argmin(finite)))
+                                      int(np.argmin(finite)), name, first_row)
     codes, scales, biases = reference.quantize_nbit(values, bits, range_search)
     bad = ~(np.isfinite(scales) & np.isfinite(biases))
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(
-            f"E's row {row} does not fit {bits}-bit rows: its minimum or its range / "
+            f"{name}'s row {first_row + row} does not fit {bits}-bit rows: its minimum or its range / "
             f"{(1 << bits) - 1} is past float16's largest value ({float(_FLOAT16_MAX)})"
         )
     return codes, scales, biases

@@ -159,3 +159,71 @@ def read_nbit_table(file, header: _safetensors.Header, path: str, mmap: bool,
     metadata = {name: value for name, value in header.metadata.items()
                 if name not in RESERVED_METADATA and name != "dim"}
     return StoredTable(codes, scales, keys, metadata, None, biases=biases, dim=dim, scheme=scheme)
+
+
+def quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: str | None,
+                       chunk_rows: int | None, progress, report: bool, format: str | None,
+                       metadata: dict[str, str], started: float):
+    """:func:`rowquant.quantize_file` with ``bits=4`` or ``2``: the same streaming, chunk by
+    chunk, into the N-bit file layout (byte for byte what ``rq.quantize(table, bits=bits,
+    range_search=range_search, keys=words, metadata=metadata).save(dst)`` writes)."""
+    import os
+    import time
+
+    from ._chunks import rows_per_chunk
+    from ._error_report import ErrorAccumulator
+    from ._nbit import quantize_nbit, scheme_for_bits
+    from ._sources import open_source
+    from .io import QuantizeSummary, _progress_callback
+
+    scheme = scheme_for_bits(bits)
+    if not isinstance(range_search, (bool, np.bool_)):
+        raise TypeError(f"range_search must be True or False, got {range_search!r}")
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
+    with open_source(src, tensor, format) as source:
+        rows, dim = source.rows, source.dim
+        width = -(-dim // scheme.values_per_byte)
+        keys = source.keys
+        step = rows_per_chunk(chunk_rows, dim)
+        header = nbit_header(rows, width, dim, scheme,
+                             None if keys is None else keys.utf8.shape[0], metadata)
+        scales_at, biases_at = len(header), len(header) + 2 * rows
+        codes_at = len(header) + 4 * rows
+        errors = ErrorAccumulator(rows, dim) if report else None
+        update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
+        try:
+            with _atomic.atomic_output(dst) as fd:
+                _atomic.write_all(fd, header, 0)
+                os.ftruncate(fd, codes_at + rows * width)
+                if keys is not None:
+                    write_keys(fd, codes_at + rows * width, keys)
+                for start in range(0, rows, step):
+                    stop = min(rows, start + step)
+                    values, stored = source.rows_float32(start, stop)
+                    codes, scales, biases = quantize_nbit(values, scheme.bits, bool(range_search),
+                                                          stored, source.label, start)
+                    _atomic.write_all(fd, np.ascontiguousarray(scales, "<f2"), scales_at + 2 * start)
+                    _atomic.write_all(fd, np.ascontiguousarray(biases, "<f2"), biases_at + 2 * start)
+                    _atomic.write_all(fd, codes, codes_at + start * width)
+                    if errors is not None:
+                        from . import reference
+
+                        dequantized = reference.dequantize_nbit(codes, scales, biases,
+                                                                scheme.bits, dim)
+                        errors.update(start, values, codes, scales.astype(np.float32),
+                                      dequantized)
+                    del values, stored
+                    source.release(start, stop)
+                    update(stop)
+        finally:
+            close()
+        output_bytes = codes_at + rows * width
+        if keys is not None:
+            output_bytes += keys.offsets.nbytes + keys.utf8.nbytes
+        return QuantizeSummary(
+            source=os.fspath(src), output=os.fspath(dst), tensor=source.tensor, rows=rows,
+            dim=dim, source_dtype=source.dtype_name, source_bytes=source.nbytes,
+            output_bytes=output_bytes, seconds=time.perf_counter() - started,
+            report=errors.finish() if errors is not None else None, keys=keys is not None,
+        )

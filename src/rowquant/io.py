@@ -228,6 +228,8 @@ def quantize_file(
     report: bool = False,
     format: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    bits: int = 8,
+    range_search: bool = False,
 ) -> QuantizeSummary:
     """Quantize the float table in ``src`` into a rowquant file ``dst``, chunk by chunk.
 
@@ -269,6 +271,12 @@ def quantize_file(
     metadata : dict of str to str, optional
         Free-form entries for the file's metadata (model name, source, licence), as
         :func:`save` takes them; :func:`load` gives them back as ``qe.metadata``.
+    bits : {8, 4, 2}, default 8
+        4 or 2: FBGEMM's N-bit rows, as :func:`rowquant.quantize` with ``bits=`` makes them
+        (the file is then what ``rq.quantize(table, bits=bits, range_search=range_search,
+        keys=words, metadata=metadata).save(dst)`` writes).
+    range_search : bool, default False
+        With ``bits=4`` or ``2``: search each row's clipping range (see :func:`rowquant.quantize`).
 
     Returns
     -------
@@ -319,6 +327,13 @@ def quantize_file(
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
     checked_metadata = check_metadata(metadata)
+    if not (isinstance(bits, int) and bits == 8):  # 4-bit and 2-bit rows
+        from ._nbit_format import quantize_file_nbit
+
+        return quantize_file_nbit(src, dst, bits, range_search, tensor, chunk_rows, progress,
+                                  report, format, checked_metadata, started)
+    if range_search:
+        raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
     with open_source(src, tensor, format) as source:
         rows, dim = source.rows, source.dim
         keys = source.keys
