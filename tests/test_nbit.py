@@ -458,3 +458,12 @@ def test_cli_quantize_and_inspect(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rowwise-affine-u2-f16 (2-bit rows)" in out and "relative error" in out
     assert "bias 128" not in out
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_empty_tables(bits, shape):
+    qe = rq.quantize(np.zeros(shape, np.float32), bits=bits)
+    assert qe.shape == shape and qe.dequantize().shape == shape
+    assert qe.take([]).shape == (0, shape[1])
+    np.testing.assert_array_equal(qe.bag(np.zeros((2, 0), np.int64)), np.zeros((2, shape[1])))

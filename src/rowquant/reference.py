@@ -772,7 +772,7 @@ def unpack_nbit(codes: np.ndarray, bits: int, dim: int) -> np.ndarray:
     per = 8 // bits
     shifts = (np.arange(per) * bits).astype(np.uint8)
     parts = (codes[:, :, None] >> shifts) & np.uint8((1 << bits) - 1)
-    unpacked: np.ndarray = parts.reshape(codes.shape[0], -1)[:, :dim]
+    unpacked: np.ndarray = parts.reshape(codes.shape[0], codes.shape[1] * per)[:, :dim]
     return unpacked
 
 
