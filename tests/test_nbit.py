@@ -467,3 +467,14 @@ def test_empty_tables(bits, shape):
     assert qe.shape == shape and qe.dequantize().shape == shape
     assert qe.take([]).shape == (0, shape[1])
     np.testing.assert_array_equal(qe.bag(np.zeros((2, 0), np.int64)), np.zeros((2, shape[1])))
+
+
+def test_torch_modules_and_onnx_say_8_bit_only():
+    from rowquant.torch import QuantizedEmbedding, QuantizedEmbeddingBag
+
+    qe = rq.quantize(table(5, 4), bits=4)
+    for module in (QuantizedEmbedding, QuantizedEmbeddingBag):
+        with pytest.raises(NotImplementedError, match="rowwise-affine-u4-f16"):
+            module(qe)
+    with pytest.raises(NotImplementedError, match="rowwise-affine-u4-f16"):
+        rq.to_onnx(qe, "unused.onnx")
