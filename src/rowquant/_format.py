@@ -264,10 +264,6 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
         except ValueError as error:
             why = _not_safetensors(file, error, os.fspath(path))
             raise ValueError(f"{os.fspath(path)}: {why}") from None
-        from . import _nbit_format
-
-        if _nbit_format.is_nbit(header):  # 4-bit and 2-bit rows: their own tensors
-            return _nbit_format.read_nbit_table(file, header, os.fspath(path), mmap, validate)
         try:
             scales_tensor, codes_tensor = _rowquant_tensors(header, os.fspath(path))
         except ValueError as error:

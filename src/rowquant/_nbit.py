@@ -34,116 +34,26 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _api, _backend, _checks, _numpy_backend, _threads, reference
+from . import _api, _backend, _checks, _nbit_format, _threads
 from ._formatting import human_bytes
 from ._keys import Keys, check_metadata, keys_for_rows
-from ._scheme import NBIT_SCHEMES, SCHEMES, Scheme
-from .table import QuantizedEmbedding, _read_only
+from ._nbit_arrays import (fbgemm_nbit_rows, nbit_arrays, quantize_nbit, scheme_for_bits,
+                           scheme_named)
+from ._scheme import Scheme
+from .table import QuantizedEmbedding
 
-__all__ = ["NBitEmbedding", "quantize_nbit", "nbit_arrays"]
+__all__ = ["NBitEmbedding", "from_fbgemm_nbit", "quantize_table"]
 
-_FLOAT16_MAX = np.float32(np.finfo(np.float16).max)
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _kernel(name: str) -> Any:
     """The backend's ``nbit_*`` function."""
-    # until the C kernels land: the compiled extension may not have nbit_* yet
-    function = getattr(_backend.kernels, name, None)
-    return function if function is not None else getattr(_numpy_backend, name)
-
-
-def scheme_for_bits(bits: object) -> Scheme:
-    """The affine scheme of ``bits`` (4 or 2)."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or int(bits) not in NBIT_SCHEMES:
-        raise ValueError(f"bits must be 8, 4 or 2, got {bits!r}")
-    return NBIT_SCHEMES[int(bits)]
-
-
-def _scheme_of(scheme: object, bits: int | None) -> Scheme:
-    if scheme is None:
-        if bits is None:
-            raise ValueError("an N-bit table needs scheme= (or bits=): 'rowwise-affine-u4-f16' "
-                             "or 'rowwise-affine-u2-f16'")
-        return scheme_for_bits(bits)
-    found = SCHEMES.get(scheme) if isinstance(scheme, str) else scheme
-    if not isinstance(found, Scheme) or found.kind != "affine":
-        names = ", ".join(repr(s.name) for s in NBIT_SCHEMES.values())
-        raise ValueError(f"scheme must be one of {names} for a table with biases, got {scheme!r}")
-    return found
-
-
-def nbit_arrays(
-    codes: Any, scales: Any, biases: Any, dim: Any, scheme: Scheme, check_values: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Check an N-bit table: uint8 codes ``(N, P)`` with ``P = ceil(dim / (8 // bits))``,
-    finite float16 scales and biases ``(N,)``, padding bits 0 (nonzero padding bits are a
-    ``ValueError``: FBGEMM writes 0 there, and a row with others was not made by it)."""
-    codes = _checks.as_array(codes)
-    scales = _checks.as_array(scales)
-    biases = _checks.as_array(biases)
-    if codes.dtype != np.uint8:
-        raise TypeError(f"codes must be a uint8 array, got dtype {codes.dtype}")
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D (rows, packed bytes), got shape {codes.shape}")
-    for name, array in (("scales", scales), ("biases", biases)):
-        if array.dtype != np.float16:
-            raise TypeError(f"{name} must be a float16 array for {scheme.name}, got dtype {array.dtype}")
-        if array.shape != (codes.shape[0],):
-            raise ValueError(
-                f"{name} must have shape ({codes.shape[0]},), one per row of codes, "
-                f"got shape {array.shape}"
-            )
-    if dim is None:
-        raise ValueError("dim= is needed for an N-bit table: the packed width does not give it")
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 0:
-        raise ValueError(f"dim must be an integer >= 0, got {dim!r}")
-    dim = int(dim)
-    width = reference.nbit_width(dim, scheme.bits)
-    if codes.shape[1] != width:
-        raise ValueError(
-            f"codes must have {width} bytes per row for dim={dim} at {scheme.bits} bits, "
-            f"got {codes.shape[1]}"
-        )
-    if not _checks.has_contiguous_rows(codes, np.uint8):
-        codes = np.ascontiguousarray(codes)
-    scales = _checks.aligned_contiguous(scales, np.float16)
-    biases = _checks.aligned_contiguous(biases, np.float16)
-    if check_values:
-        for name, array in (("scales", scales), ("biases", biases)):
-            finite = np.isfinite(array)
-            if not finite.all():
-                i = int(np.argmin(finite))
-                raise ValueError(f"{name}[{i}] = {array[i]!r} is not finite")
-        used = dim % scheme.values_per_byte
-        if used and codes.shape[0]:
-            padding = codes[:, -1] >> np.uint8(used * scheme.bits)
-            if padding.any():
-                i = int(np.argmax(padding != 0))
-                raise ValueError(
-                    f"codes[{i}, {width - 1}] = {int(codes[i, -1])} has nonzero padding bits "
-                    f"(dim={dim} uses the low {used * scheme.bits} bits of the last byte)"
-                )
-    return codes, scales, biases, dim
-
-
-def quantize_nbit(values: np.ndarray, bits: int, range_search: bool, original: Any = None,
-                  name: str = "E", first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Quantize checked float32 ``values`` to ``bits``; NaN or inf, or a row whose bias or scale
-    is past float16's range, is a ``ValueError`` naming it (rows counted from ``first_row``)."""
-    finite = np.isfinite(values)
-    if not finite.all():
-        raise _checks.nonfinite_error(values if original is None else original, values,
-                                      int(np.argmin(finite)), name, first_row)
-    codes, scales, biases = reference.quantize_nbit(values, bits, range_search)
-    bad = ~(np.isfinite(scales) & np.isfinite(biases))
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(
-            f"{name}'s row {first_row + row} does not fit {bits}-bit rows: its minimum or its range / "
-            f"{(1 << bits) - 1} is past float16's largest value ({float(_FLOAT16_MAX)})"
-        )
-    return codes, scales, biases
-
+    return _backend.nbit_kernel(name)
 
 def quantize_table(E: Any, bits: object, range_search: object, keys: Keys | None,
                    metadata: dict[str, str]) -> NBitEmbedding:
@@ -157,7 +67,7 @@ def quantize_table(E: Any, bits: object, range_search: object, keys: Keys | None
                                     keys_for_rows(keys, codes.shape[0]), metadata)
 
 
-class NBitEmbedding(QuantizedEmbedding):
+class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     """A :class:`~rowquant.QuantizedEmbedding` of 4-bit or 2-bit rows (see the module's notes):
     ``rq.quantize(E, bits=4)`` makes one, and so does ``QuantizedEmbedding(codes, scales,
     biases=biases, dim=D, scheme="rowwise-affine-u4-f16")``. Lookups, bags, files, pickling and
@@ -180,7 +90,7 @@ class NBitEmbedding(QuantizedEmbedding):
     ) -> None:
         if biases is None:
             raise ValueError("an N-bit table needs biases=")
-        found = _scheme_of(scheme, None)
+        found = scheme_named(scheme, None)
         checked = nbit_arrays(codes, scales, biases, dim, found)
         self._set_nbit(*checked, found, keys_for_rows(keys, checked[0].shape[0]),
                        check_metadata(metadata))
@@ -192,6 +102,12 @@ class NBitEmbedding(QuantizedEmbedding):
         table = cls.__new__(cls)
         table._set_nbit(codes, scales, biases, dim, scheme, keys, metadata or {})
         return table
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> NBitEmbedding:
+        """The table of a file read by :func:`rowquant._nbit_format.read_nbit_table` (checked)."""
+        return cls._from_nbit(stored.codes, stored.scales, stored.biases, stored.dim,
+                              stored.scheme, stored.keys, stored.metadata)
 
     def _set_nbit(self, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
                   scheme: Scheme, keys: Keys | None, metadata: dict[str, str]) -> None:
@@ -282,18 +198,15 @@ class NBitEmbedding(QuantizedEmbedding):
             threads: int | None = None) -> NDArray[np.float32]:
         """Pooled rows, as :meth:`QuantizedEmbedding.bag`, in the order of
         :func:`rowquant.reference.pool_bags_nbit`."""
-        ids = _checks.integer_array(ids, "ids")
-        bounds = _api._bag_bounds(ids, offsets, lengths, include_last_offset)
-        mode_number = _api._mode_number(mode)
-        padding_row = _checks.padding_row(padding_idx, len(self))
-        flat_weights = _api._bag_weights(weights, ids, mode)
+        ids, bounds, mode_number, padding, flat_weights = _api.bag_arguments(
+            ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, len(self))
         n_threads = _threads.resolve_threads(threads)
         inputs = (self._codes, self._scales, self._biases, ids, flat_weights, offsets, lengths,
                   weights)
         out = _checks.output(out, (len(bounds) - 1, self._dim), np.float32, "out", inputs)
         bad = _kernel("nbit_bag")(
-            *self._args(), _checks.as_int64(ids), bounds, flat_weights, mode_number,
-            -1 if padding_row is None else padding_row, out, n_threads,
+            *self._args(), _checks.as_int64(ids), bounds, flat_weights, mode_number, padding,
+            out, n_threads,
         )
         if bad >= 0:
             raise _checks.id_range_error(ids, bad, len(self))
@@ -350,8 +263,6 @@ class NBitEmbedding(QuantizedEmbedding):
         an error (N-bit tables have no norms)."""
         if norms:
             raise self._not_here("norms")
-        from . import _nbit_format
-
         _nbit_format.write_nbit_table(path, self._codes, self._scales, self._biases, self._dim,
                                       self._scheme, self._keys, self._file_metadata(metadata))
 
@@ -359,22 +270,6 @@ class NBitEmbedding(QuantizedEmbedding):
         """FBGEMM's fused N-bit rows: uint8 ``(N, P + 4)``, each row its P code bytes, then the
         scale and the bias as little-endian float16. See :func:`rowquant.to_fbgemm`."""
         return fbgemm_nbit_rows(self._codes, self._scales, self._biases)
-
-
-def fbgemm_nbit_rows(codes: np.ndarray, scales: np.ndarray, biases: np.ndarray) -> np.ndarray:
-    """``codes``, ``scales`` and ``biases`` as FBGEMM's fused N-bit rows (P + 4 bytes each).
-
-    >>> import numpy as np
-    >>> fbgemm_nbit_rows(np.array([[0x21]], np.uint8), np.array([1.0], np.float16),
-    ...                  np.array([-2.0], np.float16))  # 1.0 is 0x3c00, -2.0 is 0xc000
-    array([[ 33,   0,  60,   0, 192]], dtype=uint8)
-    """
-    rows, width = codes.shape
-    packed = np.empty((rows, width + 4), dtype=np.uint8)
-    packed[:, :width] = codes
-    packed[:, width : width + 2] = np.ascontiguousarray(scales, "<f2").view(np.uint8).reshape(rows, 2)
-    packed[:, width + 2 :] = np.ascontiguousarray(biases, "<f2").view(np.uint8).reshape(rows, 2)
-    return packed
 
 
 def from_fbgemm_nbit(packed: Any, bits: int, dim: int | None = None) -> NBitEmbedding:
@@ -401,6 +296,6 @@ def from_fbgemm_nbit(packed: Any, bits: int, dim: int | None = None) -> NBitEmbe
 def _restore_nbit(codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
                   scheme: str, keys: Keys | None, metadata: dict[str, str]) -> NBitEmbedding:
     """Unpickle an N-bit table (checked again: a pickle is only bytes)."""
-    found = _scheme_of(scheme, None)
+    found = scheme_named(scheme, None)
     return NBitEmbedding._from_nbit(*nbit_arrays(codes, scales, biases, dim, found), found,
                                     keys, metadata)

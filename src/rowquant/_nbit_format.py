@@ -24,12 +24,15 @@ import re
 
 import numpy as np
 
+import os
+
 from . import _atomic, _safetensors
-from ._format import CODES_ALIGNMENT, KEY_TENSORS, METADATA, StoredTable, _read_into, write_keys
+from ._format import CODES_ALIGNMENT, KEY_TENSORS, METADATA, StoredTable, write_keys
 from ._keys import RESERVED_METADATA, Keys, check_metadata
+from ._nbit_arrays import nbit_arrays
 from ._scheme import SCHEMES, Scheme
 
-__all__ = ["is_nbit", "nbit_header", "read_nbit_table", "write_nbit_table"]
+__all__ = ["is_nbit", "is_nbit_file", "nbit_header", "read_nbit_table", "write_nbit_table"]
 
 _BASE = {"format": METADATA["format"], "version": METADATA["version"]}
 _DIM = re.compile(r"(0|[1-9][0-9]{0,18})")
@@ -39,6 +42,27 @@ def is_nbit(header: _safetensors.Header) -> bool:
     """Whether a file's header names one of the affine schemes (its other entries unchecked)."""
     scheme = SCHEMES.get(header.metadata.get("scheme", ""))
     return header.metadata.get("format") == "rowquant" and scheme is not None and scheme.kind == "affine"
+
+
+def is_nbit_file(path) -> bool:
+    """Whether ``path`` is a safetensors file whose header names an affine scheme; False for
+    anything unreadable (:func:`rowquant._format.read_table` then says what is wrong)."""
+    try:
+        with open(path, "rb") as file:
+            header = _safetensors.read_header(file, os.fstat(file.fileno()).st_size)
+    except (OSError, ValueError):
+        return False
+    return is_nbit(header)
+
+
+def _read_tensor(file, tensor: _safetensors.Tensor) -> np.ndarray:
+    """A tensor's bytes read into a new array."""
+    file.seek(tensor.start)
+    data = file.read(tensor.nbytes)
+    if len(data) != tensor.nbytes:
+        raise ValueError("the file ended early (it changed while being read)")
+    dtype = _safetensors.DTYPES[tensor.dtype][0]
+    return np.frombuffer(data, dtype).reshape(tensor.shape).copy()
 
 
 def nbit_header(rows: int, width: int, dim: int, scheme: Scheme, key_bytes: int | None = None,
@@ -125,105 +149,41 @@ def _checked_tensors(header: _safetensors.Header) -> tuple[Scheme, int]:
     return scheme, dim
 
 
-def read_nbit_table(file, header: _safetensors.Header, path: str, mmap: bool,
-                    validate: bool) -> StoredTable:
-    """The checked N-bit table of an open file whose header :func:`is_nbit`."""
-    try:
-        scheme, dim = _checked_tensors(header)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+def read_nbit_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable:
+    """The checked N-bit table of the file at ``path`` (one that :func:`is_nbit_file`), as
+    :func:`rowquant._format.read_table` reads 8-bit ones; ``ValueError`` naming the file."""
+    with open(path, "rb") as file:
+        try:
+            header = _safetensors.read_header(file, os.fstat(file.fileno()).st_size)
+            return _read_nbit(file, header, os.fspath(path), mmap, validate)
+        except ValueError as error:
+            message = str(error)
+            if message.startswith(f"{os.fspath(path)}: "):
+                raise
+            raise ValueError(f"{os.fspath(path)}: {message}") from None
+
+
+def _read_nbit(file, header: _safetensors.Header, path: str, mmap: bool,
+               validate: bool) -> StoredTable:
+    scheme, dim = _checked_tensors(header)
     names = ("scales", "biases", "codes", *(KEY_TENSORS if "keys" in header.tensors else ()))
     if mmap:
         buffer = _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_READ)
         arrays = [_safetensors.array_view(buffer, header.tensors[name]) for name in names]
     else:
-        arrays = []
-        for name in names:
-            tensor = header.tensors[name]
-            array = np.empty(tensor.shape, _safetensors.DTYPES[tensor.dtype][0])
-            _read_into(file, array, tensor.start)
-            arrays.append(array)
+        arrays = [_read_tensor(file, header.tensors[name]) for name in names]
     scales, biases, codes = arrays[:3]
     # float16 scales and biases as native aligned arrays (2 bytes per row each)
     scales, biases = (np.require(a, np.float16, ["C", "A"]) for a in (scales, biases))
-    from ._nbit import nbit_arrays
-
     keys = None
     try:
         codes, scales, biases, dim = nbit_arrays(codes, scales, biases, dim, scheme,
                                                  check_values=validate)
         if len(arrays) > 3:
             keys = Keys(arrays[4], arrays[3], check=False, source=path)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from None
+    except TypeError as error:
+        raise ValueError(str(error)) from None
     metadata = {name: value for name, value in header.metadata.items()
                 if name not in RESERVED_METADATA and name != "dim"}
     return StoredTable(codes, scales, keys, metadata, None, biases=biases, dim=dim, scheme=scheme)
 
-
-def quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: str | None,
-                       chunk_rows: int | None, progress, report: bool, format: str | None,
-                       metadata: dict[str, str], started: float):
-    """:func:`rowquant.quantize_file` with ``bits=4`` or ``2``: the same streaming, chunk by
-    chunk, into the N-bit file layout (byte for byte what ``rq.quantize(table, bits=bits,
-    range_search=range_search, keys=words, metadata=metadata).save(dst)`` writes)."""
-    import os
-    import time
-
-    from ._chunks import rows_per_chunk
-    from ._error_report import ErrorAccumulator
-    from ._nbit import quantize_nbit, scheme_for_bits
-    from ._sources import open_source
-    from .io import QuantizeSummary, _progress_callback
-
-    scheme = scheme_for_bits(bits)
-    if not isinstance(range_search, (bool, np.bool_)):
-        raise TypeError(f"range_search must be True or False, got {range_search!r}")
-    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
-        raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
-    with open_source(src, tensor, format) as source:
-        rows, dim = source.rows, source.dim
-        width = -(-dim // scheme.values_per_byte)
-        keys = source.keys
-        step = rows_per_chunk(chunk_rows, dim)
-        header = nbit_header(rows, width, dim, scheme,
-                             None if keys is None else keys.utf8.shape[0], metadata)
-        scales_at, biases_at = len(header), len(header) + 2 * rows
-        codes_at = len(header) + 4 * rows
-        errors = ErrorAccumulator(rows, dim) if report else None
-        update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
-        try:
-            with _atomic.atomic_output(dst) as fd:
-                _atomic.write_all(fd, header, 0)
-                os.ftruncate(fd, codes_at + rows * width)
-                if keys is not None:
-                    write_keys(fd, codes_at + rows * width, keys)
-                for start in range(0, rows, step):
-                    stop = min(rows, start + step)
-                    values, stored = source.rows_float32(start, stop)
-                    codes, scales, biases = quantize_nbit(values, scheme.bits, bool(range_search),
-                                                          stored, source.label, start)
-                    _atomic.write_all(fd, np.ascontiguousarray(scales, "<f2"), scales_at + 2 * start)
-                    _atomic.write_all(fd, np.ascontiguousarray(biases, "<f2"), biases_at + 2 * start)
-                    _atomic.write_all(fd, codes, codes_at + start * width)
-                    if errors is not None:
-                        from . import reference
-
-                        dequantized = reference.dequantize_nbit(codes, scales, biases,
-                                                                scheme.bits, dim)
-                        errors.update(start, values, codes, scales.astype(np.float32),
-                                      dequantized)
-                    del values, stored
-                    source.release(start, stop)
-                    update(stop)
-        finally:
-            close()
-        output_bytes = codes_at + rows * width
-        if keys is not None:
-            output_bytes += keys.offsets.nbytes + keys.utf8.nbytes
-        return QuantizeSummary(
-            source=os.fspath(src), output=os.fspath(dst), tensor=source.tensor, rows=rows,
-            dim=dim, source_dtype=source.dtype_name, source_bytes=source.nbytes,
-            output_bytes=output_bytes, seconds=time.perf_counter() - started,
-            report=errors.finish() if errors is not None else None, keys=keys is not None,
-        )

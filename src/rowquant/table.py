@@ -91,14 +91,21 @@ class QuantizedEmbedding:
     __slots__ = ("_codes", "_scales", "_dim", "_kernels", "_keys", "_metadata", "_norms",
                  "_inverse_norms")
 
+    # the classes of other schemes' tables by kind ("affine": rowquant._nbit's 4-bit and 2-bit
+    # rows), which QuantizedEmbedding(...) makes when given their arrays
+    _kinds: dict[str, type[QuantizedEmbedding]] = {}
+
+    def __init_subclass__(cls, scheme_kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if scheme_kind is not None:
+            QuantizedEmbedding._kinds[scheme_kind] = cls
+
     def __new__(cls, *args: Any, biases: ArrayLike | None = None, scheme: Any = None,
                 **kwargs: Any) -> QuantizedEmbedding:
         # a table with biases (or an affine scheme) is one of 4-bit or 2-bit rows
         affine = getattr(SCHEMES.get(scheme) if isinstance(scheme, str) else scheme, "kind", "")
         if cls is QuantizedEmbedding and (biases is not None or affine == "affine"):
-            from ._nbit import NBitEmbedding
-
-            return super().__new__(NBitEmbedding)
+            return super().__new__(QuantizedEmbedding._kinds["affine"])
         return super().__new__(cls)
 
     def __init__(
