@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -99,7 +99,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     def _from_nbit(cls, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
                    scheme: Scheme, keys: Keys | None = None,
                    metadata: dict[str, str] | None = None) -> NBitEmbedding:
-        table = cls.__new__(cls)
+        table = cast(NBitEmbedding, cls.__new__(cls))
         table._set_nbit(codes, scales, biases, dim, scheme, keys, metadata or {})
         return table
 
