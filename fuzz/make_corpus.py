@@ -120,6 +120,23 @@ def seeds() -> dict[str, bytes]:
         keyed_valid, keys_at - 8 * 3, struct.pack("<q", 1)
     )
 
+    # 4-bit and 2-bit tables (odd widths, keys, an empty one), then broken: padding bits set,
+    # an infinite scale, a dim that does not match the packed width
+    for bits, rows, dim in [(4, 3, 5), (2, 4, 7), (4, 0, 3), (2, 2, 0)]:
+        files[f"rq{bits}_{rows}x{dim}.safetensors"] = keyed_bytes(
+            rq.quantize(table(rows, dim, seed=rows + dim), bits=bits))
+    files["rq4_keys_3x5.safetensors"] = nbit_keyed = keyed_bytes(
+        rq.quantize(table(3, 5), bits=4, range_search=True, keys=["a", "bé", "c"]))
+    nbit_valid = files["rq4_3x5.safetensors"]
+    nbit_codes_at = len(nbit_valid) - 3 * 3
+    files["rq4_padding_bits.safetensors"] = patched(nbit_valid, nbit_codes_at + 2, b"\xf0")
+    files["rq4_scale_inf.safetensors"] = patched(nbit_valid, nbit_codes_at - 12, b"\x00\x7c")
+    nbit_start = 8 + struct.unpack("<Q", nbit_valid[:8])[0]
+    files["rq4_dim_mismatch.safetensors"] = (
+        nbit_valid[:8] + nbit_valid[8:nbit_start].replace(b'"dim":"5"', b'"dim":"7"')
+        + nbit_valid[nbit_start:])
+    del nbit_keyed
+
     # word-vector files: GloVe text, word2vec text (CRLF), word2vec binary with a spaced word
     files["wv_glove.txt"] = "the 0.418 0.24968 -0.41242\nköln -1e-3 2 3.5\n, 0 0 0\n".encode()
     files["wv_word2vec.vec"] = b"2 3\r\nthe 1 2 3\r\nof 4 5 6\r\n"

@@ -112,10 +112,55 @@ def _expected_rows(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
         )
 
 
+def _check_nbit_table(qe, data: bytes, header, path: str, where: str) -> None:
+    """A 4-bit or 2-bit table (scheme rowwise-affine-u4-f16 / -u2-f16): its arrays are the
+    file's bytes, and take and dequantize give float32(s) * q + float32(c), decoded here from
+    the bytes (q unpacked low bits first; the float64 product is exact, then rounded once)."""
+    rows, dim = qe.shape
+    bits = {"rowwise-affine-u4-f16": 4, "rowwise-affine-u2-f16": 2}.get(
+        header.metadata.get("scheme"))
+    _require(bits is not None and qe.scheme.bits == bits, f"{where}: scheme of an N-bit table")
+    per = 8 // bits
+    width = -(-dim // per)
+    _require(header.metadata.get("dim") == str(dim), f"{where}: dim is not the file's")
+    tensors = {name: header.tensors[name] for name in ("scales", "biases", "codes")}
+    _require(tensors["codes"].shape == (rows, width), f"{where}: codes' shape")
+    stored = {name: np.frombuffer(data, "<f2", count=rows, offset=tensors[name].start)
+              for name in ("scales", "biases")}
+    codes = np.frombuffer(data, np.uint8, count=rows * width,
+                          offset=tensors["codes"].start).reshape(rows, width)
+    _require(np.array_equal(qe.codes, codes), f"{where}: codes differ from the file's bytes")
+    for name in ("scales", "biases"):
+        array = getattr(qe, name)
+        _require(array.dtype == np.float16 and not array.flags.writeable, f"{where}: {name}")
+        _require(np.array_equal(array.view(np.uint16), stored[name].view("<u2")),
+                 f"{where}: {name} differ from the file's bytes")
+        _require(bool(np.all(np.isfinite(array))), f"{where}: accepted a non-finite {name[:-1]}")
+    _check_keys(qe, data, header, path, where)
+    levels = np.zeros((rows, width * per), np.float64)
+    for k in range(per):
+        levels[:, k::per] = (codes >> (k * bits)) & ((1 << bits) - 1)
+    if width * per > dim:
+        _require(not levels[:, dim:].any(), f"{where}: accepted nonzero padding bits")
+    expected = (levels[:, :dim] * stored["scales"].astype(np.float64)[:, None]
+                + stored["biases"].astype(np.float64)[:, None]).astype(np.float32)
+    taken = qe.take(np.arange(rows))
+    _require(np.array_equal(taken.view(np.uint32), expected.view(np.uint32)),
+             f"{where}: take differs from float32(s) * q + float32(c)")
+    _require(np.array_equal(qe.dequantize().view(np.uint32), expected.view(np.uint32)),
+             f"{where}: dequantize differs from take")
+    if rows and rows * dim <= _BAG_CELLS:
+        pooled = qe.bag(np.arange(rows), np.array([0]), mode="max")
+        _require(np.array_equal(pooled[0], expected.max(axis=0)), f"{where}: bag max")
+
+
 def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
     rows, dim = qe.shape
     where = f"load(mmap={mmap})"
     _require(header is not None, f"{where} accepted a file that read_header refuses")
+    if qe.scheme.kind == "affine":
+        _check_nbit_table(qe, data, header, path, where)
+        return
     scales_tensor, codes_tensor = header.tensors["scales"], header.tensors["codes"]
     _require(qe.codes.dtype == np.uint8 and qe.codes.shape == (rows, dim), f"{where}: codes")
     _require(qe.scales.dtype == np.float32 and qe.scales.shape == (rows,), f"{where}: scales")

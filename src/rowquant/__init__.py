@@ -43,6 +43,7 @@ from .io import QuantizeSummary, load, quantize_file, read_vectors, save
 from .report import ErrorReport, error_report
 from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
+from . import _nbit
 from .encoder import StaticEncoder
 
 __all__ = [
@@ -79,6 +80,8 @@ __all__ = [
 def quantize(
     E: ArrayLike,
     *,
+    bits: int = 8,
+    range_search: bool = False,
     keys: Iterable[str] | None = None,
     metadata: Mapping[str, str] | None = None,
     threads: int | None = None,
@@ -103,6 +106,16 @@ def quantize(
         exactly). Strided, Fortran-order, byte-swapped and non-float32 tables are converted to
         float32 in C order first (a copy); float32 tables whose rows are contiguous are read
         in place. ``E`` is never modified.
+    bits : {8, 4, 2}
+        8 (the default) is the scheme described here. 4 and 2 give FBGEMM's N-bit rows
+        (scheme ``rowwise-affine-u4-f16`` / ``rowwise-affine-u2-f16``): per row a float16 bias
+        (the minimum) and a float16 scale ``(max - min) / (2**bits - 1)``, codes packed two or
+        four to a byte; see :func:`rowquant.reference.quantize_nbit`. Rows whose minimum or
+        scale is past float16's range (about 65504) are a ``ValueError``.
+    range_search : bool
+        For ``bits=4`` or ``2``: search each row's clipping range to lower its squared error
+        (FBGEMM's greedy search, :func:`rowquant.reference.nbit_search_range`); never a larger
+        error than min/max. Not for 8 bits.
     keys : sequence of str, optional
         One word (key) per row, unique: the table then answers ``qe["king"]``,
         :meth:`~QuantizedEmbedding.index`, :meth:`~QuantizedEmbedding.lookup` and
@@ -159,6 +172,10 @@ def quantize(
     # the keys and metadata are checked before the table is quantized, their count after it
     checked_keys = Keys.from_strings(keys) if keys is not None else None
     checked_metadata = check_metadata(metadata)
+    if not (isinstance(bits, int) and bits == 8):
+        return _nbit.quantize_table(E, bits, range_search, checked_keys, checked_metadata)
+    if range_search:
+        raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
     codes, scales = quantize_rows(E, threads=threads)
     return QuantizedEmbedding._from_checked(
         codes, scales, keys_for_rows(checked_keys, codes.shape[0]), checked_metadata

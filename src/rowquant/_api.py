@@ -361,6 +361,26 @@ def bag_checked(
     return out
 
 
+def bag_arguments(
+    ids: ArrayLike,
+    offsets: ArrayLike | None,
+    lengths: ArrayLike | None,
+    weights: ArrayLike | None,
+    mode: str,
+    include_last_offset: bool,
+    padding_idx: int | None,
+    n_rows: int,
+) -> tuple[np.ndarray, NDArray[np.int64], int, int, NDArray[np.float32] | None]:
+    """A bag's arguments checked as :func:`embedding_bag` checks them, for a table of ``n_rows``
+    rows of any scheme: ``(ids, bounds, mode number, padding row or -1, flat weights or None)``."""
+    ids = _checks.integer_array(ids, "ids")
+    bounds = _bag_bounds(ids, offsets, lengths, include_last_offset)
+    mode_number = _mode_number(mode)
+    padding_row = _checks.padding_row(padding_idx, n_rows)
+    flat_weights = _bag_weights(weights, ids, mode)
+    return ids, bounds, mode_number, -1 if padding_row is None else padding_row, flat_weights
+
+
 def _bag_bounds(
     ids: np.ndarray,
     offsets: ArrayLike | None,

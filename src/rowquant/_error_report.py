@@ -141,9 +141,11 @@ class ErrorAccumulator:
         self.squared_error = 0.0
         self.squared_original = 0.0
 
-    def update(self, start: int, original: np.ndarray, codes: np.ndarray, scales: np.ndarray):
+    def update(self, start: int, original: np.ndarray, codes: np.ndarray, scales: np.ndarray,
+               dequantized: np.ndarray | None = None):
         """Add rows ``start ..`` of the table: their float32 original values and quantized
-        codes and scales."""
+        codes and scales (8-bit), or for another scheme its ``dequantized`` rows and its scales
+        (the codes are then not read)."""
         count = len(codes)
         finite = np.isfinite(original)
         if not finite.all():
@@ -153,9 +155,12 @@ class ErrorAccumulator:
         step = max(1, _BLOCK_VALUES // max(self.dim, 1))
         for first in range(0, count, step):
             last = min(count, first + step)
-            dequantized = _api.dequantize(codes[first:last], scales[first:last], threads=1)
+            if dequantized is None:
+                values = _api.dequantize(codes[first:last], scales[first:last], threads=1)
+            else:
+                values = dequantized[first:last]
             exact = original[first:last].astype(np.float64)
-            approx = dequantized.astype(np.float64)
+            approx = values.astype(np.float64)
             error = exact - approx
             squared_error = np.einsum("ij,ij->i", error, error)
             squared_exact = np.einsum("ij,ij->i", exact, exact)

@@ -32,6 +32,7 @@ import mmap as _mmap
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,11 @@ class StoredTable:
     keys: Keys | None
     metadata: dict[str, str]
     norms: np.ndarray | None = None
+    # 4-bit and 2-bit tables (rowquant._nbit_format): the float16 biases, the row width and the
+    # scheme; None for 8-bit tables
+    biases: np.ndarray | None = None
+    dim: int | None = None
+    scheme: Any = None
 
 
 def table_header(rows: int, dim: int, key_bytes: int | None = None,

@@ -46,12 +46,18 @@ def to_fbgemm(table) -> np.ndarray:
     True
     """
     table = _table(table)
+    if table.scheme.kind == "affine":  # 4-bit and 2-bit rows: FBGEMM's fused N-bit layout
+        fused: np.ndarray = table.to_fbgemm()
+        return fused
     return fbgemm_rows(table.codes, table.scales)
 
 
-def from_fbgemm(packed, *, requantize: bool = False) -> QuantizedEmbedding:
+def from_fbgemm(packed, *, requantize: bool = False, bits: int = 8,
+                dim: int | None = None) -> QuantizedEmbedding:
     """A table from FBGEMM's fused 8-bit rowwise layout (a numpy array or a CPU torch tensor,
-    uint8 ``(N, D + 8)``).
+    uint8 ``(N, D + 8)``), or with ``bits=4`` / ``bits=2`` from its fused N-bit rows (uint8
+    ``(N, P + 4)``: P bytes of packed codes, float16 scale, float16 bias), taken exactly; their
+    ``dim`` defaults to ``P * (8 // bits)`` (give the table's own when FBGEMM padded it).
 
     Rows whose bias is exactly -128 times their scale, as :func:`to_fbgemm` writes them, are
     taken as they are. Rows that ``embedding_bag_byte_prepack`` made from a row's min and max
@@ -83,6 +89,14 @@ def from_fbgemm(packed, *, requantize: bool = False) -> QuantizedEmbedding:
     ...
     ValueError: row 2 of the FBGEMM table has bias -1.5, not -128 * scale ...
     """
+    if not (isinstance(bits, int) and bits == 8):
+        if requantize:
+            raise ValueError("requantize=True applies to 8-bit FBGEMM rows only")
+        from ._nbit import from_fbgemm_nbit
+
+        return from_fbgemm_nbit(packed, bits, dim)
+    if dim is not None:
+        raise ValueError("dim= applies to bits=4 or bits=2 (8-bit rows record their width)")
     array = np.asarray(packed)
     if array.dtype != np.uint8:
         raise TypeError(f"an FBGEMM table is uint8, got dtype {array.dtype}")
@@ -138,6 +152,11 @@ def to_torch_quantized(table):
     import torch  # noqa: F401  (first: without torch, an ImportError whatever the argument)
 
     table = _table(table)
+    if table.scheme.kind == "affine":
+        raise NotImplementedError(
+            f"to_torch_quantized works on 8-bit tables only, not on this {table.scheme.name} "
+            "table; rq.to_fbgemm gives FBGEMM's fused N-bit rows for torch's 4-bit/2-bit ops"
+        )
     return torch_per_channel(table.codes, table.scales)
 
 

@@ -154,6 +154,43 @@ def norms(
         out[rows] = reference.norms(reference.dequantize(codes[rows], scales[rows]))
 
 
+def nbit_dequantize(
+    codes: NDArray[np.uint8], scales: NDArray[np.float16], biases: NDArray[np.float16], bits: int,
+    dim: int, out: NDArray[np.float32], n_threads: int,
+) -> None:
+    """Dequantize every packed N-bit row into out (N, dim)."""
+    out[...] = reference.dequantize_nbit(codes, scales, biases, bits, dim)
+
+
+def nbit_take(
+    codes: NDArray[np.uint8], scales: NDArray[np.float16], biases: NDArray[np.float16], bits: int,
+    dim: int, ids: NDArray[np.int64], out: NDArray[np.float32], n_threads: int,
+) -> int:
+    """Dequantize N-bit rows ids (1-D) into out (len(ids), dim); -1, or the position of the
+    first id out of range (then out is left as it was)."""
+    bad = _first_out_of_range(ids, codes.shape[0])
+    if bad < 0:
+        out[...] = reference.take_nbit(codes, scales, biases, bits, dim, ids)
+    return bad
+
+
+def nbit_bag(
+    codes: NDArray[np.uint8], scales: NDArray[np.float16], biases: NDArray[np.float16], bits: int,
+    dim: int, ids: NDArray[np.int64], bounds: NDArray[np.int64],
+    weights: NDArray[np.float32] | None, mode: int, padding_idx: int, out: NDArray[np.float32],
+    n_threads: int,
+) -> int:
+    """Pool N-bit rows into the bags ids[bounds[b]:bounds[b + 1]] (padding_idx -1 for none);
+    -1, or the position of the first id out of range (then out is left as it was)."""
+    bad = _first_out_of_range(ids, codes.shape[0])
+    if bad < 0:
+        padding_row = None if padding_idx < 0 else padding_idx
+        out[...] = reference.pool_bags_nbit(
+            codes, scales, biases, bits, dim, ids, bounds, weights, _MODE_NAMES[mode], padding_row
+        )
+    return bad
+
+
 class Table:
     """The extension's Table without its serving path: it holds nothing, and each method
     declines (returns None), so every call on this backend takes the checked path to the

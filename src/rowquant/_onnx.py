@@ -72,6 +72,10 @@ def _check_arguments(table, pooling, contrib, opset, ids_ndim, scores=None) -> i
     """Raise for a bad argument before anything is built or written; return the opset to use."""
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}")
+    if table.scheme.kind != "symmetric":
+        raise NotImplementedError(
+            f"to_onnx exports 8-bit tables only, not this {table.scheme.name} table"
+        )
     if pooling is not None and not (isinstance(pooling, str) and pooling in POOLINGS):
         raise ValueError(f"pooling must be None, 'sum' or 'mean', got {pooling!r}")
     if not isinstance(contrib, (bool, np.bool_)):

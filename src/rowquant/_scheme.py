@@ -12,6 +12,9 @@ Examples
 (128, 127, (1, 255), 8)
 >>> ROWWISE_U8.metadata()
 {'scheme': 'rowwise-symmetric-u8', 'bias': '128'}
+>>> from rowquant._scheme import NBIT_SCHEMES
+>>> NBIT_SCHEMES[4].name, NBIT_SCHEMES[4].kind, NBIT_SCHEMES[4].values_per_byte
+('rowwise-affine-u4-f16', 'affine', 2)
 """
 
 from __future__ import annotations
@@ -20,13 +23,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Scheme", "ROWWISE_U8", "SCHEMES", "DEFAULT"]
+__all__ = ["Scheme", "ROWWISE_U8", "ROWWISE_AFFINE_U4", "ROWWISE_AFFINE_U2", "SCHEMES",
+           "NBIT_SCHEMES", "DEFAULT"]
 
 
 @dataclass(frozen=True)
 class Scheme:
-    """A per-row symmetric quantization: ``scale = max|row| / levels``,
-    ``code = floor(value / scale + bias + 0.5)``, ``value = (code - bias) * scale``."""
+    """A per-row quantization. ``kind="symmetric"``: ``scale = max|row| / levels``,
+    ``code = floor(value / scale + bias + 0.5)``, ``value = (code - bias) * scale``.
+    ``kind="affine"`` (4-bit and 2-bit rows in FBGEMM's N-bit layout, see
+    :func:`rowquant.reference.quantize_nbit`): ``value = scale * code + bias`` with a float16
+    scale and a float16 bias per row, codes packed ``8 // bits`` to a byte; there ``bias`` is 0
+    (no fixed zero point: each row stores its own) and ``levels`` is ``2**bits - 1``, the codes'
+    largest value."""
 
     name: str
     """The name files record in their metadata (``scheme``)."""
@@ -38,6 +47,16 @@ class Scheme:
     """Steps from 0 to the row's largest magnitude: ``scale = max|row| / levels``."""
     code_dtype: np.dtype
     scale_dtype: np.dtype
+    kind: str = "symmetric"
+    """``"symmetric"`` (one scale, a fixed zero point ``bias``) or ``"affine"`` (a scale and a
+    bias, i.e. the row's minimum, per row)."""
+    scale_format: str = "float32"
+    """How a scale is stored: ``"float32"`` or ``"float16"``."""
+
+    @property
+    def values_per_byte(self) -> int:
+        """Codes packed into one byte (1 for 8-bit codes)."""
+        return 8 // self.bits
 
     @property
     def code_range(self) -> tuple[int, int]:
@@ -46,7 +65,10 @@ class Scheme:
         return self.bias - self.levels, self.bias + self.levels
 
     def metadata(self) -> dict[str, str]:
-        """What a file records of the scheme, beside rowquant's format and version."""
+        """What a file records of the scheme, beside rowquant's format and version (an affine
+        scheme's biases are a tensor of the file, and its dimension is recorded beside)."""
+        if self.kind == "affine":
+            return {"scheme": self.name}
         return {"scheme": self.name, "bias": str(self.bias)}
 
 
@@ -60,5 +82,31 @@ ROWWISE_U8 = Scheme(
 )
 """Botha et al. 2017, section 2.2: uint8 codes, one float32 scale per row, bias 128."""
 
-SCHEMES = {ROWWISE_U8.name: ROWWISE_U8}
+ROWWISE_AFFINE_U4 = Scheme(
+    name="rowwise-affine-u4-f16",
+    bits=4,
+    bias=0,
+    levels=15,
+    code_dtype=np.dtype(np.uint8),
+    scale_dtype=np.dtype(np.float16),
+    kind="affine",
+    scale_format="float16",
+)
+"""FBGEMM's 4-bit rows: two codes a byte (low bits first), float16 scale and bias per row."""
+
+ROWWISE_AFFINE_U2 = Scheme(
+    name="rowwise-affine-u2-f16",
+    bits=2,
+    bias=0,
+    levels=3,
+    code_dtype=np.dtype(np.uint8),
+    scale_dtype=np.dtype(np.float16),
+    kind="affine",
+    scale_format="float16",
+)
+"""FBGEMM's 2-bit rows: four codes a byte (low bits first), float16 scale and bias per row."""
+
+SCHEMES = {scheme.name: scheme for scheme in (ROWWISE_U8, ROWWISE_AFFINE_U4, ROWWISE_AFFINE_U2)}
+NBIT_SCHEMES = {scheme.bits: scheme for scheme in (ROWWISE_AFFINE_U4, ROWWISE_AFFINE_U2)}
+"""The affine schemes by their bits per code."""
 DEFAULT = ROWWISE_U8

@@ -210,6 +210,7 @@ examples:
   rowquant quantize GoogleNews-vectors-negative300.bin -o word2vec.safetensors
   rowquant quantize model.safetensors --tensor embeddings.word_embeddings.weight -o words.safetensors
   rowquant quantize huge.npy -o huge.safetensors --chunk-rows 100000 --threads 2
+  rowquant quantize glove.npy -o glove4.safetensors --bits 4 --range-search
 
 INPUT is a .npy file (float16/32/64), a .safetensors file (a 2-D F16, BF16, F32 or F64
 tensor; --tensor picks one when there are several), or a word-vector file: GloVe text,
@@ -274,6 +275,15 @@ def _add_quantize(commands, common) -> None:
         help="rows read and quantized at a time (default: about 32 MB of float32)",
     )
     parser.add_argument(
+        "--bits", type=int, choices=(8, 4, 2), default=8,
+        help="bits per value: 8 (default; float32 scale per row), or 4 or 2 (FBGEMM's N-bit "
+        "rows: float16 scale and bias per row)",
+    )
+    parser.add_argument(
+        "--range-search", action="store_true",
+        help="with --bits 4 or 2: search each row's clipping range to lower its error",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary"
     )
     parser.set_defaults(run=_run_quantize)
@@ -291,6 +301,8 @@ def _run_quantize(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
         report=not args.quiet,
         format=args.format,
+        bits=args.bits,
+        range_search=args.range_search,
     )
     if args.quiet:
         return 0
@@ -301,6 +313,9 @@ def _run_quantize(args) -> int:
         f", {summary.source_bytes / summary.output_bytes:.2f}x smaller" if summary.source_bytes else ""
     )
     print(f"quantized {source} -> {summary.output}")
+    if args.bits != 8:
+        print(f"  scheme  {_SCHEME_OF_BITS[args.bits]}"
+              + (", range search" if args.range_search else ""))
     print(f"  rows    {summary.rows:,}")
     print(f"  dim     {summary.dim:,}")
     if summary.keys:
@@ -345,6 +360,7 @@ def _add_inspect(commands, common) -> None:
 
 
 _KEYS_SHOWN = 5  # the first keys inspect shows
+_SCHEME_OF_BITS = {8: "rowwise-symmetric-u8", 4: "rowwise-affine-u4-f16", 2: "rowwise-affine-u2-f16"}
 _FORMAT_METADATA = ("format", "version", "scheme", "bias")  # shown on the format line
 
 
@@ -399,6 +415,8 @@ def _describe_file(path: str) -> dict:
         rows, dim = table.shape
         scales = table.scales
         description.update(
+            scheme=table.scheme.name,
+            bits=table.scheme.bits,
             rows=rows,
             dim=dim,
             float32_bytes=4 * rows * dim,
@@ -459,9 +477,10 @@ def _run_inspect(args) -> int:
         if description["float32_bytes"]
         else ""
     )
+    bias = f", bias {metadata['bias']}" if "bias" in metadata else ""
     print(
-        f"format      rowquant version {metadata['version']}, {metadata['scheme']}, "
-        f"bias {metadata['bias']}"
+        f"format      rowquant version {metadata['version']}, {metadata['scheme']}{bias}"
+        + ("" if description["bits"] == 8 else f" ({description['bits']}-bit rows)")
     )
     print(f"rows        {rows:,}")
     print(f"dim         {dim:,}")
@@ -476,7 +495,8 @@ def _run_inspect(args) -> int:
         print(f"keys        {keys['count']:,}: {shown}{more}")
     if any(tensor["name"] == "norms" for tensor in description["tensors"]):
         print("norms       stored: cosine similarity reads them instead of a pass over the codes")
-    extra = {name: value for name, value in metadata.items() if name not in _FORMAT_METADATA}
+    extra = {name: value for name, value in metadata.items() if name not in _FORMAT_METADATA
+             and not (name == "dim" and description["bits"] != 8)}  # N-bit files' own dim
     for name, value in extra.items():
         print(f"metadata    {_printable(name)}: {_printable(value)}")
     scales = description["scales"]

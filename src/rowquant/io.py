@@ -49,10 +49,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _api, _atomic, _format
+from . import _api, _atomic, _format, _nbit_format, reference
 from ._chunks import rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
 from ._keys import check_metadata
+from ._nbit import NBitEmbedding
+from ._nbit_arrays import quantize_nbit, scheme_for_bits
 from ._sources import open_source
 from .table import QuantizedEmbedding
 
@@ -161,6 +163,9 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
     >>> np.array_equal(rq.load(path, mmap=False).codes, qe.codes)
     True
     """
+    if _nbit_format.is_nbit_file(path):  # 4-bit and 2-bit rows
+        stored = _nbit_format.read_nbit_table(path, mmap=mmap, validate=validate)
+        return NBitEmbedding.from_stored(stored)
     stored = _format.read_table(path, mmap=mmap, validate=validate)
     return QuantizedEmbedding._from_checked(
         stored.codes, stored.scales, stored.keys, stored.metadata, stored.norms
@@ -223,6 +228,8 @@ def quantize_file(
     report: bool = False,
     format: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    bits: int = 8,
+    range_search: bool = False,
 ) -> QuantizeSummary:
     """Quantize the float table in ``src`` into a rowquant file ``dst``, chunk by chunk.
 
@@ -264,6 +271,12 @@ def quantize_file(
     metadata : dict of str to str, optional
         Free-form entries for the file's metadata (model name, source, licence), as
         :func:`save` takes them; :func:`load` gives them back as ``qe.metadata``.
+    bits : {8, 4, 2}, default 8
+        4 or 2: FBGEMM's N-bit rows, as :func:`rowquant.quantize` with ``bits=`` makes them
+        (the file is then what ``rq.quantize(table, bits=bits, range_search=range_search,
+        keys=words, metadata=metadata).save(dst)`` writes).
+    range_search : bool, default False
+        With ``bits=4`` or ``2``: search each row's clipping range (see :func:`rowquant.quantize`).
 
     Returns
     -------
@@ -314,6 +327,11 @@ def quantize_file(
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
     checked_metadata = check_metadata(metadata)
+    if not (isinstance(bits, int) and bits == 8):  # 4-bit and 2-bit rows
+        return _quantize_file_nbit(src, dst, bits, range_search, tensor, chunk_rows, progress,
+                                   report, format, checked_metadata, started)
+    if range_search:
+        raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
     with open_source(src, tensor, format) as source:
         rows, dim = source.rows, source.dim
         keys = source.keys
@@ -366,6 +384,63 @@ def quantize_file(
             seconds=time.perf_counter() - started,
             report=errors.finish() if errors is not None else None,
             keys=keys is not None,
+        )
+
+
+def _quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: str | None,
+                       chunk_rows: int | None, progress, report: bool, format: str | None,
+                       metadata: dict[str, str], started: float):
+    """:func:`rowquant.quantize_file` with ``bits=4`` or ``2``: the same streaming, chunk by
+    chunk, into the N-bit file layout (byte for byte what ``rq.quantize(table, bits=bits,
+    range_search=range_search, keys=words, metadata=metadata).save(dst)`` writes)."""
+    scheme = scheme_for_bits(bits)
+    if not isinstance(range_search, (bool, np.bool_)):
+        raise TypeError(f"range_search must be True or False, got {range_search!r}")
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
+    with open_source(src, tensor, format) as source:
+        rows, dim = source.rows, source.dim
+        width = -(-dim // scheme.values_per_byte)
+        keys = source.keys
+        step = rows_per_chunk(chunk_rows, dim)
+        header = _nbit_format.nbit_header(rows, width, dim, scheme,
+                             None if keys is None else keys.utf8.shape[0], metadata)
+        scales_at, biases_at = len(header), len(header) + 2 * rows
+        codes_at = len(header) + 4 * rows
+        errors = ErrorAccumulator(rows, dim) if report else None
+        update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
+        try:
+            with _atomic.atomic_output(dst) as fd:
+                _atomic.write_all(fd, header, 0)
+                os.ftruncate(fd, codes_at + rows * width)
+                if keys is not None:
+                    _format.write_keys(fd, codes_at + rows * width, keys)
+                for start in range(0, rows, step):
+                    stop = min(rows, start + step)
+                    values, stored = source.rows_float32(start, stop)
+                    codes, scales, biases = quantize_nbit(values, scheme.bits, bool(range_search),
+                                                          stored, source.label, start)
+                    _atomic.write_all(fd, np.ascontiguousarray(scales, "<f2"), scales_at + 2 * start)
+                    _atomic.write_all(fd, np.ascontiguousarray(biases, "<f2"), biases_at + 2 * start)
+                    _atomic.write_all(fd, codes, codes_at + start * width)
+                    if errors is not None:
+                        dequantized = reference.dequantize_nbit(codes, scales, biases,
+                                                                scheme.bits, dim)
+                        errors.update(start, values, codes, scales.astype(np.float32),
+                                      dequantized)
+                    del values, stored
+                    source.release(start, stop)
+                    update(stop)
+        finally:
+            close()
+        output_bytes = codes_at + rows * width
+        if keys is not None:
+            output_bytes += keys.offsets.nbytes + keys.utf8.nbytes
+        return QuantizeSummary(
+            source=os.fspath(src), output=os.fspath(dst), tensor=source.tensor, rows=rows,
+            dim=dim, source_dtype=source.dtype_name, source_bytes=source.nbytes,
+            output_bytes=output_bytes, seconds=time.perf_counter() - started,
+            report=errors.finish() if errors is not None else None, keys=keys is not None,
         )
 
 

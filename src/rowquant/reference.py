@@ -45,6 +45,8 @@ __all__ = [
     "quantize_rows", "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
     "pool_bags", "DOT_LANES", "lane_sums", "norms", "inverse_norms", "query_shift", "query_codes",
     "integer_dots", "row_factors", "query_factors", "scores", "top_k",
+    "nbit_width", "pack_nbit", "unpack_nbit", "nbit_search_range", "quantize_nbit",
+    "dequantize_nbit", "take_nbit", "pool_bags_nbit",
 ]
 
 BIAS = ROWWISE_U8.bias
@@ -706,3 +708,310 @@ def top_k(scores: np.ndarray, k: int, ids: np.ndarray | None = None) -> tuple[np
     width = min(k, n_columns)
     order = np.lexsort((np.broadcast_to(names, scores.shape), -scores), axis=-1)[:, :width]
     return np.take_along_axis(scores, order, axis=1), names[order]
+
+
+# ---------------------------------------------------------------------------------------------
+# 4-bit and 2-bit rows (the schemes rowwise-affine-u4-f16 and rowwise-affine-u2-f16): FBGEMM's
+# N-bit layout, codes packed low bits first, one float16 scale and one float16 bias per row.
+
+NBIT_SEARCH_BINS = 200
+"""The greedy range search's steps across a row's [min, max] (as FBGEMM/PyTorch's
+``choose_qparams_optimized``)."""
+NBIT_SEARCH_RATIO = np.float32(0.16)
+"""The part of a row's range the greedy search may clip away."""
+
+
+def nbit_width(dim: int, bits: int) -> int:
+    """Bytes a row of ``dim`` values packs into at ``bits`` per value: ``ceil(dim / (8 // bits))``.
+
+    >>> from rowquant import reference
+    >>> reference.nbit_width(5, 4), reference.nbit_width(5, 2), reference.nbit_width(0, 4)
+    (3, 2, 0)
+    """
+    per = 8 // bits
+    return -(-dim // per)
+
+
+def pack_nbit(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack ``(N, D)`` integer codes in ``[0, 2**bits)`` into uint8 ``(N, ceil(D / (8 // bits)))``:
+    value j of a row in byte ``j // per``, bits ``(j % per) * bits`` upward (low bits first); the
+    padding bits of the last byte are 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.pack_nbit(np.array([[1, 2, 15]]), 4)  # 0x21, then 0x0f
+    array([[33, 15]], dtype=uint8)
+    >>> reference.pack_nbit(np.array([[1, 2, 3, 0, 3]]), 2)  # 0b00111001, 0b00000011
+    array([[57,  3]], dtype=uint8)
+    """
+    values = np.asarray(values)
+    per = 8 // bits
+    n_rows, dim = values.shape
+    width = nbit_width(dim, bits)
+    padded = np.zeros((n_rows, width * per), dtype=np.uint8)
+    padded[:, :dim] = values
+    shifts = (np.arange(per) * bits).astype(np.uint8)
+    grouped = padded.reshape(n_rows, width, per) << shifts
+    packed: np.ndarray = np.bitwise_or.reduce(grouped, axis=2).astype(np.uint8)
+    return packed
+
+
+def unpack_nbit(codes: np.ndarray, bits: int, dim: int) -> np.ndarray:
+    """The ``(N, dim)`` uint8 codes packed in ``codes`` (see :func:`pack_nbit`); padding is dropped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.unpack_nbit(np.array([[33, 15]], np.uint8), 4, 3)
+    array([[ 1,  2, 15]], dtype=uint8)
+    """
+    codes = np.asarray(codes, dtype=np.uint8)
+    per = 8 // bits
+    shifts = (np.arange(per) * bits).astype(np.uint8)
+    parts = (codes[:, :, None] >> shifts) & np.uint8((1 << bits) - 1)
+    unpacked: np.ndarray = parts.reshape(codes.shape[0], codes.shape[1] * per)[:, :dim]
+    return unpacked
+
+
+def _nbit_params(xmin: np.ndarray, xmax: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """float16 (scales, biases) for rows clipped to float32 [xmin, xmax], as FBGEMM sets them."""
+    with np.errstate(over="ignore"):  # rows past float16's range: the caller checks for inf
+        biases = np.asarray(xmin, np.float32).astype(np.float16)
+        low = biases.astype(np.float32)
+        spans = np.asarray(xmax, np.float32) - low
+        scales32 = np.where(spans == 0, np.float32(1), spans / np.float32((1 << bits) - 1))
+        scales = scales32.astype(np.float32).astype(np.float16)
+        widened = scales.astype(np.float32)
+        with np.errstate(divide="ignore"):
+            degenerate = (widened == 0) | np.isinf(np.float32(1) / widened)
+    scales[degenerate] = np.float16(1)
+    return scales, biases
+
+
+def _nbit_levels(E: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits: int) -> np.ndarray:
+    """The unpacked codes ``clamp(rint((x - xmin) * (1 / scale)), 0, 2**bits - 1)``, float32
+    arithmetic, ties to even."""
+    inverse = (np.float32(1) / scales.astype(np.float32))[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        steps = np.rint((E - biases.astype(np.float32)[:, None]) * inverse)
+    steps[np.isnan(steps)] = 0  # only in rows past float16's range, which callers reject
+    levels: np.ndarray = np.clip(steps, 0, (1 << bits) - 1).astype(np.uint8)
+    return levels
+
+
+def _nbit_values(levels: np.ndarray, scales: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """``float32(s) * q + float32(c)`` in float32 (the product is exact: one rounding)."""
+    values: np.ndarray = (levels.astype(np.float32) * scales.astype(np.float32)[:, None]
+                          + biases.astype(np.float32)[:, None])
+    return values
+
+
+def _nbit_losses(E: np.ndarray, xmin: np.ndarray, xmax: np.ndarray, bits: int) -> np.ndarray:
+    """The float64 sum of squared errors of each row quantized with the range [xmin, xmax]."""
+    scales, biases = _nbit_params(xmin, xmax, bits)
+    errors = _nbit_values(_nbit_levels(E, scales, biases, bits), scales, biases) - E
+    errors64 = errors.astype(np.float64)
+    losses: np.ndarray = np.einsum("ij,ij->i", errors64, errors64)
+    return losses
+
+
+def nbit_search_range(E: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the clipping range ``(xmin, xmax)`` (float32) that the greedy search finds.
+
+    The search of FBGEMM/PyTorch's ``choose_qparams_optimized`` (200 bins, ratio 0.16), with
+    rowquant's own loss: from ``[min, max]``, ``step = (max - min) / 200`` (float32), and while
+    ``lo + 168 * step < hi`` (all float32), compare the loss of ``[lo + step, hi]`` and of
+    ``[lo, hi - step]``, move to the lower (the second on a tie), and keep the current range as the
+    best when its loss is below both moves' and below the best so far. The loss of a range is
+    the float64 sum of squared errors of the row quantized with it exactly as
+    :func:`quantize_nbit` quantizes (float16 bias and scale), so the range returned never gives
+    a larger error than ``[min, max]``. PyTorch's loss is a float32 norm with its own scale
+    rules, so its choice may differ on near-ties.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> row = np.array([[-1.0, -0.1, 0.0, 0.1, 0.2, 1.0]], np.float32)
+    >>> reference.nbit_search_range(row, 2)  # clips both ends, 4 and 17 steps of 0.01
+    (array([-0.96000004], dtype=float32), array([0.83000016], dtype=float32))
+    """
+    E = np.asarray(E, dtype=np.float32)
+    n_rows = E.shape[0]
+    if E.shape[1] == 0:
+        zeros = np.zeros(n_rows, np.float32)
+        return zeros, zeros.copy()
+    xmin, xmax = E.min(axis=1), E.max(axis=1)
+    with np.errstate(over="ignore"):
+        steps = (xmax - xmin) / np.float32(NBIT_SEARCH_BINS)
+        min_bins = np.float32(int(NBIT_SEARCH_BINS * (1.0 - float(NBIT_SEARCH_RATIO))))
+        threshold = min_bins * steps
+    best_min, best_max = xmin.copy(), xmax.copy()
+    best_loss = _nbit_losses(E, xmin, xmax, bits)
+    low, high, loss = xmin.copy(), xmax.copy(), best_loss.copy()
+    active = np.flatnonzero(low + threshold < high)
+    while active.size:
+        rows = E[active]
+        step = steps[active]
+        loss_low = _nbit_losses(rows, low[active] + step, high[active], bits)
+        loss_high = _nbit_losses(rows, low[active], high[active] - step, bits)
+        here = loss[active]
+        better = (here < loss_low) & (here < loss_high) & (here < best_loss[active])
+        chosen = active[better]
+        best_loss[chosen] = here[better]
+        best_min[chosen], best_max[chosen] = low[chosen], high[chosen]
+        move_low = loss_low < loss_high
+        low[active[move_low]] += step[move_low]
+        loss[active[move_low]] = loss_low[move_low]
+        high[active[~move_low]] -= step[~move_low]
+        loss[active[~move_low]] = loss_high[~move_low]
+        active = active[low[active] + threshold[active] < high[active]]
+    return best_min, best_max
+
+
+def quantize_nbit(
+    E: np.ndarray, bits: int, range_search: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantize a finite float32 ``(N, D)`` matrix to ``bits`` (4 or 2) per value, as FBGEMM's
+    ``FloatToFusedNBitRowwiseQuantizedSBHalf`` does: ``(codes uint8 (N, P), scales float16 (N,),
+    biases float16 (N,))``, ``P = ceil(D / (8 // bits))``.
+
+    Per row: ``c = float16(min)`` (to nearest), ``xmin = float32(c)``; ``range = max - xmin``;
+    ``scale = 1 if range == 0 else range / (2**bits - 1)``; ``s = float16(scale)``, and
+    ``s = 1`` if that is 0 or its float32 reciprocal is inf; then ``q = clamp(rint((x - xmin) *
+    (1 / s)), 0, 2**bits - 1)`` in float32, ties to even. With ``range_search=True`` the row's
+    (min, max) are those of :func:`nbit_search_range` instead (values outside are clipped). An
+    empty row (D = 0) has scale 1 and bias 0. Rows whose bias or scale is past float16's range
+    come out with inf in them: the public functions reject such rows first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> codes, scales, biases = reference.quantize_nbit(np.array([[-1.0, 0.0, 0.5, 2.0]]), 4)
+    >>> scales, biases  # 3 / 15
+    (array([0.2], dtype=float16), array([-1.], dtype=float16))
+    >>> reference.unpack_nbit(codes, 4, 4)  # (x + 1) / 0.2: 0, 5, 7.5 (to even: 8), 15
+    array([[ 0,  5,  8, 15]], dtype=uint8)
+    """
+    E = np.asarray(E, dtype=np.float32)
+    n_rows, dim = E.shape
+    if dim == 0:
+        return (np.zeros((n_rows, 0), np.uint8), np.ones(n_rows, np.float16),
+                np.zeros(n_rows, np.float16))
+    if range_search:
+        xmin, xmax = nbit_search_range(E, bits)
+    else:
+        xmin, xmax = E.min(axis=1), E.max(axis=1)
+    scales, biases = _nbit_params(xmin, xmax, bits)
+    return pack_nbit(_nbit_levels(E, scales, biases, bits), bits), scales, biases
+
+
+def dequantize_nbit(
+    codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits: int, dim: int
+) -> np.ndarray:
+    """The float32 ``(N, dim)`` table ``float32(s) * q + float32(c)`` (one rounding per value).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.dequantize_nbit(np.array([[0x50, 0x0f]], np.uint8), np.array([0.25], np.float16),
+    ...                           np.array([-1.0], np.float16), 4, 3)  # codes 0, 5, 15
+    array([[-1.  ,  0.25,  2.75]], dtype=float32)
+    """
+    return _nbit_values(unpack_nbit(codes, bits, dim), np.asarray(scales, np.float16),
+                        np.asarray(biases, np.float16))
+
+
+def take_nbit(codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits: int, dim: int,
+              ids: np.ndarray) -> np.ndarray:
+    """Dequantized rows ``ids`` (any shape, in ``[0, N)``): shape ``ids.shape + (dim,)``.
+
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.take_nbit(np.array([[0x21]], np.uint8), np.array([1.0], np.float16),
+    ...                     np.array([0.5], np.float16), 4, 2, np.array([0, 0]))
+    array([[1.5, 2.5],
+           [1.5, 2.5]], dtype=float32)
+    """
+    ids = np.asarray(ids)
+    flat = ids.reshape(-1)
+    rows = dequantize_nbit(codes[flat], np.asarray(scales)[flat], np.asarray(biases)[flat],
+                           bits, dim)
+    return rows.reshape(ids.shape + (dim,))
+
+
+def pool_bags_nbit(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    biases: np.ndarray,
+    bits: int,
+    dim: int,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    weights: np.ndarray | None = None,
+    mode: str = "sum",
+    padding_idx: int | None = None,
+) -> np.ndarray:
+    """Pool the flat ``ids`` of N-bit rows into ``len(bounds) - 1`` bags, in the order of FBGEMM's
+    ``EmbeddingSpMDMNBit``.
+
+    Sum: from ``acc[j] = +0.0``, each id in order (skipping ``padding_idx``) with row scale and
+    bias ``f = float32(s)``, ``g = float32(c)`` (or ``f = float32(s * w)``, ``g = float32(c * w)``
+    with its weight ``w``) does ``acc[j] = fmaf(f, q[j], acc[j] + g)``, ``acc[j] + g`` rounded to
+    float32 first. ``mode="mean"`` then divides by the number of ids pooled (a float32 division;
+    FBGEMM multiplies by ``1 / count`` instead). ``mode="max"`` takes each column's largest
+    dequantized value, a later value kept only when strictly greater. Empty bags are zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> codes = np.array([[0x21], [0xf0]], np.uint8)  # rows (1, 2) and (0, 15)
+    >>> scales, biases = np.array([1.0, 0.5], np.float16), np.array([0.0, -1.0], np.float16)
+    >>> reference.pool_bags_nbit(codes, scales, biases, 4, 2, np.array([0, 1]), np.array([0, 2]))
+    array([[0. , 8.5]], dtype=float32)
+    >>> reference.pool_bags_nbit(codes, scales, biases, 4, 2, np.array([0, 1]), np.array([0, 2]),
+    ...                          mode="max")
+    array([[1. , 6.5]], dtype=float32)
+    """
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    scales32 = np.asarray(scales, np.float16).astype(np.float32)
+    biases32 = np.asarray(biases, np.float16).astype(np.float32)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32).reshape(-1)
+    n_bags = len(bounds) - 1
+    sums = np.zeros((n_bags, dim), dtype=np.float32)
+    counts = np.zeros(n_bags, dtype=np.int64)
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(int(sizes.max(initial=0))):
+            bags = np.flatnonzero(sizes > k)
+            positions = starts[bags] + k
+            rows = ids[positions]
+            if padding_idx is not None:
+                keep = rows != padding_idx
+                bags, positions, rows = bags[keep], positions[keep], rows[keep]
+            levels = unpack_nbit(codes[rows], bits, dim).astype(np.float32)
+            if mode == "max":
+                terms = _nbit_values(levels, scales32[rows], biases32[rows])
+                pooled = sums[bags]
+                first = (counts[bags] == 0)[:, None]
+                sums[bags] = np.where(first | (terms > pooled), terms, pooled)
+            else:
+                factors, offsets = scales32[rows], biases32[rows]
+                if weights is not None:
+                    factors = factors * weights[positions]  # float32 multiplies, as in C
+                    offsets = offsets * weights[positions]
+                shifted = sums[bags] + offsets[:, None]  # rounded to float32 first
+                sums[bags] = _fma32(factors[:, None], levels, shifted)
+            counts[bags] += 1
+        if mode == "mean":
+            counted = counts > 0
+            sums[counted] /= counts[counted].astype(np.float32)[:, None]
+    return sums

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from . import _checks, io
 from ._chunks import release_pages, rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
@@ -65,6 +67,11 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
     (2, 3, 1.0)
     >>> report.to_dict()["worst_rows"][0]["row"]
     0
+
+    4-bit and 2-bit tables are measured the same way (``scales`` are then their float16 scales):
+
+    >>> rq.error_report(E, rq.quantize(E, bits=2)).max_abs_error  # 0.25 at 1.5 steps -> 2
+    0.25
     """
     if isinstance(table, (str, os.PathLike)):
         table = io.load(table)
@@ -91,7 +98,12 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
         for start in range(0, rows, step):
             stop = min(rows, start + step)
             chunk, _ = read(start, stop)
-            accumulator.update(start, chunk, table.codes[start:stop], table.scales[start:stop])
+            if table.scheme.kind == "affine":  # 4-bit and 2-bit rows: dequantized by the table
+                accumulator.update(start, chunk, table.codes[start:stop],
+                                   table.scales[start:stop].astype(np.float32),
+                                   table.take(np.arange(start, stop)))
+            else:
+                accumulator.update(start, chunk, table.codes[start:stop], table.scales[start:stop])
             release(start, stop)
             release_pages(table.codes[start:stop])  # when the table is memory-mapped
         return accumulator.finish(table.keys)

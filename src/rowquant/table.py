@@ -14,6 +14,7 @@ from . import _api, _backend, _checks, _format, _gensim, _layouts, _similarity, 
 from ._api import BagMode
 from ._formatting import human_bytes
 from ._keys import Keys, check_metadata, keys_for_rows
+from ._scheme import ROWWISE_U8, SCHEMES, Scheme
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -90,15 +91,39 @@ class QuantizedEmbedding:
     __slots__ = ("_codes", "_scales", "_dim", "_kernels", "_keys", "_metadata", "_norms",
                  "_inverse_norms")
 
+    # the classes of other schemes' tables by kind ("affine": rowquant._nbit's 4-bit and 2-bit
+    # rows), which QuantizedEmbedding(...) makes when given their arrays
+    _kinds: dict[str, type[QuantizedEmbedding]] = {}
+
+    def __init_subclass__(cls, scheme_kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if scheme_kind is not None:
+            QuantizedEmbedding._kinds[scheme_kind] = cls
+
+    def __new__(cls, *args: Any, biases: ArrayLike | None = None, scheme: Any = None,
+                **kwargs: Any) -> QuantizedEmbedding:
+        # a table with biases (or an affine scheme) is one of 4-bit or 2-bit rows
+        affine = getattr(SCHEMES.get(scheme) if isinstance(scheme, str) else scheme, "kind", "")
+        if cls is QuantizedEmbedding and (biases is not None or affine == "affine"):
+            return super().__new__(QuantizedEmbedding._kinds["affine"])
+        return super().__new__(cls)
+
     def __init__(
         self,
         codes: ArrayLike,
         scales: ArrayLike,
         *,
+        biases: ArrayLike | None = None,
+        dim: int | None = None,
+        scheme: str | Scheme | None = None,
         keys: Iterable[str] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
+        if scheme is not None and scheme not in (ROWWISE_U8, ROWWISE_U8.name):
+            raise ValueError(f"scheme {scheme!r} needs biases= (a 4-bit or 2-bit table)")
         codes, scales = _checks.codes_and_scales(codes, scales)
+        if dim is not None and dim != codes.shape[1]:
+            raise ValueError(f"dim={dim!r} but codes has {codes.shape[1]} columns")
         self._set_arrays(codes, scales, keys_for_rows(keys, codes.shape[0]), check_metadata(metadata))
 
     @classmethod
@@ -131,6 +156,19 @@ class QuantizedEmbedding:
         self._kernels = _backend.kernels.Table(
             self._codes, self._scales, _threads.get_num_threads
         )
+
+    @property
+    def scheme(self) -> Scheme:
+        """The quantization scheme (:mod:`rowquant._scheme`): ``rowwise-symmetric-u8`` here,
+        ``rowwise-affine-u4-f16`` or ``rowwise-affine-u2-f16`` for ``rq.quantize(E, bits=4)``
+        or ``bits=2``."""
+        return ROWWISE_U8
+
+    @property
+    def biases(self) -> NDArray[np.float16] | None:
+        """The rows' float16 biases of a 4-bit or 2-bit table; None for 8-bit tables, whose
+        zero point is the scheme's fixed code 128."""
+        return None
 
     @property
     def codes(self) -> NDArray[np.uint8]:

@@ -77,6 +77,12 @@ class _TableModule(nn.Module):
             raise TypeError(
                 f"table must be a rowquant.QuantizedEmbedding, got {type(table).__name__}"
             )
+        if table.scheme.kind != "symmetric":
+            raise NotImplementedError(
+                f"the torch modules serve 8-bit tables only, not this {table.scheme.name} table; "
+                "torch.ops.quantized.embedding_bag_4bit_rowwise_offsets (or _2bit_) reads "
+                "rq.to_fbgemm(table)"
+            )
         self.register_buffer("codes", torch.from_numpy(np.array(table.codes, order="C")))
         self.register_buffer("scales", torch.from_numpy(np.array(table.scales)))
         self.padding_idx = _checks.padding_row(padding_idx, len(table))
