@@ -26,6 +26,8 @@ __all__ = [
     "PEERS",
     "PEER_OPS",
     "BAG_LENGTH",
+    "BITS",
+    "row_bytes",
     "Case",
     "plan",
     "result_key",
@@ -53,6 +55,20 @@ PEER_OPS = {
     "floor": ("quantize", "dequantize", "take", "bag"),
 }
 BAG_LENGTH = 20
+#: The code widths a run can measure (``rq.quantize(E, bits=...)``); FBGEMM has a kernel for each.
+BITS = (8, 4, 2)
+
+
+def row_bytes(dim: int, bits: int = 8) -> int:
+    """Bytes of one stored row: 8-bit codes with a float32 scale, or ``bits``-bit codes packed
+    into whole bytes with a float16 scale and a float16 bias.
+
+    >>> row_bytes(300), row_bytes(300, 4), row_bytes(63, 2)
+    (304, 154, 20)
+    """
+    if bits not in BITS:
+        raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, got {bits!r}")
+    return dim + 4 if bits == 8 else -(-dim * bits // 8) + 4
 
 
 def result_key(peer: str) -> str:
@@ -111,16 +127,18 @@ class Case:
         plural = "" if self.threads == 1 else "s"
         return f"{self.label} on {self.table} at {self.threads} thread{plural}"
 
-    def traffic(self, n_rows: int, dim: int) -> tuple[int, int]:
-        """Bytes the operation must read and write on a table of ``n_rows x dim``."""
+    def traffic(self, n_rows: int, dim: int, bits: int = 8) -> tuple[int, int]:
+        """Bytes the operation must read and write on a table of ``n_rows x dim`` stored with
+        ``bits``-bit codes (see :func:`row_bytes`)."""
+        row = row_bytes(dim, bits)
         if self.op == "quantize":
-            return 4 * n_rows * dim, n_rows * dim + 4 * n_rows
+            return 4 * n_rows * dim, n_rows * row
         if self.op == "dequantize":
-            return n_rows * dim + 4 * n_rows, 4 * n_rows * dim
+            return n_rows * row, 4 * n_rows * dim
         if self.op == "take":
-            return self.n_ids * (dim + 4), 4 * self.n_ids * dim
+            return self.n_ids * row, 4 * self.n_ids * dim
         if self.op == "bag":
-            return self.n_bags * self.bag_length * (dim + 4), 4 * self.n_bags * dim
+            return self.n_bags * self.bag_length * row, 4 * self.n_bags * dim
         raise ValueError(f"unknown operation {self.op!r}")
 
     def without(self, *names: str) -> Case:

@@ -94,8 +94,9 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from . import quantize, reference
+from . import _numpy_backend, quantize, reference
 from ._benchmark_cases import (
+    BITS,
     FULL_TABLES,
     PEER_OPS,
     PEERS,
@@ -130,6 +131,7 @@ __all__ = [
     "QUICK_TABLES",
     "FULL_TABLES",
     "PEERS",
+    "BITS",
     "ISAS",
     "Case",
     "plan",
@@ -201,14 +203,16 @@ class _Table:
     """One generated table and everything the cases on it share: codes, FBGEMM's packed copy,
     ids, weights and output buffers, each made once."""
 
-    def __init__(self, name: str, torch):
+    def __init__(self, name: str, torch, bits: int = 8):
         self.name = name
+        self.bits = bits
         self.n_rows, self.dim = TABLES[name]
         self.seed = _SEED + list(TABLES).index(name)
         rng = np.random.default_rng(self.seed)
         self.values = rng.standard_normal((self.n_rows, self.dim), dtype=np.float32)
-        self.embedding = quantize(self.values)
+        self.embedding = quantize(self.values, bits=bits)
         self.codes, self.scales = self.embedding.codes, self.embedding.scales
+        self.biases = self.embedding.biases if bits != 8 else None
         self.torch = torch
         self.fbgemm_note = None
         self._ids: dict = {}
@@ -219,10 +223,11 @@ class _Table:
     def _pack_for_fbgemm(self):
         torch = self.torch
         ops = getattr(torch.ops, "quantized", None)
+        kind = "byte" if self.bits == 8 else f"{self.bits}bit"
         try:
-            self.prepack = ops.embedding_bag_byte_prepack
-            self.unpack = ops.embedding_bag_byte_unpack
-            self.lookup = ops.embedding_bag_byte_rowwise_offsets
+            self.prepack = getattr(ops, f"embedding_bag_{kind}_prepack")
+            self.unpack = getattr(ops, f"embedding_bag_{kind}_unpack")
+            self.lookup = getattr(ops, f"embedding_bag_{kind}_rowwise_offsets")
         except (AttributeError, RuntimeError):
             self.fbgemm_note = "unavailable"
             return
@@ -235,7 +240,7 @@ class _Table:
             self.packed, torch.from_numpy(ids), torch.arange(len(ids)), mode=0
         ).numpy()
         ours = self.embedding.take(ids)
-        tolerance = 1e-6 * float(self.scales.max()) * 128
+        tolerance = 1e-6 * float(np.abs(self.values).max()) * 2
         if not np.allclose(theirs, ours, rtol=0, atol=tolerance):
             self.fbgemm_note = "layout check failed"
 
@@ -305,6 +310,8 @@ def _bag_inputs(case: Case, table: _Table):
 
 
 def _reference_call(case: Case, table: _Table):
+    if table.bits != 8:
+        return _nbit_reference_call(case, table)
     codes, scales = table.codes, table.scales
     if case.op == "quantize":
         return lambda: reference.quantize_rows(table.values)
@@ -315,6 +322,30 @@ def _reference_call(case: Case, table: _Table):
         return lambda: reference.take(codes, scales, ids)
     ids, offsets, weights, mode = _bag_inputs(case, table)
     return lambda: reference.embedding_bag(codes, scales, ids, offsets, weights=weights, mode=mode)
+
+
+def _nbit_reference_call(case: Case, table: _Table):
+    """The numpy backend's calls on a 4-bit or 2-bit table (which run rowquant.reference),
+    allocating their results as the reference does."""
+    codes, scales, biases, bits, dim = table.codes, table.scales, table.biases, table.bits, table.dim
+    if case.op == "quantize":
+        return lambda: reference.quantize_nbit(table.values, bits)
+    if case.op == "dequantize":
+        return lambda: _numpy_backend.nbit_dequantize(
+            codes, scales, biases, bits, dim, np.empty((table.n_rows, dim), np.float32), 1
+        )
+    if case.op == "take":
+        ids = table.ids(case.n_ids, case.id_dist)
+        return lambda: _numpy_backend.nbit_take(
+            codes, scales, biases, bits, dim, ids, np.empty((len(ids), dim), np.float32), 1
+        )
+    ids, offsets, weights, mode = _bag_inputs(case, table)
+    bounds = np.append(offsets, len(ids))
+    number = 1 if mode == "mean" else 0
+    return lambda: _numpy_backend.nbit_bag(
+        codes, scales, biases, bits, dim, ids, bounds, weights, number, -1,
+        np.empty((len(offsets), dim), np.float32), 1,
+    )
 
 
 def _torch_call(case: Case, table: _Table):
@@ -424,6 +455,7 @@ def run(
     budget: float | None = None,
     peers: Iterable[str] | None = None,
     isa: str = "native",
+    bits: int = 8,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     on_table: Callable[[str, tuple[int, int], float], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -446,6 +478,11 @@ def run(
         ``"avx2"``, rowquant's AVX2 kernels and FBGEMM's (``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``,
         set before PyTorch is imported; a process that imported PyTorch with another setting
         gets a RuntimeError). rowquant's previous kernels are restored at the end.
+    bits : int
+        The codes' width, from :data:`BITS`: 8 (the paper's scheme, the default), or 4 or 2
+        (``rq.quantize(E, bits=4)``: packed codes with a float16 scale and bias per row, timed
+        against FBGEMM's ``embedding_bag_4bit_*`` / ``embedding_bag_2bit_*`` operators on the
+        same bytes; the ``torch`` peer has no such form and is left out).
     on_result : callable, optional
         Called with each result as soon as it is measured (to print progress).
     on_table : callable, optional
@@ -476,6 +513,8 @@ def run(
     Traceback (most recent call last):
     ValueError: unknown isa 'avx512'; choose from native, avx2
     """
+    if bits not in BITS:
+        raise ValueError(f"bits must be one of {', '.join(map(str, BITS))}, got {bits!r}")
     cases = plan(full, tables, threads)
     budget = (FULL_BUDGET if full else QUICK_BUDGET) if budget is None else float(budget)
     if not budget > 0:
@@ -485,7 +524,7 @@ def run(
     if unknown:
         raise ValueError(f"unknown peer {unknown[0]!r}; the peers are {', '.join(PEERS)}")
     with isa_selected(isa, _uses_torch(wanted)):
-        return _run_cases(cases, wanted, budget, on_result, on_table)
+        return _run_cases(cases, wanted, budget, bits, on_result, on_table)
 
 
 def _uses_torch(peers: Iterable[str] | None) -> bool:
@@ -496,6 +535,7 @@ def _run_cases(
     cases: list[Case],
     wanted: list[str],
     budget: float,
+    bits: int,
     on_result: Callable[[dict[str, Any]], None] | None,
     on_table: Callable[[str, tuple[int, int], float], None] | None,
 ) -> list[dict[str, Any]]:
@@ -511,7 +551,7 @@ def _run_cases(
                 table = None
                 gc.collect()
                 start = time.perf_counter()
-                table = _Table(case.table, torch)
+                table = _Table(case.table, torch, bits)
                 if on_table is not None:
                     on_table(case.table, TABLES[case.table], time.perf_counter() - start)
             result = _measure_case(case, table, wanted, torch_reason, floor, shared, budget)
@@ -528,12 +568,13 @@ def _run_cases(
 
 
 def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> dict:
-    read, written = case.traffic(table.n_rows, table.dim)
+    read, written = case.traffic(table.n_rows, table.dim, table.bits)
     clock = cpu_clock()
     result = {
         "op": case.op,
         "table": case.table,
         "shape": [table.n_rows, table.dim],
+        "bits": table.bits,
         "params": case.params,
         "threads": case.threads,
         "rowquant_s": _time_call(_rowquant_call(case, table), budget),
@@ -541,7 +582,7 @@ def _measure_case(case, table, wanted, torch_reason, floor, shared, budget) -> d
     missing = {}
     for peer in PEERS:
         seconds = None
-        if case.op not in PEER_OPS[peer]:
+        if case.op not in PEER_OPS[peer] or (peer == "torch" and table.bits != 8):
             pass
         elif peer not in wanted:
             missing[peer] = "skipped"
@@ -601,6 +642,10 @@ def bench(stream: TextIO | None = None, **options: Any) -> dict[str, Any]:
     with isa_selected(isa, _uses_torch(options.get("peers"))):
         info = machine_info()
         show(format_header(info))
+        bits = options.get("bits", 8)
+        if bits != 8:
+            show(f"codes       {bits}-bit rows (packed codes, float16 scale and bias per row), "
+                 f"FBGEMM on its embedding_bag_{bits}bit_* operators")
         show("")
         show(format_column_titles())
         results = run(

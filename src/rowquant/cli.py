@@ -35,6 +35,7 @@ examples:
                                           tables (many minutes), results also saved as JSON
   rowquant bench --tables bert --threads 1
   rowquant bench --isa avx2               rowquant and FBGEMM both on their AVX2 kernels
+  rowquant bench --bits 4                 4-bit rows against FBGEMM's 4-bit operators
   rowquant bench --peers reference floor  skip PyTorch (and its import)
   python -m rowquant bench --markdown     the table again at the end in Markdown, with times
 
@@ -108,7 +109,7 @@ def _command(commands, common, name: str, summary: str, description: str, epilog
 
 
 def _add_bench(commands, common) -> None:
-    from .benchmark import FULL_TABLES, ISAS, PEERS, QUICK_TABLES, TABLES
+    from .benchmark import BITS, FULL_TABLES, ISAS, PEERS, QUICK_TABLES, TABLES
 
     parser = _command(
         commands,
@@ -162,6 +163,14 @@ def _add_bench(commands, common) -> None:
         "avx2, the AVX2 kernels of both, like for like on an AVX-512 CPU",
     )
     parser.add_argument(
+        "--bits",
+        type=int,
+        choices=BITS,
+        default=8,
+        help="the codes' width: 8, the paper's scheme (default); 4 or 2, packed rows with a "
+        "float16 scale and bias, against FBGEMM's 4-bit and 2-bit operators",
+    )
+    parser.add_argument(
         "--json", metavar="PATH", help="also write the results, times and summary to PATH as JSON"
     )
     parser.add_argument(
@@ -190,6 +199,7 @@ def _run_bench(args) -> int:
         budget=args.budget,
         peers=_flatten(args.peers),
         isa=args.isa,
+        bits=args.bits,
     )
     if args.markdown:
         print()
