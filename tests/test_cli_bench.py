@@ -143,9 +143,28 @@ def test_torch_peers_run_on_rowquant_codes(tmp_path):
                or r["op"] != "take" for r in results)
 
 
+@pytest.mark.parametrize("bits", [4, 2])
+def test_bits_times_nbit_tables_against_fbgemms_nbit_operators(tmp_path, bits):
+    pytest.importorskip("torch")
+    path = tmp_path / "results.json"
+    done = rowquant("bench", *TINY, "--threads", "1", "--bits", str(bits), "--json", str(path))
+    assert done.returncode == 0, done.stderr
+    assert f"{bits}-bit rows" in done.stdout
+    results = json.loads(path.read_text())["results"]
+    assert {r["bits"] for r in results} == {bits}
+    # FBGEMM's N-bit operators read rowquant's bytes as its values (the layout check passed)
+    assert all(r["fbgemm_s"] is not None for r in results)
+    assert all(r["torch_s"] is None and "torch" not in r["missing"] for r in results)
+    n_rows, dim = results[0]["shape"]
+    row = -(-dim * bits // 8) + 4  # packed codes, float16 scale and bias
+    dequantize = next(r for r in results if r["op"] == "dequantize")
+    assert (dequantize["bytes_read"], dequantize["bytes_written"]) == (n_rows * row, 4 * n_rows * dim)
+
+
 @pytest.mark.parametrize(
     "args",
     [
+        ["bench", "--bits", "3"],
         ["bench", "--no-such-option"],
         ["bench", "--threads", "0"],
         ["bench", "--tables", "nope"],

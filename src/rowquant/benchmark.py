@@ -94,7 +94,7 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from . import _numpy_backend, quantize, reference
+from . import quantize, reference
 from ._benchmark_cases import (
     BITS,
     FULL_TABLES,
@@ -325,26 +325,19 @@ def _reference_call(case: Case, table: _Table):
 
 
 def _nbit_reference_call(case: Case, table: _Table):
-    """The numpy backend's calls on a 4-bit or 2-bit table (which run rowquant.reference),
-    allocating their results as the reference does."""
+    """The reference's calls on a 4-bit or 2-bit table."""
     codes, scales, biases, bits, dim = table.codes, table.scales, table.biases, table.bits, table.dim
     if case.op == "quantize":
         return lambda: reference.quantize_nbit(table.values, bits)
     if case.op == "dequantize":
-        return lambda: _numpy_backend.nbit_dequantize(
-            codes, scales, biases, bits, dim, np.empty((table.n_rows, dim), np.float32), 1
-        )
+        return lambda: reference.dequantize_nbit(codes, scales, biases, bits, dim)
     if case.op == "take":
         ids = table.ids(case.n_ids, case.id_dist)
-        return lambda: _numpy_backend.nbit_take(
-            codes, scales, biases, bits, dim, ids, np.empty((len(ids), dim), np.float32), 1
-        )
+        return lambda: reference.take_nbit(codes, scales, biases, bits, dim, ids)
     ids, offsets, weights, mode = _bag_inputs(case, table)
     bounds = np.append(offsets, len(ids))
-    number = 1 if mode == "mean" else 0
-    return lambda: _numpy_backend.nbit_bag(
-        codes, scales, biases, bits, dim, ids, bounds, weights, number, -1,
-        np.empty((len(offsets), dim), np.float32), 1,
+    return lambda: reference.pool_bags_nbit(
+        codes, scales, biases, bits, dim, ids, bounds, weights, mode
     )
 
 
