@@ -327,3 +327,23 @@ def assert_bags_close(got, expected, bound):
 def bag_kwargs(call):
     """The keyword arguments of rq.embedding_bag / qe.bag for a case (ids passed separately)."""
     return {k: v for k, v in call.items() if k != "ids"}
+
+
+def capture(path, module, args, fixed_last_axes=0):
+    """``module`` captured by PyTorch's ``path``: "trace", "script", "compile" (a fresh
+    dynamo cache: each module instance would otherwise recompile the same forward) or
+    "export" (every axis of ``args`` dynamic but their last ``fixed_last_axes``)."""
+    import torch
+
+    if path == "trace":
+        return torch.jit.trace(module, args)
+    if path == "script":
+        return torch.jit.script(module)
+    if path == "compile":
+        torch._dynamo.reset()
+        return torch.compile(module, fullgraph=True, dynamic=True)
+    if path == "export":
+        dims = tuple({axis: torch.export.Dim.AUTO for axis in range(arg.dim() - fixed_last_axes)}
+                     for arg in args)
+        return torch.export.export(module, args, dynamic_shapes=dims).module()
+    raise AssertionError(path)

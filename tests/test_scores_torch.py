@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_same_bits, random_table
+from helpers import assert_same_bits, capture, random_table
 
 import rowquant as rq
 
@@ -280,21 +280,6 @@ def test_forward_errors():
 # ---------------------------------------------------------------------------------- captures
 
 
-def capture(path, module, args):
-    if path == "trace":
-        return torch.jit.trace(module, args)
-    if path == "script":
-        return torch.jit.script(module)
-    if path == "compile":
-        torch._dynamo.reset()  # each module instance is a recompilation of the same forward
-        return torch.compile(module, fullgraph=True, dynamic=True)
-    if path == "export":
-        dims = tuple({axis: torch.export.Dim.AUTO for axis in range(arg.dim() - 1)}
-                     for arg in args)
-        return torch.export.export(module, args, dynamic_shapes=dims).module()
-    raise AssertionError(path)
-
-
 MODULES = {
     "dot": lambda: QuantizedLogits(TABLE),
     "cosine fast": lambda: QuantizedLogits(TABLE, metric="cosine", precision="fast"),
@@ -308,7 +293,7 @@ MODULES = {
 def test_captured_modules_run_the_operator_on_new_hidden(path, name):
     module = MODULES[name]()
     captured_with = (hidden(2, 3, DIM),)
-    captured = capture(path, module, captured_with)
+    captured = capture(path, module, captured_with, fixed_last_axes=1)
     if path != "compile":
         text = captured.code if path == "export" else str(captured.inlined_graph)
         assert re.search(r"rowquant[.:]+scores", text)
@@ -324,7 +309,7 @@ def test_captured_modules_run_the_operator_on_new_hidden(path, name):
 
 @pytest.mark.parametrize("path", ["trace", "script", "compile"])
 def test_captured_modules_refuse_bad_hidden(path):
-    captured = capture(path, QuantizedLogits(TABLE), (hidden(2, DIM),))
+    captured = capture(path, QuantizedLogits(TABLE), (hidden(2, DIM),), fixed_last_axes=1)
     error = RuntimeError if path in ("trace", "script") else ValueError
     bad = hidden(3, DIM)
     bad[2, 1] = float("inf")

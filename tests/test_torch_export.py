@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_same_bits
+from helpers import assert_same_bits, capture
 
 import rowquant as rq
 
@@ -87,19 +87,6 @@ CASES = {
 def case(request):
     make, captured_with, new = CASES[request.param]
     return make(), captured_with, new
-
-
-def capture(path, module, args):
-    if path == "trace":
-        return torch.jit.trace(module, args)
-    if path == "script":
-        return torch.jit.script(module)
-    if path == "compile":
-        return torch.compile(module, fullgraph=True, dynamic=True)
-    if path == "export":
-        dims = tuple({axis: torch.export.Dim.AUTO for axis in range(arg.dim())} for arg in args)
-        return torch.export.export(module, args, dynamic_shapes=dims).module()
-    raise AssertionError(path)
 
 
 def operators_in(path, captured) -> str:
