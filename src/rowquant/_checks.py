@@ -5,6 +5,7 @@ there is one, the offending position and value."""
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -220,3 +221,28 @@ def output(
         if isinstance(array, np.ndarray) and np.may_share_memory(out, array):
             raise ValueError(f"{name} overlaps an input array; pass a separate buffer")
     return out
+
+
+def count(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer count (``operator.index``: no bools, no floats) in ``[minimum, maximum]``.
+
+    >>> count(3, "k", 0)
+    3
+    >>> count(True, "k", 0)
+    Traceback (most recent call last):
+    TypeError: k must be an integer, got bool
+    >>> count(0, "threads", 1)
+    Traceback (most recent call last):
+    ValueError: threads must be >= 1, got 0
+    """
+    if isinstance(value, (bool, float)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {number}")
+    return number

@@ -17,7 +17,6 @@ the float query; a zero row or query has cosine 0.
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -137,15 +136,7 @@ def candidate_rows(ids: ArrayLike, n_rows: int, name: str) -> NDArray[np.int64]:
 
 
 def top_count(k: Any) -> int:
-    if isinstance(k, bool):
-        raise TypeError("k must be an integer, got bool")
-    try:
-        count = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k must be an integer, got {type(k).__name__}") from None
-    if count < 0:
-        raise ValueError(f"k must be >= 0, got {count}")
-    return count
+    return _checks.count(k, "k", 0)
 
 
 def scores(

@@ -7,10 +7,11 @@ thread team. Results never depend on the thread count.
 
 from __future__ import annotations
 
-import operator
 import os
 import warnings
 from typing import Any
+
+from . import _checks
 
 __all__ = ["MAX_THREADS", "set_num_threads", "get_num_threads", "resolve_threads"]
 
@@ -27,17 +28,7 @@ MAX_THREADS = 2**31 - 1
 
 
 def _positive_count(value: Any, name: str) -> int:
-    if isinstance(value, (bool, float)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if count < 1:
-        raise ValueError(f"{name} must be at least 1, got {count}")
-    if count > MAX_THREADS:
-        raise ValueError(f"{name} must be at most {MAX_THREADS}, got {count}")
-    return count
+    return _checks.count(value, name, 1, MAX_THREADS)
 
 
 def _initial_threads() -> int:
