@@ -423,6 +423,16 @@ def copy_floor(codes, target, threads, timer) -> dict:
     return best
 
 
+def time_precisions(args, timer, record, n_queries, make):
+    """record["fast"] and record["exact"]: ``timer.batch`` of ``make(batch, precision)``; the
+    exact precision skipped from 1024 queries on with --no-exact-batches (it is slow there)."""
+    for precision in ("fast", "exact"):
+        if precision == "exact" and args.no_exact_batches and n_queries >= 1024:
+            record[precision] = skip("--no-exact-batches")
+        else:
+            record[precision] = timer.batch(lambda b, p=precision: make(b, p), n_queries)
+
+
 def section_batch(args, tables, timer, report):
     rows, records = [], []
     for name in args.tables:
@@ -447,14 +457,8 @@ def section_batch(args, tables, timer, report):
                 record = {"table": name, "rows": n_rows, "dim": values.shape[1],
                           "queries": n_queries, "threads": threads, "metric": args.metric}
                 timer.progress("batch:", name, f"{n_queries} queries, {threads} threads")
-                for precision in ("fast", "exact"):
-                    if precision == "exact" and args.no_exact_batches and n_queries >= 1024:
-                        record[precision] = skip("--no-exact-batches")
-                        continue
-                    record[precision] = timer.batch(
-                        lambda b, p=precision: lambda: qe.dot(
-                            queries[:b], metric=args.metric, precision=p, out=out[:b],
-                            threads=threads), n_queries)
+                time_precisions(args, timer, record, n_queries, lambda b, p: lambda: qe.dot(
+                    queries[:b], metric=args.metric, precision=p, out=out[:b], threads=threads))
                 with peer_threads(threads):
                     record["numpy"] = timer.time(lambda: np.matmul(
                         peer_queries, values.T, out=peer_out))
@@ -518,14 +522,8 @@ def section_search(args, tables, timer, report):
                       "threads": "default" if threads is None else threads,
                       "rowquant_threads": ours_threads, "metric": args.metric, **built}
             timer.progress("search:", name, f"{label} threads")
-            for precision in ("fast", "exact"):
-                if precision == "exact" and args.no_exact_batches and n_queries >= 1024:
-                    record[precision] = skip("--no-exact-batches")
-                    continue
-                record[precision] = timer.batch(
-                    lambda b, p=precision: lambda: qe.search(
-                        queries[:b], K, metric=args.metric, precision=p,
-                        threads=ours_threads), n_queries)
+            time_precisions(args, timer, record, n_queries, lambda b, p: lambda: qe.search(
+                queries[:b], K, metric=args.metric, precision=p, threads=ours_threads))
             with peer_threads(threads):
                 for peer, make in peers.items():
                     timer.progress("  ", peer)
