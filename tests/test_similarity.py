@@ -507,3 +507,23 @@ def test_stored_norms_are_what_cosine_uses(tmp_path):
     with pytest.raises(ValueError, match=r"norms\[1\] is -1.0"):
         rq.load(path)
     assert rq.load(path, validate=False).shape == (2, 2)
+
+
+def test_search_with_a_large_k_sorts_blocks_in_bounded_memory():
+    """The sorted path (large k) scores and sorts blocks of queries; its temporaries stay near
+    the 70 MB _similarity's comment gives, whatever the number of queries."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    qe = rq.quantize(rng.standard_normal((20000, 16), dtype=np.float32))
+    X = rng.standard_normal((600, 16), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        scores, ids = qe.search(X, k=2600)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - scores.nbytes - ids.nbytes < 100e6
+    expected_scores, expected_ids = rq.reference.top_k(qe.dot(X[:3]), 2600)
+    assert_same_bits(scores[:3], expected_scores)
+    np.testing.assert_array_equal(ids[:3], expected_ids)

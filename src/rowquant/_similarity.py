@@ -33,8 +33,11 @@ PRECISIONS = ("exact", "fast")
 # Above this many heap entries per call (threads x queries x k), or for k beyond an eighth of
 # the rows, the k best come from whole blocks of scores sorted instead of per-thread heaps.
 _HEAP_ENTRIES = 1 << 22
-# Scores per block of the sorted path (float32), so that its temporaries stay near 64 MB.
-_DENSE_BLOCK_SCORES = 1 << 24
+# Scores per block of the sorted path: sorting a block (reference.top_k's lexsort on float32
+# scores, negated, with int64 names and order) needs about 17 bytes per score, so blocks of
+# 2**22 scores keep the call's temporaries near 70 MB (measured by tracemalloc in
+# tests/test_similarity.py).
+_DENSE_BLOCK_SCORES = 1 << 22
 
 
 def check_metric(metric: object) -> str:
