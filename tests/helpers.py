@@ -347,3 +347,24 @@ def capture(path, module, args, fixed_last_axes=0):
                      for arg in args)
         return torch.export.export(module, args, dynamic_shapes=dims).module()
     raise AssertionError(path)
+
+
+def extreme_vectors(dim, seed):
+    """Four float32 vectors whose norms float32 cannot square: huge (norm ~1e30), tiny
+    (squares below float32's smallest), subnormal (norm below 3e-39, whose inverse overflows
+    float32), and an ordinary one."""
+    base = np.random.default_rng(seed).standard_normal((4, dim))
+    return (base * np.array([1e30, 1e-25, 1e-41, 1.0])[:, None]).astype(np.float32)
+
+
+def unit_cosines(rows, queries):
+    """The cosines of float32 ``queries`` and ``rows`` in float64, and how far a float32 GEMM
+    of their unit vectors may be from them: (D + 8) roundings of sum_j |u_j v_j| (the GEMM's,
+    the unit values', a scale's). Zero rows score 0."""
+    def unit(vectors):
+        wide = np.asarray(vectors, np.float64)
+        norms = np.linalg.norm(wide, axis=1)
+        return wide / np.where(norms > 0, norms, 1)[:, None]
+
+    u, v = unit(queries), unit(rows)
+    return u @ v.T, (v.shape[1] + 8) * 2.0**-24 * (np.abs(u) @ np.abs(v).T)

@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ROW_KINDS, assert_same_bits, bag_error_bound, make_row, random_table
+from helpers import (ROW_KINDS, assert_same_bits, bag_error_bound, extreme_vectors, make_row,
+                     random_table, unit_cosines)
 
 import rowquant as rq
 from rowquant import _atomic, _onnx
@@ -375,7 +376,7 @@ def test_scores_metadata_and_external_data(tmp_path, monkeypatch):
     path = export(qe, str(tmp_path), scores="cosine")
     external = sorted(t.name for t in load(path).graph.initializer
                       if t.data_location == onnx.TensorProto.EXTERNAL)
-    assert external == ["codes", "row_inverse_norms", "scales"]
+    assert external == ["codes", "unit_scales"]
     queries = np.random.default_rng(7).standard_normal((3, 7)).astype(np.float32)
     (got,) = session(path).run(None, {"queries": queries})
     exact, bound = score_bound(qe, queries, "cosine")
@@ -517,3 +518,17 @@ def test_export_replaces_a_file(tmp_path):
     export(EXACT, str(tmp_path))
     assert_same_bits(run(path, ids=[2]), EXACT.take([2]))
     assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("dim", [1, 7, 64])
+def test_cosine_scores_of_vectors_whose_squares_leave_float32(tmp_path, dim):
+    qe = rq.quantize(extreme_vectors(dim, seed=dim))
+    queries = extreme_vectors(dim, seed=dim + 1)
+    (got,) = session(export(qe, str(tmp_path), scores="cosine")).run(None, {"queries": queries})
+    exact, bound = unit_cosines(qe.dequantize(), queries)
+    assert np.isfinite(got).all()
+    assert (np.abs(got - exact) <= bound).all()
+    # a vector and itself: cosine 1 at every magnitude (within the bound)
+    (own,) = session(export(qe, str(tmp_path), "own.onnx", scores="cosine")).run(
+        None, {"queries": qe.dequantize()})
+    assert np.allclose(np.diag(own), 1, rtol=0, atol=(dim + 9) * 2.0**-24)

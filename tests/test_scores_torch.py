@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import assert_same_bits, capture, random_table
+from helpers import assert_same_bits, capture, extreme_vectors, random_table, unit_cosines
 
 import rowquant as rq
 
@@ -464,3 +464,19 @@ def test_module_export_is_the_graph_to_onnx_writes(tmp_path):
         return sorted(n.op_type for n in onnx.load(path).graph.node if n.op_type != "Constant")
 
     assert ops(exported) == ops(ours)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_onnx_cosine_of_vectors_whose_squares_leave_float32(tmp_path, exporter):
+    """The exported graph normalizes rows and queries with float64 norms: huge, tiny and
+    subnormal vectors score as the float64 cosine says, where float32 norms give inf, 0 or
+    NaN."""
+    table = rq.quantize(extreme_vectors(DIM, seed=3))
+    queries = extreme_vectors(DIM, seed=4)
+    path = export(exporter, QuantizedLogits(table, metric="cosine"),
+                  (torch.from_numpy(queries),), str(tmp_path / "m.onnx"))
+    runner = session(path)
+    got = runner.run(None, {runner.get_inputs()[0].name: queries})[0]
+    exact, bound = unit_cosines(table.dequantize(), queries)
+    assert np.isfinite(got).all()
+    assert (np.abs(got - exact) <= bound).all()

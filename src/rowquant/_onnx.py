@@ -55,6 +55,7 @@ BIAS = ROWWISE_U8.bias
 # onnx.TensorProto data types, spelled out so that the graph code needs no onnx import
 FLOAT = 1
 INT64 = 7
+DOUBLE = 11
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -268,32 +269,40 @@ def _pool(graph, rows, ids, offsets, output, dim, mode, weights=None, padding_ro
     return graph.node("Div", [pooled, divisors], output)
 
 
-def _inverse_norms(graph, values, axis: int, keepdims: int, name: str):
-    """``1 / ||values||`` along ``axis`` (float32), 0 where the norm is 0, so that cosine with a
-    zero vector is 0 as in rowquant (``Reciprocal`` gives inf there; ``Where`` drops it)."""
-    squares = graph.node("Mul", [values, values], f"{name}_squares")
+def _unit_vectors(graph, values, name: str):
+    """The rows of the float32 matrix ``values`` (B, D) divided by their norms, zero rows left
+    zero (cosine with a zero vector is 0, as in rowquant). The squares, sums and division are
+    in float64, as rowquant computes norms, so that no norm overflows or underflows: a float32
+    row's squared norm always fits a float64, where in float32 norms beyond ~1.8e19 overflow,
+    below ~1e-19 vanish, and inverses of norms below ~3e-39 overflow. The unit rows are then
+    rounded to float32 (values in [-1, 1])."""
+    wide = graph.node("Cast", [values], f"{name}_float64", to=DOUBLE)
+    squares = graph.node("Mul", [wide, wide], f"{name}_squares")
     sums = graph.node(
-        "ReduceSum", [squares, graph.constant(f"{name}_axis", np.array([axis], np.int64))],
-        f"{name}_sums", keepdims=keepdims,
+        "ReduceSum", [squares, graph.constant(f"{name}_axis", np.array([1], np.int64))],
+        f"{name}_sums", keepdims=1,
     )
     norms = graph.node("Sqrt", [sums], f"{name}_norms")
-    zero = graph.node("Equal", [norms, graph.constant("zero_norm", np.float32(0))],
+    zero = graph.node("Equal", [norms, graph.constant(f"{name}_zero_norm", np.float64(0))],
                       f"{name}_zero")
-    inverse = graph.node("Reciprocal", [norms], f"{name}_reciprocal")
-    return graph.node("Where", [zero, graph.constant("no_norm", np.float32(0)), inverse],
-                      f"{name}_inverse_norms")
+    divisors = graph.node("Where", [zero, graph.constant(f"{name}_one", np.float64(1)), norms],
+                          f"{name}_divisors")
+    unit = graph.node("Div", [wide, divisors], f"{name}_unit_float64")
+    return graph.node("Cast", [unit], f"{name}_unit", to=FLOAT)
 
 
 def scores_graph(graph, codes, scales, queries, *, n_rows: int, dim: int, metric: str,
-                 row_inverse_norms=None):
+                 unit_scales: bool = False):
     """Scores of float32 ``queries`` (..., D) against every row: (..., N), the logits of a tied
     output layer. The table is dequantized by ``DequantizeLinear`` (per row: axis 0, the row
     scales and a zero point of 128 for every row; exact integers times the scale, rounded once,
     as rowquant dequantizes), then ``Gemm`` with the table transposed (``transB``: no copy of
-    the table is transposed) on the queries flattened to (B, D). Cosine multiplies by the rows'
-    inverse norms (``row_inverse_norms``, float32 (N,), or computed in the graph when None) and
-    the queries'. Float32 throughout: the sums are the runtime's float32 GEMM's, not rowquant's
-    float64 lanes. A table of no rows or no columns gives zeros of the right shape."""
+    the table is transposed) on the queries flattened to (B, D). Cosine is the product of unit
+    vectors: the queries divided by their norms in the graph (:func:`_unit_vectors`, float64),
+    and the rows likewise, unless ``unit_scales`` says that ``scales`` are already the rows'
+    scales divided by their norms (``to_onnx`` stores them so, computed once in float64). The
+    sums are the runtime's float32 GEMM's, not rowquant's float64 lanes. A table of no rows or
+    no columns gives zeros of the right shape."""
     n_rows_shape = graph.constant("n_rows_shape", np.array([n_rows], np.int64))
     # the shape of the scores: shape(queries)[:-1] + [N]
     leading = graph.node(
@@ -308,13 +317,11 @@ def scores_graph(graph, codes, scales, queries, *, n_rows: int, dim: int, metric
     zero_points = graph.fill(n_rows_shape, BIAS, np.uint8, "zero_points")
     values = graph.node("DequantizeLinear", [codes, scales, zero_points], "values", axis=0)
     flat = graph.node("Flatten", [queries], "queries_flat", axis=-1)  # (B, D)
-    scores = graph.node("Gemm", [flat, values], "dots", transB=1)
     if metric == "cosine":
-        if row_inverse_norms is None:
-            row_inverse_norms = _inverse_norms(graph, values, 1, 0, "rows")
-        scores = graph.node("Mul", [scores, row_inverse_norms], "dots_by_rows")
-        scores = graph.node("Mul", [scores, _inverse_norms(graph, flat, 1, 1, "queries")],
-                            "cosines")
+        flat = _unit_vectors(graph, flat, "queries")
+        if not unit_scales:
+            values = _unit_vectors(graph, values, "rows")
+    scores = graph.node("Gemm", [flat, values], "dots", transB=1)
     return graph.node("Reshape", [scores, shape], "scores")
 
 
@@ -370,20 +377,38 @@ def _external_tensor(onnx, name, array, location, offset):
     return tensor
 
 
+def _unit_scales(codes: np.ndarray, scales: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """Scales that dequantize each row to its unit vector: a row is ``(q - 128) * s``, so its
+    direction is ``(q - 128) / sqrt(sum (q - 128)**2)``, whatever ``s`` (the dequantized values
+    round ``(q - 128) * s`` to float32, a relative 2**-24 at most): ``1 / sqrt(S)`` with ``S``
+    an exact integer, precise even where the row's float32 norm is subnormal. 0 for rows of
+    zeros (all codes 128, or scale 0)."""
+    unit = np.zeros(len(scales), np.float32)
+    for start in range(0, len(scales), block):
+        centered = codes[start:start + block].astype(np.int32) - BIAS
+        squares = np.einsum("ij,ij->i", centered, centered, dtype=np.int64).astype(np.float64)
+        part = unit[start:start + block]
+        used = (squares > 0) & (scales[start:start + block] > 0)
+        part[used] = 1 / np.sqrt(squares[used])
+    return unit
+
+
 def _scores_model_graph(graph, helper, TensorProto, table, metric):
     """The graph of ``to_onnx(table, path, scores=metric)``: its inputs and outputs."""
     n_rows, dim = table.shape
-    codes = scales = row_inverse_norms = None
+    codes = scales = None
+    cosine = metric == "cosine"
     if n_rows * dim:  # else the scores are zeros or empty, and the graph reads no table
         codes = graph.table_array("codes", table.codes)
-        scales = graph.table_array("scales", table.scales)
-    if metric == "cosine" and n_rows * dim:  # computed once here, not at every run
-        from . import _similarity
+        if cosine:  # the rows' scales over their norms, computed once here
+            from . import _similarity
 
-        inverse = _similarity.inverse_norms_of(table.norms()).astype(np.float32)
-        row_inverse_norms = graph.table_array("row_inverse_norms", inverse)
+            _similarity.inverse_norms_of(table.norms())  # refuses what rowquant refuses
+            scales = graph.table_array("unit_scales", _unit_scales(table.codes, table.scales))
+        else:
+            scales = graph.table_array("scales", table.scales)
     scores_graph(graph, codes, scales, "queries", n_rows=n_rows, dim=dim, metric=metric,
-                 row_inverse_norms=row_inverse_norms)
+                 unit_scales=cosine)
     inputs = [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["n_queries", dim])]
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n_queries", n_rows])]
     return inputs, outputs
@@ -503,8 +528,9 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1,
     scores : {None, "dot", "cosine"}, default None
         Write a scoring model instead of lookups (not with ``pooling`` or ``contrib``): the
         table dequantized by ``DequantizeLinear`` (per row, zero point 128), a float32 ``Gemm``
-        with the queries, and for cosine the rows' inverse norms (stored, float32) and the
-        queries' (computed); opset 13 or later.
+        with the queries; for cosine, unit vectors: rows stored with the scales that dequantize
+        them to unit norm, and the queries divided by their norms in the graph (float64, so
+        that no magnitude overflows or vanishes); opset 13 or later.
 
     Raises
     ------
@@ -536,8 +562,9 @@ def to_onnx(table, path, *, pooling=None, contrib=False, opset=None, ids_ndim=1,
     Scores are summed by the runtime's float32 matrix product, not in rowquant's float64 lanes:
     a score differs from ``table.dot(queries, precision="exact")`` by the float32 rounding of a
     sum of D products, at most about ``D * 2**-24`` times ``sum_j |v_j x_j|`` (onnxruntime's
-    blocked GEMM is usually far closer), and as much again relative to the score for cosine's
-    float32 norms. The model scores this way for either precision of rowquant's (its
+    blocked GEMM is usually far closer); for cosine the vectors are unit vectors (norms in
+    float64, then rounded to float32), so the same bound holds with ``|v_j x_j|`` those of the
+    unit vectors, plus a few float32 roundings of their values. The model scores this way for either precision of rowquant's (its
     ``"fast"`` integer kernels are not an ONNX graph). Queries are not checked: NaN gives NaN.
 
     A table of more than ``INLINE_LIMIT_BYTES`` (1.9 GB; a protobuf message cannot exceed
