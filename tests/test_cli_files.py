@@ -558,3 +558,28 @@ def test_inspect_against_shape_mismatch(work, quantized, shape):
     assert_failed(
         run("inspect", path, "--against", original), "inspect", "shape", str(shape), "(300, 17)"
     )
+
+
+def test_inspect_schemes_compares_size_and_error_per_scheme(tmp_path):
+    E = np.random.default_rng(5).standard_normal((300, 21)).astype(np.float32)
+    np.save(tmp_path / "E.npy", E)
+    rq.quantize(E).save(str(tmp_path / "t.safetensors"))
+    done = run("inspect", str(tmp_path / "t.safetensors"), "--against", str(tmp_path / "E.npy"),
+               "--schemes", "--json")
+    assert done.returncode == 0, done.stderr
+    schemes = {row["scheme"]: row for row in json.loads(done.stdout)["schemes"]}
+    assert list(schemes) == ["8-bit", "4-bit", "4-bit range search", "2-bit"]
+    # 21 codes + a float32 scale; 11 bytes of 4-bit codes (padded) or 6 of 2-bit + two float16
+    assert [row["bytes_per_row"] for row in schemes.values()] == [25, 15, 15, 10]
+    for name, arguments in (("8-bit", {}), ("4-bit", {"bits": 4}), ("2-bit", {"bits": 2})):
+        expected = rq.error_report(E, rq.quantize(E, **arguments))
+        assert schemes[name]["relative_error"] == expected.relative_error
+        assert schemes[name]["cosine_min"] == expected.cosine_min
+    errors = [row["relative_error"] for row in schemes.values()]
+    assert errors[0] < errors[2] <= errors[1] < errors[3]
+    text = run("inspect", str(tmp_path / "t.safetensors"), "--against", str(tmp_path / "E.npy"),
+               "--schemes")
+    assert text.returncode == 0 and "under each scheme" in text.stdout
+    assert "4-bit range search" in text.stdout and "measuring" in text.stderr
+    refused = run("inspect", str(tmp_path / "t.safetensors"), "--schemes")
+    assert refused.returncode == 2 and "--schemes" in refused.stderr

@@ -241,6 +241,7 @@ examples:
   rowquant inspect glove.safetensors --against glove.npy
   rowquant inspect model.safetensors          lists the tensors of any safetensors or .npy file
   rowquant inspect glove.safetensors --against glove.npy --json > report.json
+  rowquant inspect glove.safetensors --against glove.npy --schemes   size and error per scheme
 """
 
 
@@ -365,6 +366,12 @@ def _add_inspect(commands, common) -> None:
     parser.add_argument(
         "--tensor", metavar="NAME", help="the tensor of ORIGINAL, when it holds several"
     )
+    parser.add_argument(
+        "--schemes", action="store_true",
+        help="with --against: also quantize ORIGINAL under each scheme (8-bit, 4-bit, 4-bit "
+        "with range search, 2-bit) and compare their sizes and errors (the range search takes "
+        "a while on large tables)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=_run_inspect)
 
@@ -449,6 +456,8 @@ def _run_inspect(args) -> int:
 
     if args.tensor is not None and args.against is None:
         raise _UsageError("--tensor names a tensor of ORIGINAL: it needs --against")
+    if args.schemes and args.against is None:
+        raise _UsageError("--schemes quantizes ORIGINAL under each scheme: it needs --against")
     description = _describe_file(args.file)
     if args.against is not None:
         if not description["rowquant"]:
@@ -456,6 +465,14 @@ def _run_inspect(args) -> int:
         report = error_report(args.against, args.file, tensor=args.tensor)
         description["against"] = args.against
         description["error"] = report.to_dict()
+        if args.schemes:
+            from .report import compare_schemes
+
+            description["schemes"] = compare_schemes(
+                args.against, tensor=args.tensor,
+                progress=None if args.json else lambda name: print(
+                    f"measuring   {name} ...", file=sys.stderr, flush=True),
+            )
     if args.json:
         print(json.dumps(description, indent=1))
         return 0
@@ -523,6 +540,12 @@ def _run_inspect(args) -> int:
     if args.against is not None:
         print(f"against     {args.against}")
         print(report)
+    if args.schemes:
+        from .report import format_schemes
+
+        print()
+        print(f"{args.against} under each scheme:")
+        print(format_schemes(description["schemes"]))
     return 0
 
 

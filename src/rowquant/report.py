@@ -25,7 +25,8 @@ from ._error_report import ErrorAccumulator, ErrorReport
 from ._sources import open_source
 from .table import QuantizedEmbedding
 
-__all__ = ["ErrorAccumulator", "ErrorReport", "error_report"]
+__all__ = ["ErrorAccumulator", "ErrorReport", "error_report", "compare_schemes", "format_schemes",
+           "SCHEME_CHOICES"]
 
 
 def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 10,
@@ -109,3 +110,96 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
         return accumulator.finish(table.keys)
     finally:
         close()
+
+
+#: The schemes :func:`compare_schemes` measures by default: a name and the arguments of
+#: :func:`rowquant.quantize` / :func:`rowquant.quantize_file` that make it.
+SCHEME_CHOICES: dict[str, dict] = {
+    "8-bit": {},
+    "4-bit": {"bits": 4},
+    "4-bit range search": {"bits": 4, "range_search": True},
+    "2-bit": {"bits": 2},
+}
+
+
+def compare_schemes(original, *, tensor=None, schemes=None, format=None, progress=None):
+    """Quantize ``original`` under each scheme and measure each table's error against it.
+
+    Each table is written by :func:`rowquant.quantize_file` to a temporary folder (memory
+    stays bounded by a chunk, as there) and measured by :func:`error_report`, then deleted.
+
+    Parameters
+    ----------
+    original : array_like (N, D), or path of a float table (see :func:`error_report`)
+    tensor, format : optional
+        As for :func:`error_report`.
+    schemes : dict of str to dict, optional
+        Names and quantize arguments; default :data:`SCHEME_CHOICES`.
+    progress : callable, optional
+        Called with each scheme's name before it is measured.
+
+    Returns
+    -------
+    list of dict
+        Per scheme: ``scheme`` (the name given), ``name`` (the scheme a file records),
+        ``bytes`` (the file), ``bytes_per_row`` (codes and scales, without the file header),
+        and the :class:`ErrorReport`'s ``relative_error``, ``max_abs_error``, ``snr_db``,
+        ``cosine_min`` and ``cosine_median``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant.report import compare_schemes
+    >>> E = np.random.default_rng(0).standard_normal((500, 32)).astype(np.float32)
+    >>> rows = compare_schemes(E, schemes={"8-bit": {}, "4-bit": {"bits": 4}})
+    >>> [(row["scheme"], row["bytes_per_row"]) for row in rows]
+    [('8-bit', 36), ('4-bit', 20)]
+    >>> rows[0]["relative_error"] < rows[1]["relative_error"]
+    True
+    """
+    import tempfile
+
+    chosen = SCHEME_CHOICES if schemes is None else schemes
+    source = original
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rowquant-schemes-") as folder:
+        if not isinstance(original, (str, os.PathLike)):
+            source = os.path.join(folder, "original.npy")
+            np.save(source, _checks.float_matrix(original, "original"))
+        for label, arguments in chosen.items():
+            if progress is not None:
+                progress(label)
+            path = os.path.join(folder, "table.safetensors")
+            io.quantize_file(source, path, tensor=tensor, format=format, **arguments)
+            table = io.load(path)
+            report = error_report(source, table, tensor=tensor, format=format)
+            rows = max(1, table.shape[0])
+            row_bytes = (table.codes.nbytes + table.scales.nbytes
+                         + (0 if table.biases is None else table.biases.nbytes)) // rows
+            results.append({
+                "scheme": label,
+                "name": table.scheme.name,
+                "bytes": os.path.getsize(path),
+                "bytes_per_row": int(row_bytes),
+                "relative_error": report.relative_error,
+                "max_abs_error": report.max_abs_error,
+                "snr_db": report.snr_db,
+                "cosine_min": report.cosine_min,
+                "cosine_median": report.cosine_median,
+            })
+            del table
+            os.remove(path)
+    return results
+
+
+def format_schemes(results) -> str:
+    """:func:`compare_schemes`' results as a text table."""
+    lines = [f"{'scheme':<22} {'bytes/row':>9} {'rel. error':>10} {'max |error|':>11} "
+             f"{'SNR dB':>7} {'cos min':>8} {'cos median':>10}"]
+    for row in results:
+        lines.append(
+            f"{row['scheme']:<22} {row['bytes_per_row']:>9} {row['relative_error']:>10.4g} "
+            f"{row['max_abs_error']:>11.4g} {row['snr_db']:>7.1f} {row['cosine_min']:>8.4f} "
+            f"{row['cosine_median']:>10.6f}"
+        )
+    return "\n".join(lines)
