@@ -32,9 +32,7 @@ static const rq_kernels *kernels(void)
 
 static int team_size(int n_threads, int64_t bytes)
 {
-    int64_t most_useful = bytes / RQ_PARALLEL_MIN_BYTES;
-    if (n_threads < 1 || most_useful < 2) return 1;
-    return most_useful < n_threads ? (int)most_useful : n_threads;
+    return rq_team_members(n_threads, bytes, RQ_PARALLEL_MIN_BYTES);
 }
 
 /* ------------------------------------------------------------------ dequantize and take */

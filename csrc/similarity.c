@@ -181,10 +181,7 @@ int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t
     /* the codes read, plus the multiplies (a query's pass over a row of 16 codes costing about
      * as much as reading them) */
     const int64_t work = n_rows * dim + n_rows * dim / 16 * n_queries;
-    const int64_t useful = work / RQ_SCORES_MIN_WORK;
-    const int members = n_threads < 1 || useful < 2 ? 1 : useful < n_threads ? (int)useful
-                                                                              : n_threads;
-    rq_team_run(members, scores_part, &job);
+    rq_team_run(rq_team_members(n_threads, work, RQ_SCORES_MIN_WORK), scores_part, &job);
     return RQ_OK;
 }
 
@@ -222,9 +219,7 @@ int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t 
         .codes = codes, .scales = scales, .n_rows = n_rows, .dim = dim,
         .codes_stride = codes_stride, .out = out,
     };
-    const int64_t useful = n_rows * dim * 4 / RQ_SCORES_MIN_WORK;
-    const int members = n_threads < 1 || useful < 2 ? 1 : useful < n_threads ? (int)useful
-                                                                              : n_threads;
-    rq_team_run(members, norms_part, &job);
+    rq_team_run(rq_team_members(n_threads, n_rows * dim * 4, RQ_SCORES_MIN_WORK), norms_part,
+                &job);
     return RQ_OK;
 }

@@ -22,6 +22,16 @@ typedef void (*rq_team_task)(void *context, int member, int members);
  * thread cannot be started, so a task must be correct for whatever count it is handed. */
 void rq_team_run(int members, rq_team_task task, void *context);
 
+/* How many members a job of `work` units should have when each member needs at least
+ * `min_work` units to pay for its hand-off: no more than n_threads, and 1 when n_threads < 1 or
+ * the work is too small to split. */
+static inline int rq_team_members(int n_threads, int64_t work, int64_t min_work)
+{
+    const int64_t useful = work / min_work;
+    if (n_threads < 1 || useful < 2) return 1;
+    return useful < n_threads ? (int)useful : n_threads;
+}
+
 /* The contiguous share [*begin, *end) of n items for one member of a job. */
 static inline void rq_team_share(int64_t n, int member, int members, int64_t *begin,
                                  int64_t *end)
