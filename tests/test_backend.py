@@ -80,7 +80,7 @@ import pytest  # noqa: E402
 from rowquant import _backend, _numpy_backend  # noqa: E402
 
 SEAM = ("quantize_rows", "dequantize", "take", "bag", "simd_name", "simd_select",
-        "simd_available")
+        "simd_available", "nbit_dequantize", "nbit_take", "nbit_bag", "nbit_kernel_name")
 needs_c = pytest.mark.skipif(not _backend.compiled_available(), reason="needs the C extension")
 
 

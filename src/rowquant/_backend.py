@@ -62,14 +62,6 @@ def using(backend: str) -> Iterator[None]:
         kernels = saved
 
 
-def nbit_kernel(name: str):
-    """The backend's ``nbit_dequantize``, ``nbit_take`` or ``nbit_bag`` (4-bit and 2-bit rows)."""
-    # until the C kernels land: the compiled extension may not have nbit_* yet, and then the
-    # numpy backend's (same signatures) serve
-    function = getattr(kernels, name, None)
-    return function if function is not None else getattr(_numpy_backend, name)
-
-
 def simd_paths() -> list[str]:
     """The kernel variants this processor runs, slowest first (empty on numpy)."""
     return [path for path in kernels.SIMD_NAMES if kernels.simd_available(path)]

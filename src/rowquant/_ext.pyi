@@ -16,6 +16,40 @@ DOT_PRECISIONS: dict[str, int]
 def simd_select(name: str | None) -> int: ...
 def simd_name() -> str: ...
 def simd_available(name: str) -> bool: ...
+def nbit_kernel_name() -> str: ...
+def nbit_dequantize(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float16],
+    biases: NDArray[np.float16],
+    bits: int,
+    dim: int,
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> None: ...
+def nbit_take(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float16],
+    biases: NDArray[np.float16],
+    bits: int,
+    dim: int,
+    ids: NDArray[np.int64],
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> int: ...
+def nbit_bag(
+    codes: NDArray[np.uint8],
+    scales: NDArray[np.float16],
+    biases: NDArray[np.float16],
+    bits: int,
+    dim: int,
+    ids: NDArray[np.int64],
+    bounds: NDArray[np.int64],
+    weights: NDArray[np.float32] | None,
+    mode: int,
+    padding_idx: int,
+    out: NDArray[np.float32],
+    n_threads: int,
+) -> int: ...
 def quantize_rows(
     values: NDArray[np.float32],
     codes: NDArray[np.uint8],

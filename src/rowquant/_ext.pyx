@@ -18,8 +18,10 @@ cimport cython
 cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.limits cimport INT_MAX
-from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uintptr_t
 from libc.stdlib cimport free, malloc
+
+import numpy as np
 
 cnp.import_array()
 
@@ -59,6 +61,20 @@ cdef extern from "rowquant.h" nogil:
     int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
                  int64_t codes_stride, float *out, int n_threads)
 
+cdef extern from "nbit.h" nogil:
+    int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                           const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+                           float *out, int64_t out_stride, int n_threads)
+    int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                     const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+                     const int64_t *ids, int64_t n_ids, float *out, int64_t out_stride,
+                     int n_threads, int64_t *bad)
+    int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                    const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+                    const int64_t *ids, int64_t n_ids, const int64_t *bounds, int64_t n_bags,
+                    const float *weights, int mode, int64_t padding_idx, float *out,
+                    int64_t out_stride, int n_threads, int64_t *bad)
+    const char *rq_nbit_kernel_name()
 
 # The code of 0 the kernels use (rowquant._scheme describes it for Python; a test compares).
 BIAS = RQ_BIAS
@@ -574,3 +590,86 @@ cdef class Table:
             if bounds != few_bounds:
                 free(bounds)
         return out if status == RQ_OK else None
+
+
+# ------------------------------------------------------------------ 4-bit and 2-bit rows
+
+
+cdef int64_t check_nbit_table(const uint8_t[:, :] codes, const uint16_t[::1] scales,
+                              const uint16_t[::1] biases, int bits, int64_t dim) except? -1:
+    """The row stride of checked packed codes, with scales and biases that match them."""
+    if bits != 4 and bits != 2:
+        raise ValueError(f"bits must be 4 or 2, got {bits}")
+    if dim < 0 or codes.shape[1] != (dim * bits + 7) // 8:
+        raise ValueError(f"codes must have {(dim * bits + 7) // 8} bytes per row for dim {dim}")
+    if scales.shape[0] != codes.shape[0] or biases.shape[0] != codes.shape[0]:
+        raise ValueError("scales and biases must have one entry per row of codes")
+    check_aligned("scales", &scales[0], scales.shape[0], sizeof(uint16_t))
+    check_aligned("biases", &biases[0], biases.shape[0], sizeof(uint16_t))
+    return check_rows("codes", &codes[0, 0], codes.shape[0], codes.shape[1], codes.strides[0],
+                      codes.strides[1], 1)
+
+
+def nbit_kernel_name():
+    """The variant the 4-bit and 2-bit kernels run: "scalar", "avx2" or "avx512"."""
+    return rq_nbit_kernel_name().decode("ascii")
+
+
+def nbit_dequantize(const uint8_t[:, :] codes not None, scales, biases, int bits, int64_t dim,
+                    float[:, ::1] out not None, int n_threads):
+    """Dequantize every packed row into out (N, dim); scales and biases are float16 arrays."""
+    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
+    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
+    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    check_out(out, codes.shape[0], dim)
+    with nogil:
+        rq_nbit_dequantize(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits, dim,
+                           &out[0, 0], out.shape[1], n_threads)
+
+
+def nbit_take(const uint8_t[:, :] codes not None, scales, biases, int bits, int64_t dim,
+              const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
+    """Dequantize packed rows ids into out; -1, or the position of the first id out of range."""
+    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
+    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
+    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
+    check_out(out, ids.shape[0], dim)
+    cdef int64_t bad = -1
+    cdef int status
+    with nogil:
+        status = rq_nbit_take(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits,
+                              dim, &ids[0], ids.shape[0], &out[0, 0], out.shape[1], n_threads,
+                              &bad)
+    return -1 if status == RQ_OK else bad
+
+
+def nbit_bag(const uint8_t[:, :] codes not None, scales, biases, int bits, int64_t dim,
+             const int64_t[::1] ids not None, const int64_t[::1] bounds not None,
+             const float[::1] weights, int mode, int64_t padding_idx, float[:, ::1] out not None,
+             int n_threads):
+    """Pool packed rows into bags; -1, or the position of the first id out of range."""
+    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
+    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
+    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
+    check_aligned("bounds", &bounds[0], bounds.shape[0], sizeof(int64_t))
+    if bounds.shape[0] < 1:
+        raise ValueError("bounds must hold at least one entry")
+    check_out(out, bounds.shape[0] - 1, dim)
+    if mode != RQ_BAG_SUM and mode != RQ_BAG_MEAN and mode != RQ_BAG_MAX:
+        raise ValueError(f"unknown bag mode {mode}")
+    cdef const float *weights_ptr = NULL
+    if weights is not None:
+        if weights.shape[0] != ids.shape[0]:
+            raise ValueError("weights must have one entry per id")
+        check_aligned("weights", &weights[0], weights.shape[0], sizeof(float))
+        weights_ptr = &weights[0]
+    cdef int64_t bad = -1
+    cdef int status
+    with nogil:
+        status = rq_nbit_bag(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits,
+                             dim, &ids[0], ids.shape[0], &bounds[0], bounds.shape[0] - 1,
+                             weights_ptr, mode, padding_idx, &out[0, 0], out.shape[1],
+                             n_threads, &bad)
+    return -1 if status == RQ_OK else bad

@@ -51,9 +51,6 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def _kernel(name: str) -> Any:
-    """The backend's ``nbit_*`` function."""
-    return _backend.nbit_kernel(name)
 
 def quantize_table(E: Any, bits: object, range_search: object, keys: Keys | None,
                    metadata: dict[str, str]) -> NBitEmbedding:
@@ -185,7 +182,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
         n_threads = _threads.resolve_threads(threads)
         out = _checks.output(out, ids.shape + (self._dim,), np.float32, "out",
                              (self._codes, self._scales, self._biases, ids))
-        bad = _kernel("nbit_take")(*self._args(), _checks.as_int64(ids),
+        bad = _backend.kernels.nbit_take(*self._args(), _checks.as_int64(ids),
                                    out.reshape(ids.size, self._dim), n_threads)
         if bad >= 0:
             raise _checks.id_range_error(ids, bad, len(self))
@@ -204,7 +201,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
         inputs = (self._codes, self._scales, self._biases, ids, flat_weights, offsets, lengths,
                   weights)
         out = _checks.output(out, (len(bounds) - 1, self._dim), np.float32, "out", inputs)
-        bad = _kernel("nbit_bag")(
+        bad = _backend.kernels.nbit_bag(
             *self._args(), _checks.as_int64(ids), bounds, flat_weights, mode_number, padding,
             out, n_threads,
         )
@@ -218,7 +215,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
         n_threads = _threads.resolve_threads(threads)
         out = _checks.output(out, self.shape, np.float32, "out",
                              (self._codes, self._scales, self._biases))
-        _kernel("nbit_dequantize")(*self._args(), out, n_threads)
+        _backend.kernels.nbit_dequantize(*self._args(), out, n_threads)
         return out
 
     def _slice_rows(self, rows: slice) -> NDArray[np.float32]:

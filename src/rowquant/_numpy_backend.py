@@ -225,6 +225,11 @@ class Table:
         return None
 
 
+def nbit_kernel_name() -> None:
+    """No SIMD kernels here (the C backend names the variant its 4-bit and 2-bit kernels run)."""
+    return None
+
+
 def simd_name() -> None:
     return None
 

@@ -327,6 +327,7 @@ def _reference_call(case: Case, table: _Table):
 def _nbit_reference_call(case: Case, table: _Table):
     """The reference's calls on a 4-bit or 2-bit table."""
     codes, scales, biases, bits, dim = table.codes, table.scales, table.biases, table.bits, table.dim
+    assert biases is not None  # an N-bit table has them
     if case.op == "quantize":
         return lambda: reference.quantize_nbit(table.values, bits)
     if case.op == "dequantize":

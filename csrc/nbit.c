@@ -1,0 +1,401 @@
+/* 4-bit and 2-bit rows (the schemes rowwise-affine-u4-f16 and rowwise-affine-u2-f16): FBGEMM's
+ * N-bit layout, a row's values packed 8 / bits to a byte (value j in byte j * bits / 8, at bit
+ * (j * bits) % 8, low bits first), with one float16 scale s and one float16 bias c per row in
+ * arrays of their own. rowquant.reference defines the arithmetic and every path here gives
+ * its bits:
+ *     dequantized   x = s * q + c            (the product is exact: one rounding, an FMA)
+ *     bag term      acc = fmaf(f, q, acc + g)  with f = s, g = c, or f = s * w, g = c * w
+ *                                            (float32 multiplies) for a weight w; acc + g is
+ *                                            rounded first, as FBGEMM's EmbeddingSpMDMNBit does
+ *     mean          acc / count (a float32 division), max: the largest x, a later x kept only
+ *                   when strictly greater.
+ * Three variants, chosen from the 8-bit kernels' variant in use (dispatch.c), so that
+ * ROWQUANT_SIMD and rowquant.use_simd switch these too: scalar, AVX2 (8 values per step: the
+ * bytes of a step spread to 32-bit lanes with one shuffle, shifted by per-lane counts and
+ * masked) and AVX-512 (16 values per step, the row's tail masked). Max bags take the scalar
+ * loop on every variant (rare, and one copy to test). The float16 scale and bias of a row are
+ * widened exactly by rq_half_to_float, once per row. */
+#include "nbit.h"
+
+#include <string.h>
+
+#include "kernels.h"
+#include "team.h"
+
+extern const rq_kernels *rq_active;
+
+/* Below this many bytes of output a job runs on the calling thread alone (as rowquant.c). */
+#define RQ_NBIT_PARALLEL_MIN_BYTES ((int64_t)256 << 10)
+/* Ids ahead whose rows a bag prefetches (codes, scale and bias: three lines at least). */
+#define RQ_NBIT_AHEAD 8
+
+/* The float32 value of IEEE half-precision bits, exactly (every half is a float). */
+static inline float rq_half_to_float(uint16_t half)
+{
+    const uint32_t sign = (uint32_t)(half & 0x8000u) << 16;
+    const uint32_t exponent = (half >> 10) & 0x1fu;
+    const uint32_t mantissa = half & 0x3ffu;
+    uint32_t bits;
+    if (exponent == 0) { /* zero or subnormal: mantissa * 2**-24, exact in float32 */
+        float value = (float)mantissa * 0x1p-24f;
+        memcpy(&bits, &value, sizeof bits);
+        bits |= sign;
+    } else if (exponent == 31) { /* inf or NaN, the payload kept */
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+typedef struct rq_nbit_table {
+    const uint8_t *codes;
+    int64_t codes_stride;
+    const uint16_t *scales;
+    const uint16_t *biases;
+    int64_t n_rows;
+    int bits;
+    int64_t dim;
+} rq_nbit_table;
+
+static inline uint32_t rq_nbit_code(const uint8_t *row, int bits, int64_t j)
+{
+    const int64_t bit = j * bits;
+    return (uint32_t)(row[bit >> 3] >> (bit & 7)) & ((1u << bits) - 1u);
+}
+
+/* ------------------------------------------------------------------------------ scalar */
+
+/* write: out[j] = s * q + c; else out[j] = fmaf(f, q, out[j] + g). */
+static void scalar_row(const uint8_t *row, int bits, int64_t dim, float f, float g, float *out,
+                       int write)
+{
+    if (write) {
+        for (int64_t j = 0; j < dim; j++) out[j] = __builtin_fmaf(f, (float)rq_nbit_code(row, bits, j), g);
+    } else {
+        for (int64_t j = 0; j < dim; j++)
+            out[j] = __builtin_fmaf(f, (float)rq_nbit_code(row, bits, j), out[j] + g);
+    }
+}
+
+typedef void (*rq_nbit_row_fn)(const uint8_t *row, int bits, int64_t dim, float f, float g,
+                               float *out, int write);
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define RQ_NBIT_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+/* 8 codes starting at value j (a multiple of 8: `bits` whole bytes) as floats. */
+__attribute__((always_inline)) static inline __m256 avx2_codes8(const uint8_t *row, int bits,
+                                                               int64_t j, __m128i spread,
+                                                               __m256i shifts, __m256i mask)
+{
+    uint32_t packed = 0;
+    memcpy(&packed, row + j * bits / 8, (size_t)bits);
+    const __m128i bytes = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)packed), spread);
+    const __m256i lanes = _mm256_srlv_epi32(_mm256_cvtepu8_epi32(bytes), shifts);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(lanes, mask));
+}
+
+__attribute__((always_inline)) static inline void avx2_row_bits(const uint8_t *row, const int bits,
+                                                               int64_t dim, float f, float g,
+                                                               float *out, int write)
+{
+    const __m128i spread = bits == 4 ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0)
+                                     : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i shifts = bits == 4 ? _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
+                                     : _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    const __m256 vf = _mm256_set1_ps(f), vg = _mm256_set1_ps(g);
+    int64_t j = 0;
+    if (write) {
+        for (; j + 8 <= dim; j += 8)
+            _mm256_storeu_ps(out + j,
+                             _mm256_fmadd_ps(vf, avx2_codes8(row, bits, j, spread, shifts, mask), vg));
+        for (; j < dim; j++) out[j] = __builtin_fmaf(f, (float)rq_nbit_code(row, bits, j), g);
+    } else {
+        for (; j + 8 <= dim; j += 8) {
+            const __m256 shifted = _mm256_add_ps(_mm256_loadu_ps(out + j), vg);
+            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(
+                vf, avx2_codes8(row, bits, j, spread, shifts, mask), shifted));
+        }
+        for (; j < dim; j++) out[j] = __builtin_fmaf(f, (float)rq_nbit_code(row, bits, j), out[j] + g);
+    }
+}
+
+static void avx2_row(const uint8_t *row, int bits, int64_t dim, float f, float g, float *out,
+                     int write)
+{
+    if (bits == 4)
+        avx2_row_bits(row, 4, dim, f, g, out, write);
+    else
+        avx2_row_bits(row, 2, dim, f, g, out, write);
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
+
+/* 16 codes starting at value j (a multiple of 16), of which the first `count` are read. */
+__attribute__((always_inline)) static inline __m512 avx512_codes16(const uint8_t *row, int bits,
+                                                                  int64_t j, int64_t count,
+                                                                  __m128i spread, __m512i shifts,
+                                                                  __m512i mask)
+{
+    uint64_t packed = 0;
+    memcpy(&packed, row + j * bits / 8, count == 16 ? (size_t)(2 * bits)
+                                                    : (size_t)((count * bits + 7) / 8));
+    const __m128i bytes = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)&packed), spread);
+    const __m512i lanes = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(bytes), shifts);
+    return _mm512_cvtepi32_ps(_mm512_and_si512(lanes, mask));
+}
+
+__attribute__((always_inline)) static inline void avx512_row_bits(const uint8_t *row,
+                                                                 const int bits, int64_t dim,
+                                                                 float f, float g, float *out,
+                                                                 int write)
+{
+    const __m128i spread = bits == 4
+        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = bits == 4
+        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
+        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __m512 vf = _mm512_set1_ps(f), vg = _mm512_set1_ps(g);
+    int64_t j = 0;
+    if (write) {
+        for (; j + 16 <= dim; j += 16)
+            _mm512_storeu_ps(out + j, _mm512_fmadd_ps(
+                vf, avx512_codes16(row, bits, j, 16, spread, shifts, mask), vg));
+        if (j < dim) {
+            const __mmask16 tail = (__mmask16)((1u << (dim - j)) - 1u);
+            _mm512_mask_storeu_ps(out + j, tail, _mm512_fmadd_ps(
+                vf, avx512_codes16(row, bits, j, dim - j, spread, shifts, mask), vg));
+        }
+    } else {
+        for (; j + 16 <= dim; j += 16) {
+            const __m512 shifted = _mm512_add_ps(_mm512_loadu_ps(out + j), vg);
+            _mm512_storeu_ps(out + j, _mm512_fmadd_ps(
+                vf, avx512_codes16(row, bits, j, 16, spread, shifts, mask), shifted));
+        }
+        if (j < dim) {
+            const __mmask16 tail = (__mmask16)((1u << (dim - j)) - 1u);
+            const __m512 shifted = _mm512_add_ps(_mm512_maskz_loadu_ps(tail, out + j), vg);
+            _mm512_mask_storeu_ps(out + j, tail, _mm512_fmadd_ps(
+                vf, avx512_codes16(row, bits, j, dim - j, spread, shifts, mask), shifted));
+        }
+    }
+}
+
+static void avx512_row(const uint8_t *row, int bits, int64_t dim, float f, float g, float *out,
+                       int write)
+{
+    if (bits == 4)
+        avx512_row_bits(row, 4, dim, f, g, out, write);
+    else
+        avx512_row_bits(row, 2, dim, f, g, out, write);
+}
+#pragma GCC pop_options
+#endif
+
+/* The row kernel of the variant the 8-bit kernels use (scalar when none is selected yet). */
+static rq_nbit_row_fn row_kernel(void)
+{
+    if (!rq_active) rq_simd_select(NULL);
+    const char *name = rq_active ? rq_active->name : "scalar";
+#ifdef RQ_NBIT_X86
+    if (strncmp(name, "avx512", 6) == 0) return avx512_row;
+    if (strcmp(name, "avx2") == 0) return avx2_row;
+#endif
+    (void)name;
+    return scalar_row;
+}
+
+const char *rq_nbit_kernel_name(void)
+{
+    const rq_nbit_row_fn kernel = row_kernel();
+#ifdef RQ_NBIT_X86
+    if (kernel == avx512_row) return "avx512";
+    if (kernel == avx2_row) return "avx2";
+#endif
+    (void)kernel;
+    return "scalar";
+}
+
+static int team_size(int n_threads, int64_t bytes)
+{
+    return rq_team_members(n_threads, bytes, RQ_NBIT_PARALLEL_MIN_BYTES);
+}
+
+static int64_t first_bad_id(const int64_t *ids, int64_t n_ids, int64_t n_rows)
+{
+    for (int64_t k = 0; k < n_ids; k++)
+        if ((uint64_t)ids[k] >= (uint64_t)n_rows) return k;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ dequantize and take */
+
+struct rows_job {
+    const rq_nbit_table *table;
+    rq_nbit_row_fn kernel;
+    const int64_t *ids; /* NULL: every row in order */
+    int64_t n_out;
+    float *out;
+    int64_t out_stride;
+};
+
+static void rows_part(void *context, int member, int members)
+{
+    const struct rows_job *job = context;
+    const rq_nbit_table *t = job->table;
+    int64_t begin, end;
+    rq_team_share(job->n_out, member, members, &begin, &end);
+    for (int64_t i = begin; i < end; i++) {
+        const int64_t row = job->ids ? job->ids[i] : i;
+        if (job->ids && i + RQ_NBIT_AHEAD < end)
+            __builtin_prefetch(t->codes + job->ids[i + RQ_NBIT_AHEAD] * t->codes_stride);
+        job->kernel(t->codes + row * t->codes_stride, t->bits, t->dim,
+                    rq_half_to_float(t->scales[row]), rq_half_to_float(t->biases[row]),
+                    job->out + i * job->out_stride, 1);
+    }
+}
+
+static int run_rows(const rq_nbit_table *table, const int64_t *ids, int64_t n_out, float *out,
+                    int64_t out_stride, int n_threads)
+{
+    struct rows_job job = {
+        .table = table, .kernel = row_kernel(), .ids = ids, .n_out = n_out, .out = out,
+        .out_stride = out_stride,
+    };
+    const int64_t bytes = n_out * table->dim * 4;
+    rq_team_run(team_size(n_threads, bytes), rows_part, &job);
+    return RQ_OK;
+}
+
+int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                       const uint16_t *biases, int64_t n_rows, int bits, int64_t dim, float *out,
+                       int64_t out_stride, int n_threads)
+{
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    if (n_rows == 0 || dim == 0) return RQ_OK;
+    return run_rows(&table, NULL, n_rows, out, out_stride, n_threads);
+}
+
+int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                 const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+                 const int64_t *ids, int64_t n_ids, float *out, int64_t out_stride,
+                 int n_threads, int64_t *bad)
+{
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    *bad = first_bad_id(ids, n_ids, n_rows);
+    if (*bad >= 0) return RQ_ID_RANGE;
+    if (n_ids == 0 || dim == 0) return RQ_OK;
+    return run_rows(&table, ids, n_ids, out, out_stride, n_threads);
+}
+
+/* ------------------------------------------------------------------------------- bags */
+
+struct bag_job {
+    const rq_nbit_table *table;
+    rq_nbit_row_fn kernel;
+    const int64_t *ids;
+    int64_t n_ids;
+    const int64_t *bounds;
+    int64_t n_bags;
+    const float *weights;
+    int mode;
+    int64_t padding_idx;
+    float *out;
+    int64_t out_stride;
+};
+
+static inline void prefetch_row(const rq_nbit_table *t, const int64_t *ids, int64_t k,
+                                int64_t n_ids)
+{
+    if (k >= n_ids) return;
+    const int64_t row = ids[k];
+    const uint8_t *codes = t->codes + row * t->codes_stride;
+    const int64_t bytes = (t->dim * t->bits + 7) / 8;
+    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(codes + offset);
+    __builtin_prefetch(t->scales + row);
+    __builtin_prefetch(t->biases + row);
+}
+
+static void max_bag(const rq_nbit_table *t, const int64_t *ids, int64_t begin, int64_t end,
+                    int64_t padding_idx, float *out)
+{
+    int64_t count = 0;
+    for (int64_t k = begin; k < end; k++) {
+        const int64_t row = ids[k];
+        if (row == padding_idx) continue;
+        const uint8_t *codes = t->codes + row * t->codes_stride;
+        const float s = rq_half_to_float(t->scales[row]), c = rq_half_to_float(t->biases[row]);
+        for (int64_t j = 0; j < t->dim; j++) {
+            const float value = __builtin_fmaf(s, (float)rq_nbit_code(codes, t->bits, j), c);
+            if (count == 0 || value > out[j]) out[j] = value;
+        }
+        count++;
+    }
+}
+
+static void bag_part(void *context, int member, int members)
+{
+    const struct bag_job *job = context;
+    const rq_nbit_table *t = job->table;
+    int64_t first, last;
+    rq_team_share(job->n_bags, member, members, &first, &last);
+    const int64_t stop = last < job->n_bags ? job->bounds[last] : job->n_ids;
+    for (int64_t b = first; b < last; b++) {
+        float *out = job->out + b * job->out_stride;
+        memset(out, 0, (size_t)t->dim * sizeof *out);
+        const int64_t begin = job->bounds[b], end = job->bounds[b + 1];
+        if (job->mode == RQ_BAG_MAX) {
+            max_bag(t, job->ids, begin, end, job->padding_idx, out);
+            continue;
+        }
+        int64_t count = 0;
+        for (int64_t k = begin; k < end; k++) {
+            prefetch_row(t, job->ids, k + RQ_NBIT_AHEAD, stop);
+            const int64_t row = job->ids[k];
+            if (row == job->padding_idx) continue;
+            float f = rq_half_to_float(t->scales[row]), g = rq_half_to_float(t->biases[row]);
+            if (job->weights) {
+                f = f * job->weights[k];
+                g = g * job->weights[k];
+            }
+            job->kernel(t->codes + row * t->codes_stride, t->bits, t->dim, f, g, out, 0);
+            count++;
+        }
+        if (job->mode == RQ_BAG_MEAN && count > 0) {
+            const float divisor = (float)count;
+            for (int64_t j = 0; j < t->dim; j++) out[j] = out[j] / divisor;
+        }
+    }
+}
+
+int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
+                const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+                const int64_t *ids, int64_t n_ids, const int64_t *bounds, int64_t n_bags,
+                const float *weights, int mode, int64_t padding_idx, float *out,
+                int64_t out_stride, int n_threads, int64_t *bad)
+{
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    *bad = first_bad_id(ids, n_ids, n_rows);
+    if (*bad >= 0) return RQ_ID_RANGE;
+    if (n_bags == 0 || dim == 0) return RQ_OK;
+    struct bag_job job = {
+        .table = &table, .kernel = row_kernel(), .ids = ids, .n_ids = n_ids, .bounds = bounds,
+        .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
+        .padding_idx = padding_idx, .out = out, .out_stride = out_stride,
+    };
+    const int64_t row_bytes = (dim * bits + 7) / 8 + 4;
+    const int64_t touched = (n_ids ? n_ids : 1) * row_bytes + n_bags * dim * 4;
+    rq_team_run(team_size(n_threads, touched), bag_part, &job);
+    return RQ_OK;
+}
