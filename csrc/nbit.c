@@ -27,7 +27,10 @@ extern const rq_kernels *rq_active;
 /* Below this many bytes of output a job runs on the calling thread alone (as rowquant.c). */
 #define RQ_NBIT_PARALLEL_MIN_BYTES ((int64_t)256 << 10)
 /* Ids ahead whose rows a bag prefetches (codes, scale and bias: three lines at least). */
-#define RQ_NBIT_AHEAD 8
+#define RQ_NBIT_AHEAD 16
+/* Rows of a bag gathered before they are pooled (a bag longer than this is pooled in parts,
+ * in order). */
+#define RQ_NBIT_CHUNK 32
 
 /* The float32 value of IEEE half-precision bits, exactly (every half is a float). */
 static inline float rq_half_to_float(uint16_t half)
@@ -83,6 +86,18 @@ static void scalar_row(const uint8_t *row, int bits, int64_t dim, float f, float
 typedef void (*rq_nbit_row_fn)(const uint8_t *row, int bits, int64_t dim, float f, float g,
                                float *out, int write);
 
+/* Bag terms of n rows in order: out[j] = fmaf(f[k], q_kj, out[j] + g[k]) for k = 0..n. Each
+ * column's chain over the rows is what the contract fixes, so SIMD variants walk the columns in
+ * blocks that keep their sums in registers across the rows, and the columns in any order. */
+typedef void (*rq_nbit_pool_fn)(const uint8_t *const *rows, const float *f, const float *g,
+                                int64_t n, int bits, int64_t dim, float *out);
+
+static void scalar_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
+                        int bits, int64_t dim, float *out)
+{
+    for (int64_t k = 0; k < n; k++) scalar_row(rows[k], bits, dim, f[k], g[k], out, 0);
+}
+
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RQ_NBIT_X86 1
 #pragma GCC push_options
@@ -135,10 +150,61 @@ static void avx2_row(const uint8_t *row, int bits, int64_t dim, float f, float g
     else
         avx2_row_bits(row, 2, dim, f, g, out, write);
 }
+
+/* Columns j..j + 8 * NV of the bag, their sums in NV registers across the rows. */
+__attribute__((always_inline)) static inline void avx2_block(const uint8_t *const *rows,
+                                                            const float *f, const float *g,
+                                                            int64_t n, const int bits, int64_t j,
+                                                            float *out, const int nv)
+{
+    const __m128i spread = bits == 4 ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0)
+                                     : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i shifts = bits == 4 ? _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
+                                     : _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    __m256 acc[4];
+    for (int v = 0; v < nv; v++) acc[v] = _mm256_loadu_ps(out + j + 8 * v);
+    for (int64_t k = 0; k < n; k++) {
+        const __m256 vf = _mm256_set1_ps(f[k]), vg = _mm256_set1_ps(g[k]);
+        for (int v = 0; v < nv; v++)
+            acc[v] = _mm256_fmadd_ps(vf, avx2_codes8(rows[k], bits, j + 8 * v, spread, shifts, mask),
+                                     _mm256_add_ps(acc[v], vg));
+    }
+    for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + j + 8 * v, acc[v]);
+}
+
+__attribute__((always_inline)) static inline void avx2_pool_bits(const uint8_t *const *rows,
+                                                                const float *f, const float *g,
+                                                                int64_t n, const int bits,
+                                                                int64_t dim, float *out)
+{
+    const int64_t full = dim & ~(int64_t)7;
+    int64_t j = 0;
+    for (; j + 32 <= full; j += 32) avx2_block(rows, f, g, n, bits, j, out, 4);
+    switch ((full - j) / 8) {
+    case 3: avx2_block(rows, f, g, n, bits, j, out, 3); break;
+    case 2: avx2_block(rows, f, g, n, bits, j, out, 2); break;
+    case 1: avx2_block(rows, f, g, n, bits, j, out, 1); break;
+    default: break;
+    }
+    for (j = full; j < dim; j++)
+        for (int64_t k = 0; k < n; k++)
+            out[j] = __builtin_fmaf(f[k], (float)rq_nbit_code(rows[k], bits, j), out[j] + g[k]);
+}
+
+static void avx2_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
+                      int bits, int64_t dim, float *out)
+{
+    if (bits == 4)
+        avx2_pool_bits(rows, f, g, n, 4, dim, out);
+    else
+        avx2_pool_bits(rows, f, g, n, 2, dim, out);
+}
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
+
 
 /* 16 codes starting at value j (a multiple of 16), of which the first `count` are read. */
 __attribute__((always_inline)) static inline __m512 avx512_codes16(const uint8_t *row, int bits,
@@ -200,6 +266,85 @@ static void avx512_row(const uint8_t *row, int bits, int64_t dim, float f, float
     else
         avx512_row_bits(row, 2, dim, f, g, out, write);
 }
+
+/* Columns j..j + 16 * NV of the bag (whole steps), their sums in NV registers across rows. */
+__attribute__((always_inline)) static inline void avx512_block(const uint8_t *const *rows,
+                                                              const float *f, const float *g,
+                                                              int64_t n, const int bits,
+                                                              int64_t j, float *out, const int nv)
+{
+    const __m128i spread = bits == 4
+        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = bits == 4
+        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
+        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    __m512 acc[4];
+    for (int v = 0; v < nv; v++) acc[v] = _mm512_loadu_ps(out + j + 16 * v);
+    for (int64_t k = 0; k < n; k++) {
+        const __m512 vf = _mm512_set1_ps(f[k]), vg = _mm512_set1_ps(g[k]);
+        for (int v = 0; v < nv; v++)
+            acc[v] = _mm512_fmadd_ps(
+                vf, avx512_codes16(rows[k], bits, j + 16 * v, 16, spread, shifts, mask),
+                _mm512_add_ps(acc[v], vg));
+    }
+    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + j + 16 * v, acc[v]);
+}
+
+/* The last count < 16 columns from j: codes read by a masked byte load (no byte past the
+ * row's), sums masked. */
+__attribute__((always_inline)) static inline void avx512_tail(const uint8_t *const *rows,
+                                                             const float *f, const float *g,
+                                                             int64_t n, const int bits,
+                                                             int64_t j, int64_t count, float *out)
+{
+    const __m128i spread = bits == 4
+        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = bits == 4
+        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
+        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __mmask16 lanes = (__mmask16)((1u << count) - 1u);
+    const __mmask16 bytes = (__mmask16)((1u << ((count * bits + 7) / 8)) - 1u);
+    __m512 acc = _mm512_maskz_loadu_ps(lanes, out + j);
+    for (int64_t k = 0; k < n; k++) {
+        const __m128i packed = _mm_maskz_loadu_epi8(bytes, rows[k] + j * bits / 8);
+        const __m512i codes = _mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(packed, spread)), shifts),
+            mask);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(f[k]), _mm512_cvtepi32_ps(codes),
+                              _mm512_add_ps(acc, _mm512_set1_ps(g[k])));
+    }
+    _mm512_mask_storeu_ps(out + j, lanes, acc);
+}
+
+__attribute__((always_inline)) static inline void avx512_pool_bits(const uint8_t *const *rows,
+                                                                  const float *f, const float *g,
+                                                                  int64_t n, const int bits,
+                                                                  int64_t dim, float *out)
+{
+    const int64_t full = dim & ~(int64_t)15;
+    int64_t j = 0;
+    for (; j + 64 <= full; j += 64) avx512_block(rows, f, g, n, bits, j, out, 4);
+    switch ((full - j) / 16) {
+    case 3: avx512_block(rows, f, g, n, bits, j, out, 3); break;
+    case 2: avx512_block(rows, f, g, n, bits, j, out, 2); break;
+    case 1: avx512_block(rows, f, g, n, bits, j, out, 1); break;
+    default: break;
+    }
+    if (full < dim) avx512_tail(rows, f, g, n, bits, full, dim - full, out);
+}
+
+static void avx512_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
+                        int bits, int64_t dim, float *out)
+{
+    if (bits == 4)
+        avx512_pool_bits(rows, f, g, n, 4, dim, out);
+    else
+        avx512_pool_bits(rows, f, g, n, 2, dim, out);
+}
 #pragma GCC pop_options
 #endif
 
@@ -214,6 +359,17 @@ static rq_nbit_row_fn row_kernel(void)
 #endif
     (void)name;
     return scalar_row;
+}
+
+/* The bag kernel of the same variant as row_kernel(). */
+static rq_nbit_pool_fn pool_kernel(rq_nbit_row_fn row)
+{
+#ifdef RQ_NBIT_X86
+    if (row == avx512_row) return avx512_pool;
+    if (row == avx2_row) return avx2_pool;
+#endif
+    (void)row;
+    return scalar_pool;
 }
 
 const char *rq_nbit_kernel_name(void)
@@ -303,7 +459,7 @@ int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *sca
 
 struct bag_job {
     const rq_nbit_table *table;
-    rq_nbit_row_fn kernel;
+    rq_nbit_pool_fn pool;
     const int64_t *ids;
     int64_t n_ids;
     const int64_t *bounds;
@@ -359,19 +515,28 @@ static void bag_part(void *context, int member, int members)
             max_bag(t, job->ids, begin, end, job->padding_idx, out);
             continue;
         }
-        int64_t count = 0;
+        /* the bag's rows and factors, RQ_NBIT_CHUNK at a time, pooled in order */
+        const uint8_t *rows[RQ_NBIT_CHUNK];
+        float f[RQ_NBIT_CHUNK], g[RQ_NBIT_CHUNK];
+        int64_t count = 0, n = 0;
         for (int64_t k = begin; k < end; k++) {
             prefetch_row(t, job->ids, k + RQ_NBIT_AHEAD, stop);
             const int64_t row = job->ids[k];
             if (row == job->padding_idx) continue;
-            float f = rq_half_to_float(t->scales[row]), g = rq_half_to_float(t->biases[row]);
+            rows[n] = t->codes + row * t->codes_stride;
+            f[n] = rq_half_to_float(t->scales[row]);
+            g[n] = rq_half_to_float(t->biases[row]);
             if (job->weights) {
-                f = f * job->weights[k];
-                g = g * job->weights[k];
+                f[n] = f[n] * job->weights[k];
+                g[n] = g[n] * job->weights[k];
             }
-            job->kernel(t->codes + row * t->codes_stride, t->bits, t->dim, f, g, out, 0);
             count++;
+            if (++n == RQ_NBIT_CHUNK) {
+                job->pool(rows, f, g, n, t->bits, t->dim, out);
+                n = 0;
+            }
         }
+        if (n) job->pool(rows, f, g, n, t->bits, t->dim, out);
         if (job->mode == RQ_BAG_MEAN && count > 0) {
             const float divisor = (float)count;
             for (int64_t j = 0; j < t->dim; j++) out[j] = out[j] / divisor;
@@ -390,7 +555,8 @@ int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint16_t *scal
     if (*bad >= 0) return RQ_ID_RANGE;
     if (n_bags == 0 || dim == 0) return RQ_OK;
     struct bag_job job = {
-        .table = &table, .kernel = row_kernel(), .ids = ids, .n_ids = n_ids, .bounds = bounds,
+        .table = &table, .pool = pool_kernel(row_kernel()), .ids = ids, .n_ids = n_ids,
+        .bounds = bounds,
         .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
         .padding_idx = padding_idx, .out = out, .out_stride = out_stride,
     };
