@@ -1,5 +1,6 @@
-"""Quality per scheme on real word vectors: GloVe 6B 50d (400,000 x 50) quantized to 8 bits, to 4
-bits (min/max, and with the greedy range search) and to 2 bits (both).
+"""Quality per scheme on real word vectors: GloVe 6B 50d (400,000 x 50) quantized to 8 bits (float32
+scales, and 16-bit ones: bfloat16 to nearest and truncated as CLD3 does, float16), to 4 bits
+(min/max, and with the greedy range search) and to 2 bits (both).
 
 Per scheme it prints the bytes per row, the relative error (Frobenius norm of the error over that
 of the table, from :func:`rowquant.error_report`), the mean row cosine, and the neighbour
@@ -27,6 +28,9 @@ from glove import glove_data  # noqa: E402
 
 SCHEMES = [
     ("8-bit", dict(bits=8)),
+    ("8-bit, bf16 scale", dict(bits=8, scale_dtype="bfloat16")),
+    ("8-bit, bf16 trunc.", dict(bits=8, scale_dtype="bfloat16", scale_rounding="truncate")),
+    ("8-bit, f16 scale", dict(bits=8, scale_dtype="float16")),
     ("4-bit min/max", dict(bits=4)),
     ("4-bit range search", dict(bits=4, range_search=True)),
     ("2-bit min/max", dict(bits=2)),

@@ -122,7 +122,7 @@ static int reproduces_scalar(const rq_kernels *kernels)
                                     out[v] + i * CHECK_DIM);
         }
         const rq_bag_rows rows = {
-            .codes = codes[v], .scales = scales[v], .codes_stride = CHECK_DIM,
+            .codes = codes[v], .scales = {scales[v], RQ_SCALE_F32}, .codes_stride = CHECK_DIM,
             .n_rows = CHECK_ROWS, .dim = CHECK_DIM, .ids = ids, .n_ids = 7, .padding_idx = 5,
         };
         const int64_t bounds[] = {0, 7};

@@ -11,12 +11,69 @@
 #define RQ_ABS_MASK 0x7fffffffu
 #define RQ_INF_BITS 0x7f800000u
 
+/* The float32 value of IEEE half-precision bits, exactly (every half is a float). */
+static inline float rq_half_to_float(uint16_t half)
+{
+    const uint32_t sign = (uint32_t)(half & 0x8000u) << 16;
+    const uint32_t exponent = (half >> 10) & 0x1fu;
+    const uint32_t mantissa = half & 0x3ffu;
+    uint32_t bits;
+    if (exponent == 0) { /* zero or subnormal: mantissa * 2**-24, exact in float32 */
+        float value = (float)mantissa * 0x1p-24f;
+        memcpy(&bits, &value, sizeof bits);
+        bits |= sign;
+    } else if (exponent == 31) { /* inf or NaN, the payload kept */
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+/* The scales of a table, one per row, in one of the rq_scale_format encodings. A scale is
+ * widened to float32 where a row is read (exactly: every bfloat16 and float16 is a float32),
+ * so a table with 16-bit scales is served as it is stored, never copied. */
+typedef struct rq_scales {
+    const void *data;
+    int format;
+} rq_scales;
+
+static inline float rq_scale_at(rq_scales scales, int64_t row)
+{
+    if (scales.format == RQ_SCALE_F32) return ((const float *)scales.data)[row];
+    const uint16_t bits = ((const uint16_t *)scales.data)[row];
+    if (scales.format == RQ_SCALE_F16) return rq_half_to_float(bits);
+    const uint32_t wide = (uint32_t)bits << 16; /* bfloat16: the top half of a float32 */
+    float value;
+    memcpy(&value, &wide, sizeof value);
+    return value;
+}
+
+static inline const void *rq_scale_address(rq_scales scales, int64_t row)
+{
+    return (const char *)scales.data + row * (scales.format == RQ_SCALE_F32 ? 4 : 2);
+}
+
+/* Rows [first, first + n) of scales as float32: float32 scales as they are, 16-bit ones widened
+ * into out (room for n), so that kernels taking a block of rows with float32 scales get 16-bit
+ * ones through a buffer on the caller's stack. */
+#define RQ_SCALE_BLOCK 256
+
+static inline const float *rq_scales_block(rq_scales scales, int64_t first, int64_t n, float *out)
+{
+    if (scales.format == RQ_SCALE_F32) return (const float *)scales.data + first;
+    for (int64_t i = 0; i < n; i++) out[i] = rq_scale_at(scales, first + i);
+    return out;
+}
+
 /* The rows of one bag call: the table, and the flat ids that every bag of the call indexes.
  * Kernels check each id as they read it (another thread may change ids during the call) and
  * address the table with that checked value only. */
 typedef struct rq_bag_rows {
     const uint8_t *codes;
-    const float *scales;
+    rq_scales scales;
     int64_t codes_stride;
     int64_t n_rows;
     int64_t dim;
@@ -210,7 +267,7 @@ static inline void rq_codes_exact(const float *restrict values, int64_t n, float
 
 /* Every cache line the row touches: rows need not start on a line, so the lines are counted
  * from the one holding the first code to the one holding the last. */
-static inline void rq_prefetch_row(const uint8_t *codes, const float *scale, int64_t dim)
+static inline void rq_prefetch_row(const uint8_t *codes, const void *scale, int64_t dim)
 {
     const uintptr_t first = (uintptr_t)codes & ~(uintptr_t)63;
     for (uintptr_t line = first; line < (uintptr_t)codes + (uintptr_t)dim; line += 64)
@@ -231,7 +288,8 @@ static inline void rq_prefetch_id(const rq_bag_rows *rows, int64_t k)
     if (k >= rows->n_ids) return;
     const int64_t row = rows->ids[k];
     if (rq_valid_row(row, rows->n_rows))
-        rq_prefetch_row(rows->codes + row * rows->codes_stride, rows->scales + row, rows->dim);
+        rq_prefetch_row(rows->codes + row * rows->codes_stride,
+                        rq_scale_address(rows->scales, row), rows->dim);
 }
 
 /* The scalar check of ids[begin..n_ids), for every variant's tail. */
@@ -263,7 +321,7 @@ static inline const uint8_t *rq_bag_row(const rq_bag_rows *rows, int64_t k, floa
         return NULL;
     }
     if (row == rows->padding_idx) return NULL;
-    *scale = rows->scales[row];
+    *scale = rq_scale_at(rows->scales, row);
     return rows->codes + row * rows->codes_stride;
 }
 
@@ -315,7 +373,7 @@ static inline __attribute__((always_inline)) void rq_prefetch_columns(const rq_b
     _Pragma("GCC unroll 8") for (int line = 0; line < 8; line++)
         if (64 * line < span) rq_prefetch(first + 64 * line);
     rq_prefetch(first + span - 1);
-    rq_prefetch(rows->scales + row);
+    rq_prefetch(rq_scale_address(rows->scales, row));
 }
 
 /* One id of a bag in the SIMD pool loops: prefetch the same columns of the row RQ_BAG_AHEAD
@@ -333,7 +391,7 @@ RQ_INLINE const uint8_t *rq_bag_step(const rq_bag_rows *table, const float *weig
         return NULL;
     }
     if (row == table->padding_idx) return NULL;
-    *factor = rq_bag_factor(table->scales[row], weights, k);
+    *factor = rq_bag_factor(rq_scale_at(table->scales, row), weights, k);
     *total += *factor;
     return table->codes + row * table->codes_stride + col;
 }

@@ -32,27 +32,6 @@ extern const rq_kernels *rq_active;
  * in order). */
 #define RQ_NBIT_CHUNK 32
 
-/* The float32 value of IEEE half-precision bits, exactly (every half is a float). */
-static inline float rq_half_to_float(uint16_t half)
-{
-    const uint32_t sign = (uint32_t)(half & 0x8000u) << 16;
-    const uint32_t exponent = (half >> 10) & 0x1fu;
-    const uint32_t mantissa = half & 0x3ffu;
-    uint32_t bits;
-    if (exponent == 0) { /* zero or subnormal: mantissa * 2**-24, exact in float32 */
-        float value = (float)mantissa * 0x1p-24f;
-        memcpy(&bits, &value, sizeof bits);
-        bits |= sign;
-    } else if (exponent == 31) { /* inf or NaN, the payload kept */
-        bits = sign | 0x7f800000u | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
-    }
-    float value;
-    memcpy(&value, &bits, sizeof value);
-    return value;
-}
-
 typedef struct rq_nbit_table {
     const uint8_t *codes;
     int64_t codes_stride;

@@ -41,7 +41,7 @@ struct dequantize_job {
     const rq_kernels *k;
     const uint8_t *codes;
     int64_t codes_stride;
-    const float *scales;
+    rq_scales scales;
     int64_t n_rows;    /* rows of the table */
     const int64_t *rows; /* the rows to gather, or NULL for rows 0..n_out */
     int64_t n_out;
@@ -60,7 +60,7 @@ static void dequantize_part(void *context, int member, int members)
     struct dequantize_job *job = context;
     const rq_kernels *k = job->k;
     const uint8_t *codes = job->codes;
-    const float *scales = job->scales;
+    const rq_scales scales = job->scales;
     const int64_t codes_stride = job->codes_stride, n_rows = job->n_rows, dim = job->dim;
     const int64_t *rows = job->rows;
     float *out = job->out;
@@ -68,12 +68,20 @@ static void dequantize_part(void *context, int member, int members)
     int64_t begin, end;
     rq_team_share(job->n_out, member, members, &begin, &end);
     if (!rows) {
-        if (job->stream)
-            k->dequantize_rows_stream(codes + begin * codes_stride, codes_stride, scales + begin,
-                                      end - begin, dim, out + begin * out_stride);
-        else
+        if (job->stream) {
+            /* 16-bit scales widen RQ_SCALE_BLOCK rows at a time on the stack */
+            float block[RQ_SCALE_BLOCK];
+            for (int64_t first = begin; first < end; first += RQ_SCALE_BLOCK) {
+                const int64_t n = end - first < RQ_SCALE_BLOCK ? end - first : RQ_SCALE_BLOCK;
+                k->dequantize_rows_stream(codes + first * codes_stride, codes_stride,
+                                          rq_scales_block(scales, first, n, block), n, dim,
+                                          out + first * out_stride);
+            }
+        } else {
             for (int64_t i = begin; i < end; i++)
-                k->dequantize_row(codes + i * codes_stride, scales[i], dim, out + i * out_stride);
+                k->dequantize_row(codes + i * codes_stride, rq_scale_at(scales, i), dim,
+                                  out + i * out_stride);
+        }
         return;
     }
     int64_t first_bad = -1;
@@ -86,16 +94,18 @@ static void dequantize_part(void *context, int member, int members)
         if (i + RQ_PREFETCH_IDS < end) {
             const int64_t ahead = rows[i + RQ_PREFETCH_IDS];
             if (rq_valid_row(ahead, n_rows))
-                rq_prefetch_row(codes + ahead * codes_stride, scales + ahead, dim);
+                rq_prefetch_row(codes + ahead * codes_stride, rq_scale_address(scales, ahead),
+                                dim);
         }
-        k->dequantize_row(codes + row * codes_stride, scales[row], dim, out + i * out_stride);
+        k->dequantize_row(codes + row * codes_stride, rq_scale_at(scales, row), dim,
+                          out + i * out_stride);
     }
     if (first_bad >= 0) rq_team_store_min(&job->first_bad, first_bad);
 }
 
 /* Dequantize rows (or 0..n_out when rows is NULL) into out, row i at out + i * out_stride;
  * the position in rows of the first id found out of range, or -1. */
-static int64_t dequantize_rows(const uint8_t *codes, int64_t codes_stride, const float *scales,
+static int64_t dequantize_rows(const uint8_t *codes, int64_t codes_stride, rq_scales scales,
                                int64_t n_rows, const int64_t *rows, int64_t n_out, int64_t dim,
                                float *out, int64_t out_stride, int n_threads)
 {
@@ -114,22 +124,24 @@ static int64_t dequantize_rows(const uint8_t *codes, int64_t codes_stride, const
     return job.first_bad == INT64_MAX ? -1 : job.first_bad;
 }
 
-int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-                  int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
+int rq_dequantize(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows,
+                  int64_t dim, int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
 {
-    dequantize_rows(codes, codes_stride, scales, n_rows, NULL, n_rows, dim, out, out_stride,
-                    n_threads);
+    const rq_scales table_scales = {scales, scale_format};
+    dequantize_rows(codes, codes_stride, table_scales, n_rows, NULL, n_rows, dim, out,
+                    out_stride, n_threads);
     return RQ_OK;
 }
 
-int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+int rq_take(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows,
+            int64_t dim, int64_t codes_stride, const int64_t *ids, int64_t n_ids,
             float *out, int64_t out_stride, int n_threads, int64_t *bad)
 {
+    const rq_scales table_scales = {scales, scale_format};
     int64_t position = kernels()->first_bad_id(ids, n_ids, n_rows);
     if (position < 0)
-        position = dequantize_rows(codes, codes_stride, scales, n_rows, ids, n_ids, dim, out,
-                                   out_stride, n_threads);
+        position = dequantize_rows(codes, codes_stride, table_scales, n_rows, ids, n_ids, dim,
+                                   out, out_stride, n_threads);
     if (position >= 0) {
         *bad = position;
         return RQ_ID_RANGE;
@@ -212,7 +224,7 @@ int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t v
 struct bag_job {
     const rq_kernels *k;
     const uint8_t *codes;
-    const float *scales;
+    rq_scales scales;
     int64_t n_rows, dim, codes_stride;
     const int64_t *ids;
     int64_t n_ids;
@@ -293,8 +305,8 @@ static void bag_part(void *context, int member, int members)
     if (first_bad >= 0) rq_team_store_min(&job->first_bad, first_bad);
 }
 
-int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-           int64_t codes_stride, const int64_t *ids, int64_t n_ids,
+int rq_bag(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows,
+           int64_t dim, int64_t codes_stride, const int64_t *ids, int64_t n_ids,
            const int64_t *bounds, int64_t n_bags, const float *weights,
            int mode, int64_t padding_idx,
            float *out, int64_t out_stride, int n_threads, int64_t *bad)
@@ -305,8 +317,8 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
         return RQ_ID_RANGE;
     }
     struct bag_job job = {
-        .k = kernels(), .codes = codes, .scales = scales, .n_rows = n_rows, .dim = dim,
-        .codes_stride = codes_stride, .ids = ids, .n_ids = n_ids, .bounds = bounds,
+        .k = kernels(), .codes = codes, .scales = {scales, scale_format}, .n_rows = n_rows,
+        .dim = dim, .codes_stride = codes_stride, .ids = ids, .n_ids = n_ids, .bounds = bounds,
         .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
         .padding_idx = padding_idx, .out = out, .out_stride = out_stride,
         .first_bad = INT64_MAX,

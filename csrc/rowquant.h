@@ -37,20 +37,25 @@ enum rq_dot_precision { RQ_DOT_EXACT = 0, RQ_DOT_FAST = 1 };
 
 enum rq_bag_mode { RQ_BAG_SUM = 0, RQ_BAG_MEAN = 1, RQ_BAG_MAX = 2 };
 
+/* How the lookups' scales are stored, one per row: float32, or 16 bits, bfloat16 (the top half
+ * of a float32, as CLD3 stores them) or IEEE float16. A 16-bit scale is widened exactly where
+ * its row is read; the arithmetic is that of its float32 value. */
+enum rq_scale_format { RQ_SCALE_F32 = 0, RQ_SCALE_BF16 = 1, RQ_SCALE_F16 = 2 };
+
 /* Quantize n_rows rows of dim floats. On RQ_NONFINITE the contents of codes and scales are
  * unspecified. codes and scales must not overlap values. */
 int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                      uint8_t *codes, int64_t codes_stride, float *scales,
                      int n_threads, int64_t *bad);
 
-/* out[i, j] = (codes[i, j] - 128) * scales[i] for every row. */
-int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+/* out[i, j] = (codes[i, j] - 128) * scales[i] for every row (scales in scale_format). */
+int rq_dequantize(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                   int64_t codes_stride, float *out, int64_t out_stride, int n_threads);
 
 /* out[k, :] = dequantized row ids[k]. Every id is checked before anything is written, and again
  * where it is read: ids changed by another thread during the call give RQ_ID_RANGE (with some
  * rows written) or rows of the new ids, never a read outside the table. */
-int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+int rq_take(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
             int64_t codes_stride, const int64_t *ids, int64_t n_ids,
             float *out, int64_t out_stride, int n_threads, int64_t *bad);
 
@@ -66,7 +71,7 @@ int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t d
  * and not counted. RQ_BAG_MAX takes each column's largest value over the bag's rows (the first
  * row's where values tie), and an empty bag is zeros. Each bag is pooled in id order by one
  * thread, so results do not depend on the thread count. Ids are checked as in rq_take. */
-int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+int rq_bag(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
            int64_t codes_stride, const int64_t *ids, int64_t n_ids,
            const int64_t *bounds, int64_t n_bags, const float *weights,
            int mode, int64_t padding_idx,
@@ -85,14 +90,14 @@ int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t di
  * the caller gives room for n_threads members, fills it with (-inf, -1) (members may be fewer)
  * and merges them, best score first and the smaller id first among equal scores. The codes are
  * read once per call whatever the number of queries. */
-int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+int rq_scores(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
               int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
               const double *inverse_norms, const double *query_factors, float *out,
               int64_t out_stride, int64_t k, float *top_scores, int64_t *top_ids, int n_threads);
 
 /* out[i] = float32(sqrt(s)), s the lane sum (as the exact scores sum) of row i's dequantized
  * values squared: the norms cosine scores divide by. */
-int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+int rq_norms(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
              int64_t codes_stride, float *out, int n_threads);
 
 /* The kernel variants compiled into this build, by index from 0 to rq_simd_count() - 1, slowest

@@ -26,7 +26,7 @@ extern const rq_kernels *rq_active;
 struct scores_job {
     const rq_kernels *kernels;
     const uint8_t *codes;
-    const float *scales;
+    rq_scales scales;
     int64_t n_rows, dim, codes_stride;
     const void *queries;
     int64_t n_queries;
@@ -124,16 +124,18 @@ static void scores_part(void *context, int member, int members)
     int64_t filled = 0;
     float tile_scores[RQ_SCORE_QUERIES * RQ_TILE_ROWS];
     double row_factors[RQ_TILE_ROWS];
+    float scale_block[RQ_TILE_ROWS]; /* the tile's 16-bit scales widened */
     int64_t tile_rows = dim > 0 ? RQ_TILE_BYTES / dim : RQ_TILE_ROWS;
     tile_rows = tile_rows < 128 ? 128 : tile_rows > RQ_TILE_ROWS ? RQ_TILE_ROWS : tile_rows;
     tile_rows -= tile_rows % 16;
     for (int64_t first = begin; first < end; first += tile_rows) {
         const int64_t n = end - first < tile_rows ? end - first : tile_rows;
         for (int64_t r = 0; r < n; r++) {
-            const double base = exact ? 1.0 : (double)job->scales[first + r];
+            const double base = exact ? 1.0 : (double)rq_scale_at(job->scales, first + r);
             row_factors[r] = job->inverse_norms ? base * job->inverse_norms[first + r] : base;
         }
         const uint8_t *tile = job->codes + first * job->codes_stride;
+        const float *tile_scales = rq_scales_block(job->scales, first, n, scale_block);
         int64_t tile_filled = filled;
         for (int64_t b0 = 0; b0 < n_queries; b0 += RQ_SCORE_QUERIES) {
             const int64_t nb = n_queries - b0 < RQ_SCORE_QUERIES ? n_queries - b0
@@ -141,7 +143,7 @@ static void scores_part(void *context, int member, int members)
             float *scores = job->out ? job->out + b0 * job->out_stride + first : tile_scores;
             const int64_t stride = job->out ? job->out_stride : RQ_TILE_ROWS;
             if (exact)
-                kern->scores_exact(tile, job->codes_stride, job->scales + first, n, dim,
+                kern->scores_exact(tile, job->codes_stride, tile_scales, n, dim,
                                    (const float *)job->queries + b0 * dim, nb, row_factors,
                                    job->query_factors + b0, scores, stride);
             else
@@ -163,8 +165,8 @@ static void scores_part(void *context, int member, int members)
         }
 }
 
-int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-              int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
+int rq_scores(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows,
+              int64_t dim, int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
               const double *inverse_norms, const double *query_factors, float *out,
               int64_t out_stride, int64_t k, float *top_scores, int64_t *top_ids, int n_threads)
 {
@@ -172,8 +174,8 @@ int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t
     if (!out && (k < 0 || !top_scores || !top_ids)) return RQ_BAD_ARGUMENT;
     if (!rq_active) rq_simd_select(NULL);
     struct scores_job job = {
-        .kernels = rq_active, .codes = codes, .scales = scales, .n_rows = n_rows, .dim = dim,
-        .codes_stride = codes_stride, .queries = queries, .n_queries = n_queries,
+        .kernels = rq_active, .codes = codes, .scales = {scales, scale_format}, .n_rows = n_rows,
+        .dim = dim, .codes_stride = codes_stride, .queries = queries, .n_queries = n_queries,
         .precision = precision, .inverse_norms = inverse_norms, .query_factors = query_factors,
         .out = out, .out_stride = out_stride, .k = k, .top_scores = top_scores,
         .top_ids = top_ids,
@@ -189,7 +191,7 @@ int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t
 
 struct norms_job {
     const uint8_t *codes;
-    const float *scales;
+    rq_scales scales;
     int64_t n_rows, dim, codes_stride;
     float *out;
 };
@@ -201,7 +203,7 @@ static void norms_part(void *context, int member, int members)
     rq_team_share(job->n_rows, member, members, &begin, &end);
     for (int64_t i = begin; i < end; i++) {
         const uint8_t *row = job->codes + i * job->codes_stride;
-        const float scale = job->scales[i];
+        const float scale = rq_scale_at(job->scales, i);
         double lanes[RQ_DOT_LANES] = {0.0};
         for (int64_t j0 = 0; j0 < job->dim; j0 += RQ_DOT_LANES)
             for (int64_t l = 0; l < RQ_DOT_LANES && j0 + l < job->dim; l++) {
@@ -212,11 +214,11 @@ static void norms_part(void *context, int member, int members)
     }
 }
 
-int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
-             int64_t codes_stride, float *out, int n_threads)
+int rq_norms(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows,
+             int64_t dim, int64_t codes_stride, float *out, int n_threads)
 {
     struct norms_job job = {
-        .codes = codes, .scales = scales, .n_rows = n_rows, .dim = dim,
+        .codes = codes, .scales = {scales, scale_format}, .n_rows = n_rows, .dim = dim,
         .codes_stride = codes_stride, .out = out,
     };
     rq_team_run(rq_team_members(n_threads, n_rows * dim * 4, RQ_SCORES_MIN_WORK), norms_part,

@@ -42,8 +42,9 @@ def test_codes_not_two_dimensional(call, shape):
 
 
 @pytest.mark.parametrize("call", CALLS)
-@pytest.mark.parametrize("dtype", ["float64", "float16", "int32", "uint8", "complex64"])
-def test_scales_not_float32(call, dtype):
+@pytest.mark.parametrize("dtype", ["float64", "int16", "int32", "uint8", "complex64"])
+def test_scales_not_float32_or_16_bits(call, dtype):
+    # float16, and uint16 holding bfloat16 bits, are scales too (tests/test_scales16.py)
     with pytest.raises(TypeError, match="scales"):
         CALLS[call](good_codes(), good_scales().astype(dtype))
 

@@ -43,7 +43,7 @@ from .io import QuantizeSummary, load, quantize_file, read_vectors, save
 from .report import ErrorReport, error_report
 from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
-from . import _nbit
+from . import _api, _checks, _nbit, _threads
 from .encoder import StaticEncoder
 
 __all__ = [
@@ -82,6 +82,8 @@ def quantize(
     *,
     bits: int = 8,
     range_search: bool = False,
+    scale_dtype: str = "float32",
+    scale_rounding: str = "nearest",
     keys: Iterable[str] | None = None,
     metadata: Mapping[str, str] | None = None,
     threads: int | None = None,
@@ -116,6 +118,17 @@ def quantize(
         For ``bits=4`` or ``2``: search each row's clipping range to lower its squared error
         (FBGEMM's greedy search, :func:`rowquant.reference.nbit_search_range`); never a larger
         error than min/max. Not for 8 bits.
+    scale_dtype : {"float32", "bfloat16", "float16"}
+        How an 8-bit table stores its scales. ``"bfloat16"`` (CLD3's format: the top half of
+        a float32) and ``"float16"`` save 2 bytes per row: each row's float32 scale is rounded
+        to 16 bits first, then its codes are computed exactly against the rounded scale, so
+        values stay within half the stored scale (scheme ``rowwise-symmetric-u8-bf16`` /
+        ``-f16``, see :func:`rowquant.reference.quantize_rows_16` for the rule at code 0 and
+        256). ``qe.scales`` is then float16, or uint16 holding the bfloat16 bits. Rows of
+        magnitude past ``127 * 65504`` are a ``ValueError`` with float16 scales. 16-bit scales
+        are quantized in numpy (lookups run in C as for float32 scales).
+    scale_rounding : {"nearest", "truncate"}
+        For 16-bit scales: to nearest (ties to even), or toward zero as CLD3 writes them.
     keys : sequence of str, optional
         One word (key) per row, unique: the table then answers ``qe["king"]``,
         :meth:`~QuantizedEmbedding.index`, :meth:`~QuantizedEmbedding.lookup` and
@@ -173,10 +186,17 @@ def quantize(
     checked_keys = Keys.from_strings(keys) if keys is not None else None
     checked_metadata = check_metadata(metadata)
     if not (isinstance(bits, int) and bits == 8):
+        _api.no_scale_options(scale_dtype, scale_rounding)
         return _nbit.quantize_table(E, bits, range_search, checked_keys, checked_metadata)
     if range_search:
         raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
-    codes, scales = quantize_rows(E, threads=threads)
+    scale_dtype, scale_rounding = _api.scale_options(scale_dtype, scale_rounding)
+    if scale_dtype == "float32":
+        codes, scales = quantize_rows(E, threads=threads)
+    else:
+        _threads.resolve_threads(threads)  # checked, though numpy quantizes on one thread
+        values = _checks.float_matrix(E)
+        codes, scales = _api.quantize_scales16(values, scale_dtype, scale_rounding, E)
     return QuantizedEmbedding._from_checked(
         codes, scales, keys_for_rows(checked_keys, codes.shape[0]), checked_metadata
     )

@@ -143,6 +143,66 @@ def quantize_checked(
         raise _checks.nonfinite_error(source, values, bad, name, first_row)
 
 
+SCALE_ROUNDINGS = ("nearest", "truncate")
+"""How a 16-bit scale is rounded from the float32 one: to nearest (ties to even), or toward
+zero as CLD3 writes its bfloat16 scales."""
+
+
+def scale_options(scale_dtype: object, scale_rounding: object) -> tuple[str, str]:
+    """Checked ``scale_dtype`` (one of :data:`rowquant.reference.SCALE_DTYPES`) and
+    ``scale_rounding`` (:data:`SCALE_ROUNDINGS`; for 16-bit scales only)."""
+    if not isinstance(scale_dtype, str) or scale_dtype not in reference.SCALE_DTYPES:
+        names = ", ".join(repr(name) for name in reference.SCALE_DTYPES)
+        raise ValueError(f"scale_dtype must be one of {names}, got {scale_dtype!r}")
+    if not isinstance(scale_rounding, str) or scale_rounding not in SCALE_ROUNDINGS:
+        raise ValueError(f"scale_rounding must be 'nearest' or 'truncate', got {scale_rounding!r}")
+    if scale_dtype == "float32" and scale_rounding != "nearest":
+        raise ValueError("scale_rounding applies to 16-bit scales (scale_dtype='bfloat16' or "
+                         "'float16'); float32 scales are max|row| / 127 rounded once")
+    return scale_dtype, scale_rounding
+
+
+def no_scale_options(scale_dtype: object, scale_rounding: object) -> None:
+    """4-bit and 2-bit rows have float16 scales of their own: refuse the 8-bit options."""
+    if scale_dtype != "float32" or scale_rounding != "nearest":
+        raise ValueError("scale_dtype and scale_rounding apply to 8-bit rows; 4-bit and 2-bit "
+                         "rows always store float16 scales and biases")
+
+
+def quantize_scales16(
+    values: NDArray[np.float32], scale_dtype: str, scale_rounding: str, original: Any = None,
+    name: str = "E", first_row: int = 0,
+) -> tuple[Codes, np.ndarray]:
+    """Quantize checked float32 ``values`` with 16-bit scales
+    (:func:`rowquant.reference.quantize_rows_16`, numpy on both backends): codes and float16
+    or bfloat16-bit (uint16) scales. A NaN or inf raises the ValueError naming it, and so does
+    a row whose scale is past float16's range."""
+    n_rows, dim = values.shape
+    codes = np.empty((n_rows, dim), np.uint8)
+    scales = np.empty(n_rows, np.uint16 if scale_dtype == "bfloat16" else np.float16)
+    step = max(1, (1 << 20) // max(dim, 1))
+    for start in range(0, n_rows, step):
+        rows = values[start : start + step]
+        finite = np.isfinite(rows)
+        if not finite.all():
+            source = values if original is None else original
+            raise _checks.nonfinite_error(source, values, start * dim + int(np.argmin(finite)),
+                                          name, first_row)
+        codes[start : start + step], scales[start : start + step] = reference.quantize_rows_16(
+            rows, scale_dtype, scale_rounding)
+    if scale_dtype == "float16":
+        finite = np.isfinite(scales)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            largest = float(np.abs(values[row]).max())
+            raise ValueError(
+                f"{name} row {first_row + row} has a value of magnitude {largest!r}: its scale "
+                f"(/ 127) is past float16's range (65504); use scale_dtype='bfloat16' or "
+                "'float32'"
+            )
+    return codes, scales
+
+
 def dequantize(
     codes: ArrayLike, scales: ArrayLike, *, out: Floats | None = None, threads: int | None = None
 ) -> Floats:

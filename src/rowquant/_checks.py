@@ -87,19 +87,50 @@ def has_contiguous_rows(array: np.ndarray, dtype: Any) -> bool:
     )
 
 
+def scale_array(value: Any) -> np.ndarray:
+    """Scales as an ndarray of float32, float16, or uint16 holding bfloat16 bits: a bfloat16
+    tensor (PyTorch) or array (``ml_dtypes``) gives its bits, not a widened copy."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        import torch
+
+        if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+            return value.detach().cpu().view(torch.int16).numpy().view(np.uint16)
+    array = as_array(value)
+    if array.dtype.name == "bfloat16" and array.dtype.itemsize == 2:
+        return array.view(np.uint16)
+    return array
+
+
+def scale_values(scales: np.ndarray) -> np.ndarray:
+    """float32 values of checked scales (16-bit ones widened exactly; float32 as they are)."""
+    if scales.dtype == np.float32:
+        return scales
+    from .reference import widen_scales
+
+    return widen_scales(scales)
+
+
 def codes_and_scales(
     codes: Any, scales: Any, check_values: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Check a quantized table: uint8 codes ``(N, D)`` and finite non-negative float32 scales
-    ``(N,)``. Codes whose rows are not contiguous are copied."""
+    """Check a quantized table: uint8 codes ``(N, D)`` and finite non-negative scales ``(N,)``,
+    float32, float16, or bfloat16 (a uint16 array of its bits, a bfloat16 tensor, or an
+    ``ml_dtypes.bfloat16`` array). Codes whose rows are not contiguous are copied."""
     codes = as_array(codes)
-    scales = as_array(scales)
+    scales = scale_array(scales)
     if codes.dtype != np.uint8:
         raise TypeError(f"codes must be a uint8 array, got dtype {codes.dtype}")
     if codes.ndim != 2:
         raise ValueError(f"codes must be 2-D (rows, dim), got shape {codes.shape}")
-    if scales.dtype.kind != "f" or scales.dtype.itemsize != 4:
-        raise TypeError(f"scales must be a float32 array, got dtype {scales.dtype}")
+    if scales.dtype.kind == "u" and scales.dtype.itemsize == 2:
+        scale_dtype: Any = np.uint16  # bfloat16 bits
+    elif scales.dtype.kind == "f" and scales.dtype.itemsize in (2, 4):
+        scale_dtype = np.float16 if scales.dtype.itemsize == 2 else np.float32
+    else:
+        raise TypeError(
+            "scales must be float32, float16, or bfloat16 (as uint16 bits, a bfloat16 tensor "
+            f"or ml_dtypes array), got dtype {scales.dtype}"
+        )
     if scales.shape != (codes.shape[0],):
         raise ValueError(
             f"scales must have shape ({codes.shape[0]},), one per row of codes, "
@@ -107,13 +138,17 @@ def codes_and_scales(
         )
     if not has_contiguous_rows(codes, np.uint8):
         codes = np.ascontiguousarray(codes)
-    scales = aligned_contiguous(scales, np.float32)
+    scales = aligned_contiguous(scales, scale_dtype)
     if check_values:
-        usable = (scales >= 0) & (scales <= _FLOAT32_MAX)  # false for NaN too
+        if scale_dtype is np.uint16:  # bfloat16 bits: not inf or NaN, sign clear (or -0)
+            usable = (scales < 0x7F80) | (scales == 0x8000)
+        else:
+            usable = (scales >= 0) & (scales <= _FLOAT32_MAX)  # false for NaN too
         if not usable.all():
             i = int(np.argmin(usable))
+            value = scales[i] if scale_dtype is np.float32 else float(scale_values(scales[i : i + 1])[0])
             raise ValueError(
-                f"scales[{i}] = {scales[i]!r} is not a valid scale: scales must be finite and >= 0"
+                f"scales[{i}] = {value!r} is not a valid scale: scales must be finite and >= 0"
             )
     return codes, scales
 

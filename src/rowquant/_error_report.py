@@ -151,7 +151,7 @@ class ErrorAccumulator:
         if not finite.all():
             flat = int(np.argmin(finite))
             raise _checks.nonfinite_error(original, original, flat, "original", start)
-        self.scales[start : start + count] = scales
+        self.scales[start : start + count] = _checks.scale_values(scales)
         step = max(1, _BLOCK_VALUES // max(self.dim, 1))
         for first in range(0, count, step):
             last = min(count, first + step)

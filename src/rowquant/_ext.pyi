@@ -8,6 +8,9 @@ import numpy as np
 from typing_extensions import disjoint_base
 from numpy.typing import NDArray
 
+# scales: float32, float16, or uint16 holding bfloat16 bits
+_Scales = NDArray[np.float32] | NDArray[np.float16] | NDArray[np.uint16]
+
 BAG_MODES: dict[str, int]
 BIAS: int
 SIMD_NAMES: tuple[str, ...]
@@ -53,25 +56,25 @@ def nbit_bag(
 def quantize_rows(
     values: NDArray[np.float32],
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     n_threads: int,
 ) -> int: ...
 def dequantize(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     out: NDArray[np.float32],
     n_threads: int,
 ) -> None: ...
 def take(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     ids: NDArray[np.int64],
     out: NDArray[np.float32],
     n_threads: int,
 ) -> int: ...
 def bag(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     ids: NDArray[np.int64],
     bounds: NDArray[np.int64],
     weights: NDArray[np.float32] | None,
@@ -82,7 +85,7 @@ def bag(
 ) -> int: ...
 def scores(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     queries: NDArray[np.float32] | NDArray[np.int8],
     precision: int,
     inverse_norms: NDArray[np.float64] | None,
@@ -92,7 +95,7 @@ def scores(
 ) -> None: ...
 def top_k(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     queries: NDArray[np.float32] | NDArray[np.int8],
     precision: int,
     inverse_norms: NDArray[np.float64] | None,
@@ -103,7 +106,7 @@ def top_k(
 ) -> None: ...
 def norms(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     out: NDArray[np.float32],
     n_threads: int,
 ) -> None: ...
@@ -113,7 +116,7 @@ class Table:
     def __init__(
         self,
         codes: NDArray[np.uint8],
-        scales: NDArray[np.float32],
+        scales: _Scales,
         default_threads: Callable[[], int],
     ) -> None: ...
     def take(self, ids: object, out: object, threads: object) -> NDArray[np.float32] | None: ...

@@ -32,15 +32,18 @@ cdef extern from "rowquant.h" nogil:
     int RQ_BAG_MEAN
     int RQ_BAG_MAX
     int RQ_BIAS
+    int RQ_SCALE_F32
+    int RQ_SCALE_BF16
+    int RQ_SCALE_F16
     int rq_quantize_rows(const float *values, int64_t n_rows, int64_t dim, int64_t values_stride,
                          uint8_t *codes, int64_t codes_stride, float *scales,
                          int n_threads, int64_t *bad)
-    int rq_dequantize(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+    int rq_dequantize(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                       int64_t codes_stride, float *out, int64_t out_stride, int n_threads)
-    int rq_take(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+    int rq_take(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                 int64_t codes_stride, const int64_t *ids, int64_t n_ids,
                 float *out, int64_t out_stride, int n_threads, int64_t *bad)
-    int rq_bag(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+    int rq_bag(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                int64_t codes_stride, const int64_t *ids, int64_t n_ids,
                const int64_t *bounds, int64_t n_bags, const float *weights,
                int mode, int64_t padding_idx,
@@ -53,12 +56,12 @@ cdef extern from "rowquant.h" nogil:
     int RQ_SIMD_UNKNOWN
     int RQ_DOT_EXACT
     int RQ_DOT_FAST
-    int rq_scores(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+    int rq_scores(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                   int64_t codes_stride, const void *queries, int64_t n_queries, int precision,
                   const double *inverse_norms, const double *query_factors, float *out,
                   int64_t out_stride, int64_t k, float *top_scores, int64_t *top_ids,
                   int n_threads)
-    int rq_norms(const uint8_t *codes, const float *scales, int64_t n_rows, int64_t dim,
+    int rq_norms(const uint8_t *codes, const void *scales, int scale_format, int64_t n_rows, int64_t dim,
                  int64_t codes_stride, float *out, int n_threads)
 
 cdef extern from "nbit.h" nogil:
@@ -149,11 +152,43 @@ def quantize_rows(const float[:, :] values not None, uint8_t[:, :] codes not Non
     return -1 if status == RQ_OK else bad
 
 
-cdef int64_t check_table(const uint8_t[:, :] codes, const float[::1] scales) except? -1:
-    """The row stride of checked codes, and scales that match them."""
-    if scales.shape[0] != codes.shape[0]:
+cdef struct Scales:
+    # a table's scales as the kernels read them: the data and its rq_scale_format
+    const void *data
+    int format
+    Py_ssize_t size
+    Py_ssize_t itemsize
+
+
+cdef Scales scale_data(object scales) except *:
+    """The data of contiguous scales: float32, float16, or uint16 holding bfloat16 bits (the
+    top halves of float32 values, as CLD3 stores them). The caller keeps scales alive."""
+    cdef const float[::1] wide
+    cdef const uint16_t[::1] narrow
+    cdef Scales found
+    if isinstance(scales, np.ndarray) and scales.dtype == np.float16:
+        narrow = scales.view(np.uint16)
+        found.format = RQ_SCALE_F16
+    elif isinstance(scales, np.ndarray) and scales.dtype == np.uint16:
+        narrow = scales
+        found.format = RQ_SCALE_BF16
+    else:
+        wide = scales
+        found.data, found.format, found.size, found.itemsize = &wide[0], RQ_SCALE_F32, wide.shape[0], 4
+        check_aligned("scales", found.data, found.size, 4)
+        return found
+    found.data, found.size, found.itemsize = &narrow[0], narrow.shape[0], 2
+    check_aligned("scales", found.data, found.size, 2)
+    return found
+
+
+cdef int64_t check_table(const uint8_t[:, :] codes, object scales, Scales *found) except? -1:
+    """The row stride of checked codes, and (into found) scales that match them."""
+    if scales is None:
+        raise TypeError("scales must be an array, not None")
+    found[0] = scale_data(scales)
+    if found.size != codes.shape[0]:
         raise ValueError("scales must have one entry per row of codes")
-    check_aligned("scales", &scales[0], scales.shape[0], sizeof(float))
     return check_rows("codes", &codes[0, 0], codes.shape[0], codes.shape[1], codes.strides[0],
                       codes.strides[1], 1)
 
@@ -164,37 +199,40 @@ cdef int check_out(float[:, ::1] out, Py_ssize_t n_rows, Py_ssize_t dim) except 
     return check_aligned("out", &out[0, 0], out.shape[0] * out.shape[1], sizeof(float))
 
 
-def dequantize(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+def dequantize(const uint8_t[:, :] codes not None, scales,
                float[:, ::1] out not None, int n_threads):
     """Dequantize every row of codes into out."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     check_out(out, codes.shape[0], codes.shape[1])
     with nogil:
-        rq_dequantize(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride,
-                      &out[0, 0], out.shape[1], n_threads)
+        rq_dequantize(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1],
+                      codes_stride, &out[0, 0], out.shape[1], n_threads)
 
 
-def take(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+def take(const uint8_t[:, :] codes not None, scales,
          const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
     """Dequantize rows ids into out; -1, or the position of the first id out of range."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
     check_out(out, ids.shape[0], codes.shape[1])
     cdef int64_t bad = -1
     cdef int status
     with nogil:
-        status = rq_take(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
+        status = rq_take(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1],
                          codes_stride, &ids[0], ids.shape[0], &out[0, 0], out.shape[1],
                          n_threads, &bad)
     return -1 if status == RQ_OK else bad
 
 
-def bag(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+def bag(const uint8_t[:, :] codes not None, scales,
         const int64_t[::1] ids not None, const int64_t[::1] bounds not None,
         const float[::1] weights, int mode, int64_t padding_idx, float[:, ::1] out not None,
         int n_threads):
     """Pool ids into bags; -1, or the position of the first id out of range."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
     check_aligned("bounds", &bounds[0], bounds.shape[0], sizeof(int64_t))
     if bounds.shape[0] < 1:
@@ -211,7 +249,7 @@ def bag(const uint8_t[:, :] codes not None, const float[::1] scales not None,
         check_aligned("weights", &weights[0], weights.shape[0], sizeof(float))
         weights_ptr = &weights[0]
     with nogil:
-        status = rq_bag(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1],
+        status = rq_bag(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1],
                         codes_stride, &ids[0], ids.shape[0], &bounds[0],
                         bounds.shape[0] - 1, weights_ptr, mode, padding_idx,
                         &out[0, 0], out.shape[1], n_threads, &bad)
@@ -250,29 +288,31 @@ cdef const double *row_values(const double[::1] values, Py_ssize_t n_rows) excep
     return &values[0]
 
 
-def scores(const uint8_t[:, :] codes not None, const float[::1] scales not None, queries,
+def scores(const uint8_t[:, :] codes not None, scales, queries,
            int precision, const double[::1] inverse_norms,
            const double[::1] query_factors not None, float[:, ::1] out not None, int n_threads):
     """Scores of the queries (float32 for exact, int8 for fast) against every row, into out
     (B, N)."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     cdef Py_ssize_t n_queries = query_factors.shape[0]
     cdef const void *data = query_pointer(queries, precision, n_queries, codes.shape[1])
     check_out(out, n_queries, codes.shape[0])
     cdef const double *inverse = row_values(inverse_norms, codes.shape[0])
     with nogil:
-        rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
+        rq_scores(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1], codes_stride, data,
                   n_queries, precision, inverse, &query_factors[0], &out[0, 0], out.shape[1], 0,
                   NULL, NULL, n_threads)
 
 
-def top_k(const uint8_t[:, :] codes not None, const float[::1] scales not None, queries,
+def top_k(const uint8_t[:, :] codes not None, scales, queries,
           int precision, const double[::1] inverse_norms,
           const double[::1] query_factors not None, float[:, :, ::1] top_scores not None,
           int64_t[:, :, ::1] top_ids not None, int n_threads):
     """Each thread's k best rows per query (unsorted; (-inf, -1) where it has none) into
     top_scores and top_ids (threads, B, k), for the caller to merge."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     cdef Py_ssize_t n_queries = query_factors.shape[0]
     cdef const void *data = query_pointer(queries, precision, n_queries, codes.shape[1])
     cdef Py_ssize_t members = top_scores.shape[0], k = top_scores.shape[2]
@@ -283,19 +323,20 @@ def top_k(const uint8_t[:, :] codes not None, const float[::1] scales not None, 
         raise ValueError(f"room for {members} threads, {n_threads} asked")
     cdef const double *inverse = row_values(inverse_norms, codes.shape[0])
     with nogil:
-        rq_scores(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride, data,
+        rq_scores(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1], codes_stride, data,
                   n_queries, precision, inverse, &query_factors[0], NULL, 0, k,
                   &top_scores[0, 0, 0], &top_ids[0, 0, 0], n_threads)
 
 
-def norms(const uint8_t[:, :] codes not None, const float[::1] scales not None,
+def norms(const uint8_t[:, :] codes not None, scales,
           float[::1] out not None, int n_threads):
     """The norm of every dequantized row, into out (N,)."""
-    cdef int64_t codes_stride = check_table(codes, scales)
+    cdef Scales sc
+    cdef int64_t codes_stride = check_table(codes, scales, &sc)
     if out.shape[0] != codes.shape[0]:
         raise ValueError("out must have one entry per row")
     with nogil:
-        rq_norms(&codes[0, 0], &scales[0], codes.shape[0], codes.shape[1], codes_stride,
+        rq_norms(&codes[0, 0], sc.data, sc.format, codes.shape[0], codes.shape[1], codes_stride,
                  &out[0], n_threads)
 
 # ----------------------------------------------------------------------------- the serving path
@@ -410,25 +451,31 @@ cdef class Table:
     given), or None when the call is not one it serves; then nothing has been written."""
 
     cdef const uint8_t[:, :] codes_view  # hold the buffers the pointers below point into
-    cdef const float[::1] scales_view
+    cdef object scales_array
     cdef const uint8_t *codes
-    cdef const float *scales
+    cdef const void *scales
+    cdef int scale_format
     cdef int64_t n_rows, dim, codes_stride
     cdef Extent codes_extent, scales_extent
     cdef object default_threads
 
-    def __init__(self, const uint8_t[:, :] codes not None, const float[::1] scales not None,
+    def __init__(self, const uint8_t[:, :] codes not None, scales not None,
                  default_threads not None):
-        self.codes_stride = check_table(codes, scales)
+        cdef Scales sc
+        self.codes_stride = check_table(codes, scales, &sc)
         self.codes_view = codes
-        self.scales_view = scales
+        self.scales_array = scales
         self.codes = &codes[0, 0]
-        self.scales = &scales[0]
+        self.scales = sc.data
+        self.scale_format = sc.format
         self.n_rows = codes.shape[0]
         self.dim = codes.shape[1]
         self.codes_extent = view_extent(self.codes, 2, codes.shape, codes.strides, 1)
-        self.scales_extent = view_extent(self.scales, 1, scales.shape, scales.strides,
-                                         sizeof(float))
+        cdef Py_ssize_t scale_shape[1]
+        cdef Py_ssize_t scale_strides[1]
+        scale_shape[0] = sc.size
+        scale_strides[0] = sc.itemsize
+        self.scales_extent = view_extent(self.scales, 1, scale_shape, scale_strides, sc.itemsize)
         self.default_threads = default_threads
 
     cdef object output(self, object out, cnp.npy_intp n_rows, Extent first, Extent second,
@@ -471,8 +518,9 @@ cdef class Table:
         cdef int64_t bad = -1
         cdef int status
         with nogil:
-            status = rq_take(self.codes, self.scales, self.n_rows, self.dim, self.codes_stride,
-                             id_data, n_ids, out_data, self.dim, n_threads, &bad)
+            status = rq_take(self.codes, self.scales, self.scale_format, self.n_rows, self.dim,
+                             self.codes_stride, id_data, n_ids, out_data, self.dim, n_threads,
+                             &bad)
         return out if status == RQ_OK else None
 
     def dequantize(self, out, threads):
@@ -485,8 +533,8 @@ cdef class Table:
             return None
         cdef float *out_data = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
         with nogil:
-            rq_dequantize(self.codes, self.scales, self.n_rows, self.dim, self.codes_stride,
-                          out_data, self.dim, n_threads)
+            rq_dequantize(self.codes, self.scales, self.scale_format, self.n_rows, self.dim,
+                          self.codes_stride, out_data, self.dim, n_threads)
         return out
 
     def bag(self, ids, offsets, lengths, weights, mode, include_last_offset, padding_idx, out,
@@ -581,7 +629,7 @@ cdef class Table:
             if not valid:
                 return None
             with nogil:
-                status = rq_bag(self.codes, self.scales, self.n_rows, self.dim,
+                status = rq_bag(self.codes, self.scales, self.scale_format, self.n_rows, self.dim,
                                 self.codes_stride, <const int64_t *>cnp.PyArray_DATA(id_array),
                                 n_ids, bounds, n_bags, weights_data, mode_number, padding,
                                 <float *>cnp.PyArray_DATA(<cnp.ndarray>out), self.dim,

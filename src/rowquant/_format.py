@@ -40,10 +40,10 @@ from . import _atomic, _checks, _safetensors
 from ._keys import RESERVED_METADATA, Keys, check_metadata
 from ._chunks import DEFAULT_CHUNK_BYTES
 from ._scheme import DEFAULT as DEFAULT_SCHEME
-from ._scheme import SCHEMES
+from ._scheme import SCHEMES, Scheme, symmetric_scheme_for
 
-__all__ = ["CODES_ALIGNMENT", "METADATA", "StoredTable", "little_endian_f32", "read_table",
-           "table_header", "write_keys", "write_table"]
+__all__ = ["CODES_ALIGNMENT", "METADATA", "StoredTable", "little_endian_f32",
+           "little_endian_scales", "read_table", "table_header", "write_keys", "write_table"]
 
 # what every rowquant file records; the scheme's part comes from its description
 METADATA = {"format": "rowquant", "version": "1", **DEFAULT_SCHEME.metadata()}
@@ -52,6 +52,9 @@ CODES_ALIGNMENT = 64  # a cache line: rows whose width is a multiple of it then 
 
 KEY_TENSORS = ("key_offsets", "keys")  # the optional vocabulary, after the codes
 NORMS = "norms"  # the optional norms of the dequantized rows, last
+# the scales tensor's dtype by how a scheme stores its scales (bfloat16 as its uint16 bits)
+SCALE_TENSOR_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+_SCALE_FILE_DTYPES = {"F32": "<f4", "BF16": "<u2", "F16": "<f2"}
 
 
 @dataclass(frozen=True)
@@ -72,20 +75,23 @@ class StoredTable:
 
 
 def table_header(rows: int, dim: int, key_bytes: int | None = None,
-                 metadata: dict[str, str] | None = None, norms: bool = False) -> bytes:
+                 metadata: dict[str, str] | None = None, norms: bool = False,
+                 scheme: Scheme = DEFAULT_SCHEME) -> bytes:
     """The header bytes of a rowquant file for a table of ``rows`` x ``dim``; with
     ``key_bytes``, one that also holds ``rows`` keys of that many UTF-8 bytes in all (tensors
     ``key_offsets``, I64 ``[rows + 1]``, and ``keys``, U8 ``[key_bytes]``, after the codes, so
     that a file without keys is laid out as before). ``metadata`` are free-form entries
     (checked by :func:`rowquant._keys.check_metadata`), written beside the format's own. With
-    ``norms``, a ``norms`` tensor (F32 ``[rows]``) comes last."""
-    tensors = {"scales": ("F32", (rows,)), "codes": ("U8", (rows, dim))}
+    ``norms``, a ``norms`` tensor (F32 ``[rows]``) comes last. A ``scheme`` with 16-bit
+    scales stores them as BF16 or F16 ``[rows]`` and records its name."""
+    tensors = {"scales": (SCALE_TENSOR_DTYPES[scheme.scale_format], (rows,)),
+               "codes": ("U8", (rows, dim))}
     if key_bytes is not None:
         tensors["key_offsets"] = ("I64", (rows + 1,))
         tensors["keys"] = ("U8", (key_bytes,))
     if norms:
         tensors[NORMS] = ("F32", (rows,))
-    entries = {**check_metadata(metadata), **METADATA}
+    entries = {**check_metadata(metadata), **METADATA, **scheme.metadata()}
     return _safetensors.encode_header(tensors, entries, "codes", CODES_ALIGNMENT)
 
 
@@ -97,8 +103,14 @@ def write_keys(fd: int, offset: int, keys: Keys) -> None:
 
 
 def little_endian_f32(scales: np.ndarray) -> np.ndarray:
-    """The scales as the file stores them: little-endian float32, contiguous."""
+    """float32 scales (or norms) as the file stores them: little-endian, contiguous."""
     return np.ascontiguousarray(scales, dtype="<f4")
+
+
+def little_endian_scales(scales: np.ndarray) -> np.ndarray:
+    """Checked scales as the file stores them, little-endian and contiguous: float32, float16,
+    or the uint16 bits of bfloat16."""
+    return np.ascontiguousarray(scales, dtype=scales.dtype.newbyteorder("<"))
 
 
 def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None = None,
@@ -108,11 +120,12 @@ def write_table(path, codes: np.ndarray, scales: np.ndarray, keys: Keys | None =
     with the free-form ``metadata``, atomically (:func:`rowquant._atomic.atomic_output`)."""
     rows, dim = codes.shape
     key_bytes = None if keys is None else keys.utf8.shape[0]
-    header = table_header(rows, dim, key_bytes, metadata, norms is not None)
+    header = table_header(rows, dim, key_bytes, metadata, norms is not None,
+                          symmetric_scheme_for(scales))
     with _atomic.atomic_output(path) as fd:
         _atomic.write_all(fd, header, 0)
-        _atomic.write_all(fd, little_endian_f32(scales), len(header))
-        offset = len(header) + 4 * rows
+        _atomic.write_all(fd, little_endian_scales(scales), len(header))
+        offset = len(header) + scales.itemsize * rows
         if codes.flags.c_contiguous:
             _atomic.write_all(fd, codes, offset)
         else:  # rows with a stride: a bounded copy at a time
@@ -154,6 +167,9 @@ def _rowquant_tensors(header: _safetensors.Header, path: str):
             f"unknown quantization scheme {header.metadata.get('scheme')!r} "
             f"(this rowquant knows {known})"
         )
+    if scheme.kind != "symmetric":
+        raise ValueError(f"a {scheme.bits}-bit table (scheme {scheme.name}): read it with "
+                         "rowquant.load")
     if header.metadata.get("bias") != str(scheme.bias):
         raise ValueError(
             f"unknown quantization bias {header.metadata.get('bias')!r} "
@@ -166,8 +182,10 @@ def _rowquant_tensors(header: _safetensors.Header, path: str):
             f"has keys, and norms if they were stored), this one {names}"
         )
     scales, codes = header.tensors["scales"], header.tensors["codes"]
-    if scales.dtype != "F32" or len(scales.shape) != 1:
-        raise ValueError(f"scales must be F32 [N], got {scales.dtype} {list(scales.shape)}")
+    scale_dtype = SCALE_TENSOR_DTYPES.get(scheme.scale_format)
+    if scales.dtype != scale_dtype or len(scales.shape) != 1:
+        raise ValueError(f"scales must be {scale_dtype} [N] for scheme {scheme.name}, got "
+                         f"{scales.dtype} {list(scales.shape)}")
     if codes.dtype != "U8" or len(codes.shape) != 2:
         raise ValueError(f"codes must be U8 [N, D], got {codes.dtype} {list(codes.shape)}")
     if scales.shape[0] != codes.shape[0]:
@@ -280,7 +298,7 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
             if NORMS in header.tensors:
                 norms = _safetensors.array_view(buffer, header.tensors[NORMS])
         else:
-            scales = np.empty(rows, dtype="<f4")
+            scales = np.empty(rows, dtype=_SCALE_FILE_DTYPES[scales_tensor.dtype])
             codes = _checks.cache_aligned_empty((rows, dim), np.uint8)
             _read_into(file, scales, scales_tensor.start)
             _read_into(file, codes, codes_tensor.start)
@@ -295,9 +313,9 @@ def read_table(path, *, mmap: bool = True, validate: bool = True) -> StoredTable
                 norms = np.empty(rows, dtype="<f4")
                 _read_into(file, norms, header.tensors[NORMS].start)
     if not scales.dtype.isnative or scales.ctypes.data % scales.itemsize:
-        # another writer may leave the scales off a 4-byte boundary: the C kernels read them as
-        # float32, so they get an aligned copy (4 bytes per row)
-        scales = scales.astype(np.float32)
+        # another writer may leave the scales off their items' boundary: the C kernels read
+        # them as whole items, so they get an aligned native copy (2 or 4 bytes per row)
+        scales = scales.astype(scales.dtype.newbyteorder("="))
     try:
         codes, scales = _checks.codes_and_scales(codes, scales, check_values=validate)
         if "keys" in header.tensors:

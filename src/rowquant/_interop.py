@@ -49,7 +49,7 @@ def to_fbgemm(table) -> np.ndarray:
     if table.scheme.kind == "affine":  # 4-bit and 2-bit rows: FBGEMM's fused N-bit layout
         fused: np.ndarray = table.to_fbgemm()
         return fused
-    return fbgemm_rows(table.codes, table.scales)
+    return fbgemm_rows(table.codes, table.scale_values())
 
 
 def from_fbgemm(packed, *, requantize: bool = False, bits: int = 8,
@@ -157,7 +157,7 @@ def to_torch_quantized(table):
             f"to_torch_quantized works on 8-bit tables only, not on this {table.scheme.name} "
             "table; rq.to_fbgemm gives FBGEMM's fused N-bit rows for torch's 4-bit/2-bit ops"
         )
-    return torch_per_channel(table.codes, table.scales)
+    return torch_per_channel(table.codes, table.scale_values())
 
 
 def from_torch_quantized(tensor, *, requantize: bool = False) -> QuantizedEmbedding:

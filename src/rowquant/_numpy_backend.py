@@ -3,9 +3,9 @@ status returns, computed by :mod:`rowquant.reference`.
 
 :mod:`rowquant._backend` uses this module in place of ``rowquant._ext`` when the extension is
 not built or ``ROWQUANT_PUREPYTHON=1`` is set. Callers have checked every argument (as for the
-extension): 2-D float32 values and uint8 codes with contiguous rows, float32 scales, int64 ids
-and bounds, float32 weights or None, outputs of the right shape. Single-threaded: ``n_threads``
-is accepted and ignored.
+extension): 2-D float32 values and uint8 codes with contiguous rows, float32 or 16-bit scales,
+int64 ids and bounds, float32 weights or None, outputs of the right shape. Single-threaded:
+``n_threads`` is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ SIMD_NAMES: tuple[str, ...] = ()  # no SIMD kernels here
 DOT_PRECISIONS = {"exact": 0, "fast": 1}
 _PRECISION_NAMES = {number: name for name, number in DOT_PRECISIONS.items()}
 # Rows per block of similarity scores, so that a block's float64 work stays near 64 MB.
+# scales: float32, float16, or uint16 holding bfloat16 bits (reference.widen_scales reads them)
+_Scales = NDArray[np.float32] | NDArray[np.float16] | NDArray[np.uint16]
+
 _SCORE_BLOCK_VALUES = 1 << 23
 
 
@@ -35,7 +38,7 @@ def _first_out_of_range(ids: np.ndarray, n_rows: int) -> int:
 
 
 def quantize_rows(
-    values: NDArray[np.float32], codes: NDArray[np.uint8], scales: NDArray[np.float32],
+    values: NDArray[np.float32], codes: NDArray[np.uint8], scales: _Scales,
     n_threads: int,
 ) -> int:
     """Quantize into codes and scales; -1, or the flat index of the first NaN or inf (then
@@ -48,7 +51,7 @@ def quantize_rows(
 
 
 def dequantize(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], out: NDArray[np.float32],
+    codes: NDArray[np.uint8], scales: _Scales, out: NDArray[np.float32],
     n_threads: int,
 ) -> None:
     """Dequantize every row of codes into out."""
@@ -56,7 +59,7 @@ def dequantize(
 
 
 def take(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], ids: NDArray[np.int64],
+    codes: NDArray[np.uint8], scales: _Scales, ids: NDArray[np.int64],
     out: NDArray[np.float32], n_threads: int,
 ) -> int:
     """Dequantize rows ids (1-D) into out (len(ids), D); -1, or the position of the first id
@@ -69,7 +72,7 @@ def take(
 
 def bag(
     codes: NDArray[np.uint8],
-    scales: NDArray[np.float32],
+    scales: _Scales,
     ids: NDArray[np.int64],
     bounds: NDArray[np.int64],
     weights: NDArray[np.float32] | None,
@@ -90,7 +93,7 @@ def bag(
 
 
 def _score_blocks(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    codes: NDArray[np.uint8], scales: _Scales, queries: np.ndarray, precision: int,
     inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, float32 scores (B, rows)) of the queries against blocks of the table."""
@@ -108,7 +111,7 @@ def _score_blocks(
 
 
 def scores(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    codes: NDArray[np.uint8], scales: _Scales, queries: np.ndarray, precision: int,
     inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
     out: NDArray[np.float32], n_threads: int,
 ) -> None:
@@ -120,7 +123,7 @@ def scores(
 
 
 def top_k(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], queries: np.ndarray, precision: int,
+    codes: NDArray[np.uint8], scales: _Scales, queries: np.ndarray, precision: int,
     inverse_norms: NDArray[np.float64] | None, query_factors: NDArray[np.float64],
     top_scores: NDArray[np.float32], top_ids: NDArray[np.int64], n_threads: int,
 ) -> None:
@@ -144,7 +147,7 @@ def top_k(
 
 
 def norms(
-    codes: NDArray[np.uint8], scales: NDArray[np.float32], out: NDArray[np.float32],
+    codes: NDArray[np.uint8], scales: _Scales, out: NDArray[np.float32],
     n_threads: int,
 ) -> None:
     """The norm of every dequantized row, into out (N,)."""
@@ -199,7 +202,7 @@ class Table:
     def __init__(
         self,
         codes: NDArray[np.uint8],
-        scales: NDArray[np.float32],
+        scales: _Scales,
         default_threads: Callable[[], int],
     ) -> None:
         pass

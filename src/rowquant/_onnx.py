@@ -404,9 +404,10 @@ def _scores_model_graph(graph, helper, TensorProto, table, metric):
             from . import _similarity
 
             _similarity.inverse_norms_of(table.norms())  # refuses what rowquant refuses
-            scales = graph.table_array("unit_scales", _unit_scales(table.codes, table.scales))
+            scales = graph.table_array(
+                "unit_scales", _unit_scales(table.codes, table.scale_values()))
         else:
-            scales = graph.table_array("scales", table.scales)
+            scales = graph.table_array("scales", table.scale_values())
     scores_graph(graph, codes, scales, "queries", n_rows=n_rows, dim=dim, metric=metric,
                  unit_scales=cosine)
     inputs = [helper.make_tensor_value_info("queries", TensorProto.FLOAT, ["n_queries", dim])]
@@ -474,9 +475,9 @@ def _lookup_model_graph(graph, helper, TensorProto, table, pooling, contrib, ids
     ids = _refuse_negative_ids(graph, "ids", n_rows)
     output = "rows" if pooling is None else "looked_up"
     if contrib:
-        rows = _lookup_contrib(graph, table.codes, table.scales, ids, output)
+        rows = _lookup_contrib(graph, table.codes, table.scale_values(), ids, output)
     else:
-        scales = graph.table_array("scales", table.scales.reshape(n_rows, 1))
+        scales = graph.table_array("scales", table.scale_values().reshape(n_rows, 1))
         rows = _lookup(graph, codes, scales, ids, output)
     if pooling is None:
         ids_dims = [f"ids_{axis}" for axis in range(ids_ndim)] if ids_ndim != 1 else ["n_ids"]

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Scheme", "ROWWISE_U8", "ROWWISE_AFFINE_U4", "ROWWISE_AFFINE_U2", "SCHEMES",
+__all__ = ["Scheme", "ROWWISE_U8", "ROWWISE_U8_BF16", "ROWWISE_U8_F16", "SYMMETRIC_SCHEMES",
+           "symmetric_scheme_for", "ROWWISE_AFFINE_U4", "ROWWISE_AFFINE_U2", "SCHEMES",
            "NBIT_SCHEMES", "DEFAULT"]
 
 
@@ -51,7 +52,8 @@ class Scheme:
     """``"symmetric"`` (one scale, a fixed zero point ``bias``) or ``"affine"`` (a scale and a
     bias, i.e. the row's minimum, per row)."""
     scale_format: str = "float32"
-    """How a scale is stored: ``"float32"`` or ``"float16"``."""
+    """How a scale is stored: ``"float32"``, ``"float16"`` or ``"bfloat16"`` (numpy has no
+    bfloat16: its bits are held in a uint16 array, ``scale_dtype``)."""
 
     @property
     def values_per_byte(self) -> int:
@@ -82,6 +84,45 @@ ROWWISE_U8 = Scheme(
 )
 """Botha et al. 2017, section 2.2: uint8 codes, one float32 scale per row, bias 128."""
 
+ROWWISE_U8_BF16 = Scheme(
+    name="rowwise-symmetric-u8-bf16",
+    bits=8,
+    bias=128,
+    levels=127,
+    code_dtype=np.dtype(np.uint8),
+    scale_dtype=np.dtype(np.uint16),
+    scale_format="bfloat16",
+)
+"""The paper's codes with a bfloat16 scale per row (the top half of a float32), as CLD3 stores
+its tables: the scale rounded first, the codes computed against it (see
+:func:`rowquant.reference.quantize_rows_16`); codes 0 to 255."""
+
+ROWWISE_U8_F16 = Scheme(
+    name="rowwise-symmetric-u8-f16",
+    bits=8,
+    bias=128,
+    levels=127,
+    code_dtype=np.dtype(np.uint8),
+    scale_dtype=np.dtype(np.float16),
+    scale_format="float16",
+)
+"""The paper's codes with an IEEE float16 scale per row (rows up to 127 * 65504 in
+magnitude)."""
+
+SYMMETRIC_SCHEMES = {scheme.scale_format: scheme
+                     for scheme in (ROWWISE_U8, ROWWISE_U8_BF16, ROWWISE_U8_F16)}
+"""The 8-bit schemes by how their scales are stored: ``"float32"``, ``"bfloat16"``,
+``"float16"``."""
+
+
+def symmetric_scheme_for(scales: np.ndarray) -> Scheme:
+    """The 8-bit scheme of checked scales, by their dtype (uint16 holds bfloat16 bits)."""
+    if scales.dtype == np.uint16:
+        return ROWWISE_U8_BF16
+    if scales.dtype == np.float16:
+        return ROWWISE_U8_F16
+    return ROWWISE_U8
+
 ROWWISE_AFFINE_U4 = Scheme(
     name="rowwise-affine-u4-f16",
     bits=4,
@@ -106,7 +147,8 @@ ROWWISE_AFFINE_U2 = Scheme(
 )
 """FBGEMM's 2-bit rows: four codes a byte (low bits first), float16 scale and bias per row."""
 
-SCHEMES = {scheme.name: scheme for scheme in (ROWWISE_U8, ROWWISE_AFFINE_U4, ROWWISE_AFFINE_U2)}
+SCHEMES = {scheme.name: scheme for scheme in (ROWWISE_U8, ROWWISE_U8_BF16, ROWWISE_U8_F16,
+                                              ROWWISE_AFFINE_U4, ROWWISE_AFFINE_U2)}
 NBIT_SCHEMES = {scheme.bits: scheme for scheme in (ROWWISE_AFFINE_U4, ROWWISE_AFFINE_U2)}
 """The affine schemes by their bits per code."""
 DEFAULT = ROWWISE_U8

@@ -221,6 +221,7 @@ examples:
   rowquant quantize model.safetensors --tensor embeddings.word_embeddings.weight -o words.safetensors
   rowquant quantize huge.npy -o huge.safetensors --chunk-rows 100000 --threads 2
   rowquant quantize glove.npy -o glove4.safetensors --bits 4 --range-search
+  rowquant quantize glove.npy -o glove-bf16.safetensors --scale-dtype bfloat16
 
 INPUT is a .npy file (float16/32/64), a .safetensors file (a 2-D F16, BF16, F32 or F64
 tensor; --tensor picks one when there are several), or a word-vector file: GloVe text,
@@ -295,6 +296,17 @@ def _add_quantize(commands, common) -> None:
         help="with --bits 4 or 2: search each row's clipping range to lower its error",
     )
     parser.add_argument(
+        "--scale-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+        help="with --bits 8: how each row's scale is stored: float32 (default), or 16 bits, "
+        "2 bytes per row fewer (bfloat16 as CLD3 stores them; float16 for rows up to "
+        "127 * 65504); the codes are computed against the rounded scale",
+    )
+    parser.add_argument(
+        "--scale-rounding", choices=("nearest", "truncate"), default="nearest",
+        help="with a 16-bit --scale-dtype: round the scale to nearest (default) or toward "
+        "zero, as CLD3 does",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary"
     )
     parser.set_defaults(run=_run_quantize)
@@ -314,6 +326,8 @@ def _run_quantize(args) -> int:
         format=args.format,
         bits=args.bits,
         range_search=args.range_search,
+        scale_dtype=args.scale_dtype,
+        scale_rounding=args.scale_rounding,
     )
     if args.quiet:
         return 0
@@ -327,6 +341,11 @@ def _run_quantize(args) -> int:
     if args.bits != 8:
         print(f"  scheme  {_SCHEME_OF_BITS[args.bits]}"
               + (", range search" if args.range_search else ""))
+    elif args.scale_dtype != "float32":
+        from ._scheme import SYMMETRIC_SCHEMES
+
+        print(f"  scheme  {SYMMETRIC_SCHEMES[args.scale_dtype].name}, scales rounded "
+              f"{'to nearest' if args.scale_rounding == 'nearest' else 'toward zero'}")
     print(f"  rows    {summary.rows:,}")
     print(f"  dim     {summary.dim:,}")
     if summary.keys:
@@ -430,7 +449,7 @@ def _describe_file(path: str) -> dict:
     if description["rowquant"]:
         table = io.load(path)
         rows, dim = table.shape
-        scales = table.scales
+        scales = table.scale_values()
         description.update(
             scheme=table.scheme.name,
             bits=table.scheme.bits,

@@ -55,6 +55,7 @@ from ._error_report import ErrorAccumulator, ErrorReport
 from ._keys import check_metadata
 from ._nbit import NBitEmbedding
 from ._nbit_arrays import quantize_nbit, scheme_for_bits
+from ._scheme import SYMMETRIC_SCHEMES
 from ._sources import open_source
 from .table import QuantizedEmbedding
 
@@ -230,6 +231,8 @@ def quantize_file(
     metadata: Mapping[str, str] | None = None,
     bits: int = 8,
     range_search: bool = False,
+    scale_dtype: str = "float32",
+    scale_rounding: str = "nearest",
 ) -> QuantizeSummary:
     """Quantize the float table in ``src`` into a rowquant file ``dst``, chunk by chunk.
 
@@ -277,6 +280,10 @@ def quantize_file(
         keys=words, metadata=metadata).save(dst)`` writes).
     range_search : bool, default False
         With ``bits=4`` or ``2``: search each row's clipping range (see :func:`rowquant.quantize`).
+    scale_dtype : {"float32", "bfloat16", "float16"}, default "float32"
+        How 8-bit rows store their scales, and ``scale_rounding`` how 16-bit ones are rounded
+        (``"nearest"`` or ``"truncate"``), as :func:`rowquant.quantize` takes them.
+    scale_rounding : {"nearest", "truncate"}, default "nearest"
 
     Returns
     -------
@@ -328,20 +335,25 @@ def quantize_file(
         raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
     checked_metadata = check_metadata(metadata)
     if not (isinstance(bits, int) and bits == 8):  # 4-bit and 2-bit rows
+        _api.no_scale_options(scale_dtype, scale_rounding)
         return _quantize_file_nbit(src, dst, bits, range_search, tensor, chunk_rows, progress,
                                    report, format, checked_metadata, started)
     if range_search:
         raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
+    scale_dtype, scale_rounding = _api.scale_options(scale_dtype, scale_rounding)
+    scheme = SYMMETRIC_SCHEMES[scale_dtype]
     with open_source(src, tensor, format) as source:
         rows, dim = source.rows, source.dim
         keys = source.keys
         step = rows_per_chunk(chunk_rows, dim)
         header = _format.table_header(
-            rows, dim, None if keys is None else keys.utf8.shape[0], checked_metadata
+            rows, dim, None if keys is None else keys.utf8.shape[0], checked_metadata,
+            scheme=scheme,
         )
-        scales_at, codes_at = len(header), len(header) + 4 * rows
+        scale_size = scheme.scale_dtype.itemsize
+        scales_at, codes_at = len(header), len(header) + scale_size * rows
         codes = np.empty((min(step, rows), dim), dtype=np.uint8)
-        scales = np.empty(min(step, rows), dtype=np.float32)
+        scales = np.empty(min(step, rows), dtype=scheme.scale_dtype)
         errors = ErrorAccumulator(rows, dim) if report else None
         update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
         try:
@@ -354,12 +366,19 @@ def quantize_file(
                     stop = min(rows, start + step)
                     count = stop - start
                     values, stored = source.rows_float32(start, stop)
-                    _api.quantize_checked(
-                        values, codes[:count], scales[:count], threads,
-                        original=stored, name=source.label, first_row=start,
-                    )
+                    if scale_dtype == "float32":
+                        _api.quantize_checked(
+                            values, codes[:count], scales[:count], threads,
+                            original=stored, name=source.label, first_row=start,
+                        )
+                    else:
+                        codes[:count], scales[:count] = _api.quantize_scales16(
+                            values, scale_dtype, scale_rounding, original=stored,
+                            name=source.label, first_row=start,
+                        )
                     _atomic.write_all(
-                        fd, _format.little_endian_f32(scales[:count]), scales_at + 4 * start
+                        fd, _format.little_endian_scales(scales[:count]),
+                        scales_at + scale_size * start,
                     )
                     _atomic.write_all(fd, codes[:count], codes_at + start * dim)
                     if errors is not None:

@@ -42,11 +42,12 @@ import numpy as np
 from ._scheme import ROWWISE_U8
 
 __all__ = [
-    "quantize_rows", "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
+    "quantize_rows", "SCALE_DTYPES", "round_scales", "widen_scales", "quantize_rows_16",
+    "dequantize", "dequantize_codes", "take", "embedding_bag", "bag_bounds",
     "pool_bags", "DOT_LANES", "lane_sums", "norms", "inverse_norms", "query_shift", "query_codes",
     "integer_dots", "row_factors", "query_factors", "scores", "top_k",
     "nbit_width", "pack_nbit", "unpack_nbit", "nbit_search_range", "quantize_nbit",
-    "dequantize_nbit", "take_nbit", "pool_bags_nbit",
+    "dequantize_nbit", "take_nbit", "pool_bags_nbit", "pool_bags_cld3",
 ]
 
 BIAS = ROWWISE_U8.bias
@@ -93,6 +94,134 @@ def quantize_rows(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
+SCALE_DTYPES = ("float32", "bfloat16", "float16")
+"""How an 8-bit table's scales may be stored: float32 (the paper's), or 16 bits: bfloat16 (the
+top half of a float32, as CLD3 stores them; numpy has no bfloat16, so they are held as uint16
+bits) or IEEE float16."""
+
+
+def widen_scales(scales: np.ndarray) -> np.ndarray:
+    """The float32 values of scales stored as float32, float16, or bfloat16 bits (uint16):
+    exactly, every bfloat16 and float16 being a float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> reference.widen_scales(np.array([0x3F80, 0x3EAB], np.uint16))  # bfloat16 bits
+    array([1.        , 0.33398438], dtype=float32)
+    >>> reference.widen_scales(np.array([0.333], np.float16))
+    array([0.3330078], dtype=float32)
+    """
+    scales = np.asarray(scales)
+    if scales.dtype == np.uint16:
+        return (scales.astype(np.uint32) << 16).view(np.float32)
+    return scales.astype(np.float32)
+
+
+def _step_up(scales: np.ndarray) -> np.ndarray:
+    """The next 16-bit scale above each (positive or +0) one."""
+    if scales.dtype == np.uint16:
+        return scales + np.uint16(1)  # non-negative bfloat16 values order as their bits
+    return np.nextafter(scales, np.float16(np.inf))
+
+
+def round_scales(scales: np.ndarray, scale_dtype: str, rounding: str = "nearest") -> np.ndarray:
+    """float32 scales (finite, >= 0) rounded to 16 bits: ``"bfloat16"`` (returned as uint16
+    bits) or ``"float16"``; ``rounding="nearest"`` (ties to even) or ``"truncate"`` (toward
+    zero: CLD3 keeps the top 16 bits of a float32 scale). float16 scales past 65504 round to
+    inf (the caller rejects them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> s = np.array([1 / 3], np.float32)  # bits 0x3EAAAAAB
+    >>> hex(reference.round_scales(s, "bfloat16")[0]), hex(reference.round_scales(s, "bfloat16", "truncate")[0])
+    ('0x3eab', '0x3eaa')
+    >>> reference.round_scales(s, "float16"), reference.round_scales(s, "float16", "truncate")
+    (array([0.3333], dtype=float16), array([0.3333], dtype=float16))
+    """
+    scales = np.asarray(scales, dtype=np.float32)
+    if scale_dtype == "bfloat16":
+        bits = scales.view(np.uint32)
+        if rounding == "truncate":
+            return (bits >> 16).astype(np.uint16)
+        # to nearest, ties to even: add half an ulp of bfloat16 (less one, plus the kept lowest bit)
+        rounded = (bits.astype(np.uint64) + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        return rounded.astype(np.uint16)
+    if scale_dtype != "float16":
+        raise ValueError(f"scale_dtype must be 'bfloat16' or 'float16' here, got {scale_dtype!r}")
+    with np.errstate(over="ignore"):
+        nearest = scales.astype(np.float16)
+    if rounding == "truncate":
+        above = nearest.astype(np.float32) > scales
+        nearest[above] = np.nextafter(nearest[above], np.float16(0))
+    return nearest
+
+
+def quantize_rows_16(E: np.ndarray, scale_dtype: str, rounding: str = "nearest"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize a finite float32 matrix with 16-bit scales: ``(codes uint8 (N, D), scales)``,
+    the scales float16, or uint16 holding bfloat16 bits.
+
+    Each row's float32 scale ``max|row| / 127`` (as :func:`quantize_rows`) is rounded to 16
+    bits first (:func:`round_scales`), and the codes are ``floor(E / s + 128.5)`` exactly
+    against the rounded scale ``s``, so every value is within ``s / 2`` of its code's. The
+    rule where that needs a code outside ``[0, 255]``: code 0, a value 128 steps below zero,
+    is kept (CLD3's tables use it: a row whose largest magnitude is negative and whose scale
+    was rounded down lands there); a row that would need code 256 (its largest value
+    positive, the scale rounded down), or a nonzero row whose scale rounded to 0, takes the
+    next 16-bit scale up instead, which is above the float32 scale, so its codes fit. float16
+    scales past 65504 are not finite: :func:`rowquant.quantize` rejects such rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> E = np.array([[-1.00390625, 0.5, 0.25], [1.00390625, -0.5, 0.0]], np.float32)
+    >>> codes, scales = reference.quantize_rows_16(E, "bfloat16", "truncate")
+    >>> [hex(s) for s in scales], codes  # row 0: -E / s is 127.504 steps, code 0; row 1 steps up
+    (['0x3c01', '0x3c02'], array([[  0, 192, 160],
+           [255,  65, 128]], dtype=uint8))
+    >>> reference.dequantize(codes, scales)
+    array([[-1.0078125 ,  0.50390625,  0.25195312],
+           [ 1.0076904 , -0.49987793,  0.        ]], dtype=float32)
+    """
+    E = np.asarray(E, dtype=np.float32)
+    n_rows, dim = E.shape
+    codes = np.empty((n_rows, dim), dtype=np.uint8)
+    scales = np.zeros(n_rows, dtype=np.uint16 if scale_dtype == "bfloat16" else np.float16)
+    if dim == 0:
+        return codes, scales
+    block = max(1, _BLOCK_ELEMENTS // dim)
+    for start in range(0, n_rows, block):
+        rows = E[start : start + block]
+        exact = np.abs(rows).max(axis=1) / _LEVELS  # the float32 scale, as quantize_rows
+        narrow = round_scales(exact, scale_dtype, rounding)
+        wide = rows.astype(np.float64)
+        highest, lowest = wide.max(axis=1), wide.min(axis=1)
+
+        def codes_fit(divisors: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                top = np.floor(highest / divisors + (BIAS + 0.5))
+                bottom = np.floor(lowest / divisors + (BIAS + 0.5))
+            return (exact == 0) | ((divisors > 0) & (top <= 255) & (bottom >= 0))
+
+        fits = codes_fit(widen_scales(narrow).astype(np.float64))
+        narrow[~fits] = _step_up(narrow[~fits])
+        divisors = widen_scales(narrow).astype(np.float64)
+        zero = exact == 0
+        divisors[zero] = 1.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            block_codes = np.floor(wide / divisors[:, None] + (BIAS + 0.5))
+        np.clip(block_codes, 0, 255, out=block_codes)  # only for float16 scales past 65504
+        block_codes[zero] = BIAS
+        codes[start : start + block] = block_codes
+        scales[start : start + block] = narrow
+    return codes, scales
+
+
 def dequantize(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """The float32 table ``(codes - 128) * scales[:, None]``, each value rounded once.
 
@@ -103,7 +232,7 @@ def dequantize(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     >>> reference.dequantize(np.array([[255, 128, 1]], dtype=np.uint8), np.array([0.5], np.float32))
     array([[ 63.5,   0. , -63.5]], dtype=float32)
     """
-    return dequantize_codes(codes, np.asarray(scales, dtype=np.float32)[:, None])
+    return dequantize_codes(codes, widen_scales(scales)[:, None])
 
 
 def dequantize_codes(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -423,7 +552,7 @@ def _pool_block(
             sums[into] = np.where(first | (terms > pooled), terms, pooled)
             counts[into] += 1
             continue
-        factors = scales[rows]
+        factors = widen_scales(scales[rows])
         if weights is not None:
             factors = factors * weights[positions]  # one float32 multiply, as in C
         # code * factor (or (code - 128) * factor), exact in float64 (8 bits times 24) and a
@@ -649,7 +778,7 @@ def row_factors(scales: np.ndarray, inverse: np.ndarray | None, precision: str) 
     >>> reference.row_factors(np.array([0.5], np.float32), np.array([0.25]), "fast")
     array([0.125])
     """
-    factors = scales.astype(np.float64) if precision == "fast" else np.ones(len(scales))
+    factors = widen_scales(scales).astype(np.float64) if precision == "fast" else np.ones(len(scales))
     if inverse is not None:
         factors = factors * inverse
     return factors
@@ -1015,3 +1144,54 @@ def pool_bags_nbit(
             counted = counts > 0
             sums[counted] /= counts[counted].astype(np.float32)[:, None]
     return sums
+
+
+def pool_bags_cld3(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    weights: np.ndarray | None = None,
+    mode: str = "sum",
+    padding_idx: int | None = None,
+) -> np.ndarray:
+    """Bags summed in CLD3's order (``EmbeddingNetwork``'s feature sums, see
+    :mod:`rowquant.cld3`): for each id in order, the factor ``f = float32(s * w)`` (``w`` the
+    id's weight, 1 without weights), each term ``float32((q - 128) * f)``, and the bag's
+    ``float32`` sum from +0 adding the terms one by one (no fused multiply-add). ``mode="mean"``
+    divides the sum by the count of ids (float32), padding ids skipped and not counted.
+
+    rowquant's own bags (:func:`pool_bags`) round differently, by up to an ulp or so per term.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rowquant import reference
+    >>> codes = np.array([[129, 0], [255, 128]], np.uint8)
+    >>> scales = np.array([0x3F80, 0x3F00], np.uint16)  # bfloat16 1.0 and 0.5
+    >>> reference.pool_bags_cld3(codes, scales, np.array([0, 1]), np.array([0, 2]),
+    ...                          weights=np.array([2.0, 0.5], np.float32))
+    array([[  33.75, -256.  ]], dtype=float32)
+    """
+    n_bags, dim = len(bounds) - 1, codes.shape[1]
+    out = np.zeros((n_bags, dim), np.float32)
+    counts = np.zeros(n_bags, np.int64)
+    lengths = np.diff(bounds)
+    values = widen_scales(scales)
+    for step in range(int(lengths.max()) if n_bags else 0):
+        bags = np.nonzero(lengths > step)[0]
+        positions = bounds[bags] + step
+        rows = ids[positions]
+        if padding_idx is not None:
+            keep = rows != padding_idx
+            bags, positions, rows = bags[keep], positions[keep], rows[keep]
+        factors = values[rows]
+        if weights is not None:
+            factors = factors * weights[positions].astype(np.float32)  # one float32 multiply
+        terms = (codes[rows].astype(np.float32) - np.float32(BIAS)) * factors[:, None]
+        out[bags] += terms  # bags are distinct at one step: one float32 add each
+        counts[bags] += 1
+    if mode == "mean":
+        divide = counts > 0
+        out[divide] /= counts[divide, None].astype(np.float32)
+    return out

@@ -14,7 +14,7 @@ from . import _api, _backend, _checks, _format, _gensim, _layouts, _similarity, 
 from ._api import BagMode
 from ._formatting import human_bytes
 from ._keys import Keys, check_metadata, keys_for_rows
-from ._scheme import ROWWISE_U8, SCHEMES, Scheme
+from ._scheme import ROWWISE_U8, SCHEMES, Scheme, symmetric_scheme_for
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -119,9 +119,17 @@ class QuantizedEmbedding:
         keys: Iterable[str] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
-        if scheme is not None and scheme not in (ROWWISE_U8, ROWWISE_U8.name):
-            raise ValueError(f"scheme {scheme!r} needs biases= (a 4-bit or 2-bit table)")
         codes, scales = _checks.codes_and_scales(codes, scales)
+        if scheme is not None:
+            expected = symmetric_scheme_for(scales)
+            if scheme not in (expected, expected.name):
+                found = SCHEMES.get(scheme) if isinstance(scheme, str) else scheme
+                if getattr(found, "kind", "") == "affine":
+                    raise ValueError(f"scheme {scheme!r} needs biases= (a 4-bit or 2-bit table)")
+                raise ValueError(
+                    f"scheme {scheme!r} does not match scales of dtype {scales.dtype} "
+                    f"(scheme {expected.name!r}; bfloat16 scales are uint16 bits)"
+                )
         if dim is not None and dim != codes.shape[1]:
             raise ValueError(f"dim={dim!r} but codes has {codes.shape[1]} columns")
         self._set_arrays(codes, scales, keys_for_rows(keys, codes.shape[0]), check_metadata(metadata))
@@ -159,10 +167,30 @@ class QuantizedEmbedding:
 
     @property
     def scheme(self) -> Scheme:
-        """The quantization scheme (:mod:`rowquant._scheme`): ``rowwise-symmetric-u8`` here,
-        ``rowwise-affine-u4-f16`` or ``rowwise-affine-u2-f16`` for ``rq.quantize(E, bits=4)``
-        or ``bits=2``."""
-        return ROWWISE_U8
+        """The quantization scheme (:mod:`rowquant._scheme`): ``rowwise-symmetric-u8`` here
+        (``-bf16`` or ``-f16`` with 16-bit scales), ``rowwise-affine-u4-f16`` or
+        ``rowwise-affine-u2-f16`` for ``rq.quantize(E, bits=4)`` or ``bits=2``."""
+        return symmetric_scheme_for(self._scales)
+
+    @property
+    def scale_dtype(self) -> str:
+        """How the scales are stored: ``"float32"``, ``"bfloat16"`` (``qe.scales`` then holds
+        their bits as uint16) or ``"float16"``."""
+        return self.scheme.scale_format
+
+    def scale_values(self) -> NDArray[np.float32]:
+        """The scales as float32 values, shape (N,): :attr:`scales` itself for float32 scales,
+        16-bit ones widened exactly (a new array).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import rowquant as rq
+        >>> qe = rq.quantize(np.array([[1.0, -127.0]], np.float32), scale_dtype="bfloat16")
+        >>> qe.scales, qe.scale_values()
+        (array([16256], dtype=uint16), array([1.], dtype=float32))
+        """
+        return _checks.scale_values(self._scales)
 
     @property
     def biases(self) -> NDArray[np.float16] | None:
@@ -177,7 +205,9 @@ class QuantizedEmbedding:
 
     @property
     def scales(self) -> NDArray[np.float32]:
-        """float32 scales, shape (N,), read-only: ``max|row| / 127``."""
+        """Scales, shape (N,), read-only: ``max|row| / 127``, float32; or rounded to 16 bits
+        (``rq.quantize(E, scale_dtype=...)``): float16, or uint16 holding bfloat16 bits (see
+        :attr:`scale_dtype` and :meth:`scale_values`)."""
         return self._scales
 
     @property
@@ -198,7 +228,9 @@ class QuantizedEmbedding:
         n_rows, dim = self.shape
         float_bytes = 4 * n_rows * dim
         ratio = f", {float_bytes / self.nbytes:.1f}x smaller than float32" if self.nbytes else ""
-        return f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {human_bytes(self.nbytes)}{ratio})"
+        scales = "" if self._scales.dtype == np.float32 else f"{self.scale_dtype} scales, "
+        return (f"QuantizedEmbedding(rows={n_rows}, dim={dim}, {scales}"
+                f"{human_bytes(self.nbytes)}{ratio})")
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (

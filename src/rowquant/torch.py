@@ -84,7 +84,8 @@ class _TableModule(nn.Module):
                 "rq.to_fbgemm(table)"
             )
         self.register_buffer("codes", torch.from_numpy(np.array(table.codes, order="C")))
-        self.register_buffer("scales", torch.from_numpy(np.array(table.scales)))
+        # float32 scales: a table's 16-bit ones are widened once, exactly
+        self.register_buffer("scales", torch.from_numpy(np.array(table.scale_values())))
         self.padding_idx = _checks.padding_row(padding_idx, len(table))
         self.output_dtype = _float_dtype(output_dtype)
 
