@@ -568,14 +568,19 @@ def test_inspect_schemes_compares_size_and_error_per_scheme(tmp_path):
                "--schemes", "--json")
     assert done.returncode == 0, done.stderr
     schemes = {row["scheme"]: row for row in json.loads(done.stdout)["schemes"]}
-    assert list(schemes) == ["8-bit", "4-bit", "4-bit range search", "2-bit"]
-    # 21 codes + a float32 scale; 11 bytes of 4-bit codes (padded) or 6 of 2-bit + two float16
-    assert [row["bytes_per_row"] for row in schemes.values()] == [25, 15, 15, 10]
-    for name, arguments in (("8-bit", {}), ("4-bit", {"bits": 4}), ("2-bit", {"bits": 2})):
+    assert list(schemes) == ["8-bit", "8-bit, bfloat16 scale", "8-bit, float16 scale", "4-bit",
+                             "4-bit range search", "2-bit"]
+    # 21 codes + a float32 (or 16-bit) scale; 11 bytes of 4-bit codes (padded) or 6 of 2-bit
+    # + two float16
+    assert [row["bytes_per_row"] for row in schemes.values()] == [25, 23, 23, 15, 15, 10]
+    assert schemes["8-bit, bfloat16 scale"]["name"] == "rowwise-symmetric-u8-bf16"
+    for name, arguments in (("8-bit", {}), ("4-bit", {"bits": 4}), ("2-bit", {"bits": 2}),
+                            ("8-bit, float16 scale", {"scale_dtype": "float16"})):
         expected = rq.error_report(E, rq.quantize(E, **arguments))
         assert schemes[name]["relative_error"] == expected.relative_error
         assert schemes[name]["cosine_min"] == expected.cosine_min
-    errors = [row["relative_error"] for row in schemes.values()]
+    errors = [schemes[name]["relative_error"]
+              for name in ("8-bit", "4-bit", "4-bit range search", "2-bit")]
     assert errors[0] < errors[2] <= errors[1] < errors[3]
     text = run("inspect", str(tmp_path / "t.safetensors"), "--against", str(tmp_path / "E.npy"),
                "--schemes")

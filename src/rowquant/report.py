@@ -116,6 +116,8 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
 #: :func:`rowquant.quantize` / :func:`rowquant.quantize_file` that make it.
 SCHEME_CHOICES: dict[str, dict] = {
     "8-bit": {},
+    "8-bit, bfloat16 scale": {"scale_dtype": "bfloat16"},
+    "8-bit, float16 scale": {"scale_dtype": "float16"},
     "4-bit": {"bits": 4},
     "4-bit range search": {"bits": 4, "range_search": True},
     "2-bit": {"bits": 2},
