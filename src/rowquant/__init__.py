@@ -45,6 +45,7 @@ from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
 from . import _api, _checks, _nbit, _threads
 from .encoder import StaticEncoder
+from .cld3 import from_cld3_arrays, to_cld3_arrays
 
 __all__ = [
     "BackendInfo",
@@ -54,6 +55,8 @@ __all__ = [
     "QuantizedEmbedding",
     "StaticEncoder",
     "backend_info",
+    "from_cld3_arrays",
+    "to_cld3_arrays",
     "dequantize",
     "embedding_bag",
     "error_report",
