@@ -14,7 +14,9 @@
  * bytes of a step spread to 32-bit lanes with one shuffle, shifted by per-lane counts and
  * masked) and AVX-512 (16 values per step, the row's tail masked). Max bags take the scalar
  * loop on every variant (rare, and one copy to test). The float16 scale and bias of a row are
- * widened exactly by rq_half_to_float, once per row. */
+ * widened exactly, once per row (rq_half_to_float, or F16C's vcvtph2ps on the SIMD variants).
+ * A row's scale and bias sit param_stride bytes apart from the next row's: in arrays of their
+ * own (2), or after its codes in FBGEMM's fused rows, where a row is one read. */
 #include "nbit.h"
 
 #include <string.h>
@@ -26,8 +28,6 @@ extern const rq_kernels *rq_active;
 
 /* Below this many bytes of output a job runs on the calling thread alone (as rowquant.c). */
 #define RQ_NBIT_PARALLEL_MIN_BYTES ((int64_t)256 << 10)
-/* Ids ahead whose rows a bag prefetches (codes, scale and bias: three lines at least). */
-#define RQ_NBIT_AHEAD 16
 /* Rows of a bag gathered before they are pooled (a bag longer than this is pooled in parts,
  * in order). */
 #define RQ_NBIT_CHUNK 32
@@ -35,12 +35,28 @@ extern const rq_kernels *rq_active;
 typedef struct rq_nbit_table {
     const uint8_t *codes;
     int64_t codes_stride;
-    const uint16_t *scales;
-    const uint16_t *biases;
+    const uint8_t *scales;
+    const uint8_t *biases;
+    int64_t param_stride;
     int64_t n_rows;
     int bits;
     int64_t dim;
 } rq_nbit_table;
+
+/* The float16 bits at p (any alignment). */
+static inline uint16_t rq_load_half(const uint8_t *p)
+{
+    uint16_t bits;
+    memcpy(&bits, p, sizeof bits);
+    return bits;
+}
+
+/* Row row's scale and bias as float32. */
+static inline void rq_nbit_params(const rq_nbit_table *t, int64_t row, float *scale, float *bias)
+{
+    *scale = rq_half_to_float(rq_load_half(t->scales + row * t->param_stride));
+    *bias = rq_half_to_float(rq_load_half(t->biases + row * t->param_stride));
+}
 
 static inline uint32_t rq_nbit_code(const uint8_t *row, int bits, int64_t j)
 {
@@ -75,6 +91,57 @@ static void scalar_pool(const uint8_t *const *rows, const float *f, const float 
                         int bits, int64_t dim, float *out)
 {
     for (int64_t k = 0; k < n; k++) scalar_row(rows[k], bits, dim, f[k], g[k], out, 0);
+}
+
+/* The sum of one bag, ids[begin..end) skipping padding_idx, into out (zeros on entry), weighted
+ * when weights is not NULL; ids are rows of the table (checked by the caller; an id changed
+ * since by another thread to one outside the table is skipped, never read). */
+typedef void (*rq_nbit_bag_fn)(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
+                               int64_t n_ids, const float *weights, int64_t padding_idx,
+                               int64_t begin, int64_t end, float *out);
+
+/* Ids ahead whose rows a bag prefetches (codes, scale and bias: three lines at least). */
+#define RQ_NBIT_AHEAD 16
+
+static inline void prefetch_row(const rq_nbit_table *t, const int64_t *ids, int64_t k,
+                                int64_t n_ids)
+{
+    if (k >= n_ids) return;
+    const int64_t row = ids[k];
+    if ((uint64_t)row >= (uint64_t)t->n_rows) return;
+    const uint8_t *codes = t->codes + row * t->codes_stride;
+    const int64_t bytes = (t->dim * t->bits + 7) / 8;
+    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(codes + offset);
+    /* the scale and bias: the line after the codes in fused rows, lines of their own else */
+    __builtin_prefetch(t->scales + row * t->param_stride);
+    __builtin_prefetch(t->biases + row * t->param_stride + 1);
+}
+
+/* A bag's rows gathered RQ_NBIT_CHUNK at a time, then pooled by `pool` in order: the scalar
+ * and AVX2 variants. */
+static void gather_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
+                       int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+                       int64_t end, float *out)
+{
+    const uint8_t *rows[RQ_NBIT_CHUNK];
+    float f[RQ_NBIT_CHUNK], g[RQ_NBIT_CHUNK];
+    int64_t n = 0;
+    for (int64_t k = begin; k < end; k++) {
+        prefetch_row(t, ids, k + RQ_NBIT_AHEAD, n_ids);
+        const int64_t row = ids[k];
+        if (row == padding_idx || (uint64_t)row >= (uint64_t)t->n_rows) continue;
+        rows[n] = t->codes + row * t->codes_stride;
+        rq_nbit_params(t, row, &f[n], &g[n]);
+        if (weights) {
+            f[n] = f[n] * weights[k];
+            g[n] = g[n] * weights[k];
+        }
+        if (++n == RQ_NBIT_CHUNK) {
+            pool(rows, f, g, n, t->bits, t->dim, out);
+            n = 0;
+        }
+    }
+    if (n) pool(rows, f, g, n, t->bits, t->dim, out);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -182,7 +249,7 @@ static void avx2_pool(const uint8_t *const *rows, const float *f, const float *g
 #pragma GCC pop_options
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
 
 /* 16 codes starting at value j (a multiple of 16), of which the first `count` are read. */
@@ -324,6 +391,131 @@ static void avx512_pool(const uint8_t *const *rows, const float *f, const float 
     else
         avx512_pool_bits(rows, f, g, n, 2, dim, out);
 }
+
+/* Bags on AVX-512 pool each bag's rows in id order in passes over up to RQ_NBIT_PASS vectors
+ * of 16 columns, whose sums stay in registers from the first row to the store (one pass for
+ * rows up to 320 wide). Each row step prefetches the same bytes of the row RQ_NBIT_BAG_AHEAD
+ * ids later (in this bag or the next) and that row's scale and bias, so the memory reads of
+ * later rows overlap the arithmetic of this one. */
+#define RQ_NBIT_PASS 20
+#define RQ_NBIT_BAG_AHEAD 12
+
+/* The float32 scale and bias of a row (F16C). */
+__attribute__((always_inline)) static inline void avx512_params(const rq_nbit_table *t,
+                                                               int64_t row, float *scale,
+                                                               float *bias)
+{
+    const __m128i halves = _mm_insert_epi16(
+        _mm_cvtsi32_si128(rq_load_half(t->scales + row * t->param_stride)),
+        rq_load_half(t->biases + row * t->param_stride), 1);
+    const __m128 both = _mm_cvtph_ps(halves);
+    *scale = _mm_cvtss_f32(both);
+    *bias = _mm_cvtss_f32(_mm_movehdup_ps(both));
+}
+
+__attribute__((always_inline)) static inline void avx512_bag_pass(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, const int vectors,
+    __mmask16 lanes, const int bits, float *out)
+{
+    const __m128i spread = bits == 4
+        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i shifts = bits == 4
+        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
+        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const int64_t step = 2 * bits; /* bytes of 16 codes */
+    const int64_t first = col * bits / 8;
+    const int last_count = __builtin_popcount(lanes);
+    const __mmask16 last_bytes = (__mmask16)((1u << ((last_count * bits + 7) / 8)) - 1u);
+    const int64_t span = step * (vectors - 1) + (last_count * bits + 7) / 8;
+    const uint8_t *codes_base = t->codes;
+    const int64_t stride = t->codes_stride, n_rows = t->n_rows;
+    __m512 acc[RQ_NBIT_PASS];
+    _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) acc[v] = _mm512_setzero_ps();
+    for (int64_t k = begin; k < end; k++) {
+        const int64_t later = k + RQ_NBIT_BAG_AHEAD < n_ids ? k + RQ_NBIT_BAG_AHEAD : n_ids - 1;
+        int64_t ahead = ids[later];
+        ahead = (uint64_t)ahead < (uint64_t)n_rows ? ahead : 0;
+        const uint8_t *soon = codes_base + ahead * stride + first;
+        _Pragma("GCC unroll 8") for (int line = 0; line < 4; line++)
+            if (64 * line < span) rq_prefetch(soon + 64 * line);
+        rq_prefetch(soon + span - 1);
+        rq_prefetch(t->scales + ahead * t->param_stride);
+        rq_prefetch(t->biases + ahead * t->param_stride + 1);
+        const int64_t row = ids[k];
+        if (row == padding_idx || (uint64_t)row >= (uint64_t)n_rows) continue;
+        float f, g;
+        avx512_params(t, row, &f, &g);
+        if (weights) {
+            f = f * weights[k];
+            g = g * weights[k];
+        }
+        const __m512 vf = _mm512_set1_ps(f), vg = _mm512_set1_ps(g);
+        const uint8_t *codes = codes_base + row * stride + first;
+        _Pragma("GCC unroll 32") for (int v = 0; v < vectors - 1; v++) {
+            uint64_t packed = 0;
+            memcpy(&packed, codes + step * v, (size_t)step);
+            const __m128i bytes = _mm_shuffle_epi8(_mm_cvtsi64_si128((long long)packed), spread);
+            const __m512 q = _mm512_cvtepi32_ps(
+                _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(bytes), shifts), mask));
+            acc[v] = _mm512_fmadd_ps(vf, q, _mm512_add_ps(acc[v], vg));
+        }
+        const __m128i packed = _mm_maskz_loadu_epi8(last_bytes, codes + step * (vectors - 1));
+        const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(packed, spread)), shifts),
+            mask));
+        acc[vectors - 1] = _mm512_fmadd_ps(vf, q, _mm512_add_ps(acc[vectors - 1], vg));
+    }
+    _Pragma("GCC unroll 32") for (int v = 0; v < vectors - 1; v++)
+        _mm512_storeu_ps(out + col + 16 * v, acc[v]);
+    _mm512_mask_storeu_ps(out + col + 16 * (vectors - 1), lanes, acc[vectors - 1]);
+}
+
+#define RQ_NBIT_PASS_CASE(n) \
+    case n: \
+        avx512_bag_pass(t, ids, n_ids, weights, padding_idx, begin, end, col, n, lanes, bits, \
+                        out); \
+        break;
+
+__attribute__((always_inline)) static inline void avx512_bag_bits(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
+{
+    const int64_t dim = t->dim, total = (dim + 15) / 16;
+    const int64_t passes = (total + RQ_NBIT_PASS - 1) / RQ_NBIT_PASS;
+    int64_t done = 0;
+    for (int64_t p = 0; p < passes; p++) {
+        const int64_t vectors = total * (p + 1) / passes - total * p / passes;
+        const int64_t last = dim - 16 * (done + vectors - 1); /* columns in the last vector */
+        const __mmask16 lanes = (__mmask16)(last >= 16 ? 0xffffu : (1u << last) - 1u);
+        const int64_t col = 16 * done;
+        switch (vectors) {
+            RQ_NBIT_PASS_CASE(1) RQ_NBIT_PASS_CASE(2) RQ_NBIT_PASS_CASE(3)
+            RQ_NBIT_PASS_CASE(4) RQ_NBIT_PASS_CASE(5) RQ_NBIT_PASS_CASE(6)
+            RQ_NBIT_PASS_CASE(7) RQ_NBIT_PASS_CASE(8) RQ_NBIT_PASS_CASE(9)
+            RQ_NBIT_PASS_CASE(10) RQ_NBIT_PASS_CASE(11) RQ_NBIT_PASS_CASE(12)
+            RQ_NBIT_PASS_CASE(13) RQ_NBIT_PASS_CASE(14) RQ_NBIT_PASS_CASE(15)
+            RQ_NBIT_PASS_CASE(16) RQ_NBIT_PASS_CASE(17) RQ_NBIT_PASS_CASE(18)
+            RQ_NBIT_PASS_CASE(19) RQ_NBIT_PASS_CASE(20)
+        default: break;
+        }
+        done += vectors;
+    }
+}
+#undef RQ_NBIT_PASS_CASE
+
+static void avx512_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
+                       int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+                       int64_t end, float *out)
+{
+    (void)pool;
+    if (t->bits == 4)
+        avx512_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 4, out);
+    else
+        avx512_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 2, out);
+}
 #pragma GCC pop_options
 #endif
 
@@ -349,6 +541,17 @@ static rq_nbit_pool_fn pool_kernel(rq_nbit_row_fn row)
 #endif
     (void)row;
     return scalar_pool;
+}
+
+/* The whole-bag kernel of the same variant: AVX-512 pools a bag in passes of its own, the
+ * others gather rows for their pool kernel. */
+static rq_nbit_bag_fn bag_kernel(rq_nbit_row_fn row)
+{
+#ifdef RQ_NBIT_X86
+    if (row == avx512_row) return avx512_bag;
+#endif
+    (void)row;
+    return gather_bag;
 }
 
 const char *rq_nbit_kernel_name(void)
@@ -395,8 +598,9 @@ static void rows_part(void *context, int member, int members)
         const int64_t row = job->ids ? job->ids[i] : i;
         if (job->ids && i + RQ_NBIT_AHEAD < end)
             __builtin_prefetch(t->codes + job->ids[i + RQ_NBIT_AHEAD] * t->codes_stride);
-        job->kernel(t->codes + row * t->codes_stride, t->bits, t->dim,
-                    rq_half_to_float(t->scales[row]), rq_half_to_float(t->biases[row]),
+        float scale, bias;
+        rq_nbit_params(t, row, &scale, &bias);
+        job->kernel(t->codes + row * t->codes_stride, t->bits, t->dim, scale, bias,
                     job->out + i * job->out_stride, 1);
     }
 }
@@ -413,21 +617,23 @@ static int run_rows(const rq_nbit_table *table, const int64_t *ids, int64_t n_ou
     return RQ_OK;
 }
 
-int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                       const uint16_t *biases, int64_t n_rows, int bits, int64_t dim, float *out,
-                       int64_t out_stride, int n_threads)
+int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                       const uint8_t *biases, int64_t param_stride, int64_t n_rows, int bits,
+                       int64_t dim, float *out, int64_t out_stride, int n_threads)
 {
-    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, param_stride, n_rows, bits,
+                                 dim};
     if (n_rows == 0 || dim == 0) return RQ_OK;
     return run_rows(&table, NULL, n_rows, out, out_stride, n_threads);
 }
 
-int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                 const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
-                 const int64_t *ids, int64_t n_ids, float *out, int64_t out_stride,
+int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                 const uint8_t *biases, int64_t param_stride, int64_t n_rows, int bits,
+                 int64_t dim, const int64_t *ids, int64_t n_ids, float *out, int64_t out_stride,
                  int n_threads, int64_t *bad)
 {
-    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, param_stride, n_rows, bits,
+                                 dim};
     *bad = first_bad_id(ids, n_ids, n_rows);
     if (*bad >= 0) return RQ_ID_RANGE;
     if (n_ids == 0 || dim == 0) return RQ_OK;
@@ -438,6 +644,7 @@ int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *sca
 
 struct bag_job {
     const rq_nbit_table *table;
+    rq_nbit_bag_fn bag;
     rq_nbit_pool_fn pool;
     const int64_t *ids;
     int64_t n_ids;
@@ -450,27 +657,16 @@ struct bag_job {
     int64_t out_stride;
 };
 
-static inline void prefetch_row(const rq_nbit_table *t, const int64_t *ids, int64_t k,
-                                int64_t n_ids)
-{
-    if (k >= n_ids) return;
-    const int64_t row = ids[k];
-    const uint8_t *codes = t->codes + row * t->codes_stride;
-    const int64_t bytes = (t->dim * t->bits + 7) / 8;
-    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(codes + offset);
-    __builtin_prefetch(t->scales + row);
-    __builtin_prefetch(t->biases + row);
-}
-
 static void max_bag(const rq_nbit_table *t, const int64_t *ids, int64_t begin, int64_t end,
                     int64_t padding_idx, float *out)
 {
     int64_t count = 0;
     for (int64_t k = begin; k < end; k++) {
         const int64_t row = ids[k];
-        if (row == padding_idx) continue;
+        if (row == padding_idx || (uint64_t)row >= (uint64_t)t->n_rows) continue;
         const uint8_t *codes = t->codes + row * t->codes_stride;
-        const float s = rq_half_to_float(t->scales[row]), c = rq_half_to_float(t->biases[row]);
+        float s, c;
+        rq_nbit_params(t, row, &s, &c);
         for (int64_t j = 0; j < t->dim; j++) {
             const float value = __builtin_fmaf(s, (float)rq_nbit_code(codes, t->bits, j), c);
             if (count == 0 || value > out[j]) out[j] = value;
@@ -494,47 +690,32 @@ static void bag_part(void *context, int member, int members)
             max_bag(t, job->ids, begin, end, job->padding_idx, out);
             continue;
         }
-        /* the bag's rows and factors, RQ_NBIT_CHUNK at a time, pooled in order */
-        const uint8_t *rows[RQ_NBIT_CHUNK];
-        float f[RQ_NBIT_CHUNK], g[RQ_NBIT_CHUNK];
-        int64_t count = 0, n = 0;
-        for (int64_t k = begin; k < end; k++) {
-            prefetch_row(t, job->ids, k + RQ_NBIT_AHEAD, stop);
-            const int64_t row = job->ids[k];
-            if (row == job->padding_idx) continue;
-            rows[n] = t->codes + row * t->codes_stride;
-            f[n] = rq_half_to_float(t->scales[row]);
-            g[n] = rq_half_to_float(t->biases[row]);
-            if (job->weights) {
-                f[n] = f[n] * job->weights[k];
-                g[n] = g[n] * job->weights[k];
-            }
-            count++;
-            if (++n == RQ_NBIT_CHUNK) {
-                job->pool(rows, f, g, n, t->bits, t->dim, out);
-                n = 0;
-            }
-        }
-        if (n) job->pool(rows, f, g, n, t->bits, t->dim, out);
-        if (job->mode == RQ_BAG_MEAN && count > 0) {
+        job->bag(t, job->pool, job->ids, stop, job->weights, job->padding_idx, begin, end, out);
+        if (job->mode != RQ_BAG_MEAN) continue;
+        int64_t count = 0;
+        for (int64_t k = begin; k < end; k++)
+            count += job->ids[k] != job->padding_idx && (uint64_t)job->ids[k] < (uint64_t)t->n_rows;
+        if (count > 0) {
             const float divisor = (float)count;
             for (int64_t j = 0; j < t->dim; j++) out[j] = out[j] / divisor;
         }
     }
 }
 
-int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
-                const int64_t *ids, int64_t n_ids, const int64_t *bounds, int64_t n_bags,
-                const float *weights, int mode, int64_t padding_idx, float *out,
+int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                const uint8_t *biases, int64_t param_stride, int64_t n_rows, int bits,
+                int64_t dim, const int64_t *ids, int64_t n_ids, const int64_t *bounds,
+                int64_t n_bags, const float *weights, int mode, int64_t padding_idx, float *out,
                 int64_t out_stride, int n_threads, int64_t *bad)
 {
-    const rq_nbit_table table = {codes, codes_stride, scales, biases, n_rows, bits, dim};
+    const rq_nbit_table table = {codes, codes_stride, scales, biases, param_stride, n_rows, bits,
+                                 dim};
     *bad = first_bad_id(ids, n_ids, n_rows);
     if (*bad >= 0) return RQ_ID_RANGE;
     if (n_bags == 0 || dim == 0) return RQ_OK;
     struct bag_job job = {
-        .table = &table, .pool = pool_kernel(row_kernel()), .ids = ids, .n_ids = n_ids,
+        .table = &table, .bag = bag_kernel(row_kernel()), .pool = pool_kernel(row_kernel()),
+        .ids = ids, .n_ids = n_ids,
         .bounds = bounds,
         .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
         .padding_idx = padding_idx, .out = out, .out_stride = out_stride,

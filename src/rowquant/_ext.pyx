@@ -65,15 +65,16 @@ cdef extern from "rowquant.h" nogil:
                  int64_t codes_stride, float *out, int n_threads)
 
 cdef extern from "nbit.h" nogil:
-    int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                           const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
-                           float *out, int64_t out_stride, int n_threads)
-    int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                     const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
-                     const int64_t *ids, int64_t n_ids, float *out, int64_t out_stride,
-                     int n_threads, int64_t *bad)
-    int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint16_t *scales,
-                    const uint16_t *biases, int64_t n_rows, int bits, int64_t dim,
+    int rq_nbit_dequantize(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                           const uint8_t *biases, int64_t param_stride, int64_t n_rows,
+                           int bits, int64_t dim, float *out, int64_t out_stride, int n_threads)
+    int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                     const uint8_t *biases, int64_t param_stride, int64_t n_rows, int bits,
+                     int64_t dim, const int64_t *ids, int64_t n_ids, float *out,
+                     int64_t out_stride, int n_threads, int64_t *bad)
+    int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint8_t *scales,
+                    const uint8_t *biases, int64_t param_stride, int64_t n_rows, int bits,
+                    int64_t dim,
                     const int64_t *ids, int64_t n_ids, const int64_t *bounds, int64_t n_bags,
                     const float *weights, int mode, int64_t padding_idx, float *out,
                     int64_t out_stride, int n_threads, int64_t *bad)
@@ -643,17 +644,43 @@ cdef class Table:
 # ------------------------------------------------------------------ 4-bit and 2-bit rows
 
 
-cdef int64_t check_nbit_table(const uint8_t[:, :] codes, const uint16_t[::1] scales,
-                              const uint16_t[::1] biases, int bits, int64_t dim) except? -1:
-    """The row stride of checked packed codes, with scales and biases that match them."""
+cdef struct Params:
+    # the float16 scales and biases of an N-bit table: row i's at scales + i * stride (bytes)
+    const uint8_t *scales
+    const uint8_t *biases
+    int64_t stride
+
+
+cdef Params nbit_params(object scales, object biases, Py_ssize_t n_rows) except *:
+    """Scales and biases as the kernels read them: 1-D native float16 arrays of n_rows entries
+    with one positive byte stride between rows, the same for both (arrays of their own: 2;
+    views into FBGEMM's fused rows: the row stride). The caller keeps them alive."""
+    cdef Params found
+    cdef cnp.ndarray array
+    for name, value in (("scales", scales), ("biases", biases)):
+        if not isinstance(value, np.ndarray) or value.dtype != np.float16 or value.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D native float16 array")
+        if value.shape[0] != n_rows:
+            raise ValueError("scales and biases must have one entry per row of codes")
+    found.stride = 2
+    if n_rows > 1:
+        found.stride = scales.strides[0]
+        if found.stride != biases.strides[0] or found.stride < 2:
+            raise ValueError("scales and biases must have the same positive stride, at least "
+                             "2 bytes")
+    array = <cnp.ndarray>scales
+    found.scales = <const uint8_t *>cnp.PyArray_DATA(array)
+    array = <cnp.ndarray>biases
+    found.biases = <const uint8_t *>cnp.PyArray_DATA(array)
+    return found
+
+
+cdef int64_t check_nbit_table(const uint8_t[:, :] codes, int bits, int64_t dim) except? -1:
+    """The row stride of checked packed codes."""
     if bits != 4 and bits != 2:
         raise ValueError(f"bits must be 4 or 2, got {bits}")
     if dim < 0 or codes.shape[1] != (dim * bits + 7) // 8:
         raise ValueError(f"codes must have {(dim * bits + 7) // 8} bytes per row for dim {dim}")
-    if scales.shape[0] != codes.shape[0] or biases.shape[0] != codes.shape[0]:
-        raise ValueError("scales and biases must have one entry per row of codes")
-    check_aligned("scales", &scales[0], scales.shape[0], sizeof(uint16_t))
-    check_aligned("biases", &biases[0], biases.shape[0], sizeof(uint16_t))
     return check_rows("codes", &codes[0, 0], codes.shape[0], codes.shape[1], codes.strides[0],
                       codes.strides[1], 1)
 
@@ -666,28 +693,26 @@ def nbit_kernel_name():
 def nbit_dequantize(const uint8_t[:, :] codes not None, scales, biases, int bits, int64_t dim,
                     float[:, ::1] out not None, int n_threads):
     """Dequantize every packed row into out (N, dim); scales and biases are float16 arrays."""
-    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
-    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
-    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    cdef int64_t codes_stride = check_nbit_table(codes, bits, dim)
+    cdef Params p = nbit_params(scales, biases, codes.shape[0])
     check_out(out, codes.shape[0], dim)
     with nogil:
-        rq_nbit_dequantize(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits, dim,
-                           &out[0, 0], out.shape[1], n_threads)
+        rq_nbit_dequantize(&codes[0, 0], codes_stride, p.scales, p.biases, p.stride,
+                           codes.shape[0], bits, dim, &out[0, 0], out.shape[1], n_threads)
 
 
 def nbit_take(const uint8_t[:, :] codes not None, scales, biases, int bits, int64_t dim,
               const int64_t[::1] ids not None, float[:, ::1] out not None, int n_threads):
     """Dequantize packed rows ids into out; -1, or the position of the first id out of range."""
-    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
-    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
-    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    cdef int64_t codes_stride = check_nbit_table(codes, bits, dim)
+    cdef Params p = nbit_params(scales, biases, codes.shape[0])
     check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
     check_out(out, ids.shape[0], dim)
     cdef int64_t bad = -1
     cdef int status
     with nogil:
-        status = rq_nbit_take(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits,
-                              dim, &ids[0], ids.shape[0], &out[0, 0], out.shape[1], n_threads,
+        status = rq_nbit_take(&codes[0, 0], codes_stride, p.scales, p.biases, p.stride,
+                              codes.shape[0], bits, dim, &ids[0], ids.shape[0], &out[0, 0], out.shape[1], n_threads,
                               &bad)
     return -1 if status == RQ_OK else bad
 
@@ -697,9 +722,8 @@ def nbit_bag(const uint8_t[:, :] codes not None, scales, biases, int bits, int64
              const float[::1] weights, int mode, int64_t padding_idx, float[:, ::1] out not None,
              int n_threads):
     """Pool packed rows into bags; -1, or the position of the first id out of range."""
-    cdef const uint16_t[::1] s = np.asarray(scales, np.float16).view(np.uint16)
-    cdef const uint16_t[::1] c = np.asarray(biases, np.float16).view(np.uint16)
-    cdef int64_t codes_stride = check_nbit_table(codes, s, c, bits, dim)
+    cdef int64_t codes_stride = check_nbit_table(codes, bits, dim)
+    cdef Params p = nbit_params(scales, biases, codes.shape[0])
     check_aligned("ids", &ids[0], ids.shape[0], sizeof(int64_t))
     check_aligned("bounds", &bounds[0], bounds.shape[0], sizeof(int64_t))
     if bounds.shape[0] < 1:
@@ -716,8 +740,8 @@ def nbit_bag(const uint8_t[:, :] codes not None, scales, biases, int bits, int64
     cdef int64_t bad = -1
     cdef int status
     with nogil:
-        status = rq_nbit_bag(&codes[0, 0], codes_stride, &s[0], &c[0], codes.shape[0], bits,
-                             dim, &ids[0], ids.shape[0], &bounds[0], bounds.shape[0] - 1,
+        status = rq_nbit_bag(&codes[0, 0], codes_stride, p.scales, p.biases, p.stride,
+                             codes.shape[0], bits, dim, &ids[0], ids.shape[0], &bounds[0], bounds.shape[0] - 1,
                              weights_ptr, mode, padding_idx, &out[0, 0], out.shape[1],
                              n_threads, &bad)
     return -1 if status == RQ_OK else bad

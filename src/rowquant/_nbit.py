@@ -37,8 +37,8 @@ from numpy.typing import ArrayLike, NDArray
 from . import _api, _backend, _checks, _nbit_format, _threads
 from ._formatting import human_bytes
 from ._keys import Keys, check_metadata, keys_for_rows
-from ._nbit_arrays import (fbgemm_nbit_rows, nbit_arrays, quantize_nbit, scheme_for_bits,
-                           scheme_named)
+from ._nbit_arrays import (fbgemm_nbit_rows, fused_views, nbit_arrays, quantize_nbit,
+                           scheme_for_bits, scheme_named)
 from ._scheme import Scheme
 from .table import QuantizedEmbedding
 
@@ -60,8 +60,8 @@ def quantize_table(E: Any, bits: object, range_search: object, keys: Keys | None
         raise TypeError(f"range_search must be True or False, got {range_search!r}")
     values = _checks.float_matrix(E)
     codes, scales, biases = quantize_nbit(values, scheme.bits, bool(range_search), E)
-    return NBitEmbedding._from_nbit(codes, scales, biases, values.shape[1], scheme,
-                                    keys_for_rows(keys, codes.shape[0]), metadata)
+    return NBitEmbedding._fused(codes, scales, biases, values.shape[1], scheme,
+                                keys_for_rows(keys, codes.shape[0]), metadata)
 
 
 class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
@@ -70,9 +70,14 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     biases=biases, dim=D, scheme="rowwise-affine-u4-f16")``. Lookups, bags, files, pickling and
     keys work as for 8-bit tables; similarity (``dot``, ``search``, ``norms``,
     ``most_similar``) and torch's per-channel tensors are 8-bit only (``NotImplementedError``).
+
+    The table is held as FBGEMM's fused rows, each row's codes, scale and bias side by side
+    (one memory read per row in a bag, where three arrays would cost three), and ``codes``,
+    ``scales`` and ``biases`` are read-only views into them; a file in the older layout of
+    three tensors is served as it is, mapped.
     """
 
-    __slots__ = ("_biases", "_scheme")
+    __slots__ = ("_biases", "_scheme", "_rows")
 
     def __init__(
         self,
@@ -88,26 +93,42 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
         if biases is None:
             raise ValueError("an N-bit table needs biases=")
         found = scheme_named(scheme, None)
-        checked = nbit_arrays(codes, scales, biases, dim, found)
-        self._set_nbit(*checked, found, keys_for_rows(keys, checked[0].shape[0]),
-                       check_metadata(metadata))
+        checked_codes, checked_scales, checked_biases, checked_dim = nbit_arrays(
+            codes, scales, biases, dim, found)
+        rows = fbgemm_nbit_rows(checked_codes, checked_scales, checked_biases)
+        self._set_nbit(*fused_views(rows, checked_codes.shape[1]), checked_dim, found,
+                       keys_for_rows(keys, checked_codes.shape[0]), check_metadata(metadata),
+                       rows)
+
+    @classmethod
+    def _fused(cls, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
+               scheme: Scheme, keys: Keys | None = None,
+               metadata: dict[str, str] | None = None) -> NBitEmbedding:
+        """A table of checked arrays, copied once into fused rows."""
+        rows = fbgemm_nbit_rows(codes, scales, biases)
+        return cls._from_nbit(*fused_views(rows, codes.shape[1]), dim, scheme, keys, metadata,
+                              rows)
 
     @classmethod
     def _from_nbit(cls, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
                    scheme: Scheme, keys: Keys | None = None,
-                   metadata: dict[str, str] | None = None) -> NBitEmbedding:
+                   metadata: dict[str, str] | None = None,
+                   rows: np.ndarray | None = None) -> NBitEmbedding:
         table = cast(NBitEmbedding, cls.__new__(cls))
-        table._set_nbit(codes, scales, biases, dim, scheme, keys, metadata or {})
+        table._set_nbit(codes, scales, biases, dim, scheme, keys, metadata or {}, rows)
         return table
 
     @classmethod
     def from_stored(cls, stored: Any) -> NBitEmbedding:
         """The table of a file read by :func:`rowquant._nbit_format.read_nbit_table` (checked)."""
         return cls._from_nbit(stored.codes, stored.scales, stored.biases, stored.dim,
-                              stored.scheme, stored.keys, stored.metadata)
+                              stored.scheme, stored.keys, stored.metadata,
+                              getattr(stored, "rows", None))
 
     def _set_nbit(self, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
-                  scheme: Scheme, keys: Keys | None, metadata: dict[str, str]) -> None:
+                  scheme: Scheme, keys: Keys | None, metadata: dict[str, str],
+                  rows: np.ndarray | None = None) -> None:
+        self._rows = None if rows is None else _read_only(rows)  # fused rows, when they are
         self._codes = _read_only(codes)
         self._scales = _read_only(scales)
         self._biases = _read_only(biases)
@@ -153,7 +174,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     @property
     def nbytes(self) -> int:
         """Bytes held by codes, scales and biases."""
-        return self._codes.nbytes + self._scales.nbytes + self._biases.nbytes
+        return self._codes.size + 2 * self._scales.size + 2 * self._biases.size
 
     def __repr__(self) -> str:
         n_rows, dim = self.shape
@@ -266,6 +287,8 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     def to_fbgemm(self) -> np.ndarray:
         """FBGEMM's fused N-bit rows: uint8 ``(N, P + 4)``, each row its P code bytes, then the
         scale and the bias as little-endian float16. See :func:`rowquant.to_fbgemm`."""
+        if self._rows is not None:
+            return np.array(self._rows)  # a writable copy, as from separate arrays
         return fbgemm_nbit_rows(self._codes, self._scales, self._biases)
 
 
@@ -284,9 +307,8 @@ def from_fbgemm_nbit(packed: Any, bits: int, dim: int | None = None) -> NBitEmbe
     width = array.shape[1] - 4
     if dim is None:
         dim = width * scheme.values_per_byte
-    codes = np.ascontiguousarray(array[:, :width])
-    scales = np.ascontiguousarray(array[:, width : width + 2]).view("<f2").reshape(-1).astype(np.float16)
-    biases = np.ascontiguousarray(array[:, width + 2 :]).view("<f2").reshape(-1).astype(np.float16)
+    codes, scales, biases = fused_views(np.ascontiguousarray(array), width)
+    # checked (and copied into rows of the table's own) as any arrays given
     return NBitEmbedding(codes, scales, biases=biases, dim=dim, scheme=scheme)
 
 
@@ -294,5 +316,5 @@ def _restore_nbit(codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim
                   scheme: str, keys: Keys | None, metadata: dict[str, str]) -> NBitEmbedding:
     """Unpickle an N-bit table (checked again: a pickle is only bytes)."""
     found = scheme_named(scheme, None)
-    return NBitEmbedding._from_nbit(*nbit_arrays(codes, scales, biases, dim, found), found,
-                                    keys, metadata)
+    return NBitEmbedding._fused(*nbit_arrays(codes, scales, biases, dim, found), found,
+                                keys, metadata)

@@ -11,7 +11,7 @@ import numpy as np
 from . import _checks, reference
 from ._scheme import NBIT_SCHEMES, SCHEMES, Scheme
 
-__all__ = ["fbgemm_nbit_rows", "nbit_arrays", "quantize_nbit", "scheme_for_bits", "scheme_named"]
+__all__ = ["fbgemm_nbit_rows", "fused_views", "nbit_arrays", "quantize_nbit", "scheme_for_bits", "scheme_named"]
 
 _FLOAT16_MAX = np.float32(np.finfo(np.float16).max)
 
@@ -124,3 +124,21 @@ def fbgemm_nbit_rows(codes: np.ndarray, scales: np.ndarray, biases: np.ndarray) 
     packed[:, width : width + 2] = np.ascontiguousarray(scales, "<f2").view(np.uint8).reshape(rows, 2)
     packed[:, width + 2 :] = np.ascontiguousarray(biases, "<f2").view(np.uint8).reshape(rows, 2)
     return packed
+
+
+def fused_views(rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes, scales, biases)`` as views into FBGEMM's fused rows ``[width code bytes |
+    float16 scale | float16 bias]`` (uint8 ``(N, width + 4)``, rows contiguous): the codes with
+    the rows' stride, the scales and biases one per row at the same stride (not aligned when
+    the stride is odd; the kernels read them bytewise).
+
+    >>> import numpy as np
+    >>> rows = fbgemm_nbit_rows(np.array([[0x21], [0x43]], np.uint8),
+    ...                         np.array([1.0, 0.5], np.float16), np.array([-2.0, 3.0], np.float16))
+    >>> codes, scales, biases = fused_views(rows, 1)
+    >>> codes.tolist(), scales.tolist(), biases.tolist(), scales.strides
+    ([[33], [67]], [1.0, 0.5], [-2.0, 3.0], (5,))
+    """
+    params = rows[:, width : width + 4]
+    return (rows[:, :width], params[:, 0:2].view("<f2")[:, 0].view(np.float16),
+            params[:, 2:4].view("<f2")[:, 0].view(np.float16))
