@@ -392,12 +392,19 @@ static void avx512_pool(const uint8_t *const *rows, const float *f, const float 
         avx512_pool_bits(rows, f, g, n, 2, dim, out);
 }
 
-/* Bags on AVX-512 pool each bag's rows in id order in passes over up to RQ_NBIT_PASS vectors
- * of 16 columns, whose sums stay in registers from the first row to the store (one pass for
- * rows up to 320 wide). Each row step prefetches the same bytes of the row RQ_NBIT_BAG_AHEAD
- * ids later (in this bag or the next) and that row's scale and bias, so the memory reads of
- * later rows overlap the arithmetic of this one. */
-#define RQ_NBIT_PASS 20
+/* Bags on AVX-512 pool each bag's rows in id order in passes over up to RQ_NBIT_UNITS units of
+ * 16 code bytes (32 columns of 4-bit rows, 64 of 2-bit ones), whose sums stay in registers from
+ * the first row to the store (one pass for rows up to 320 wide). A unit's bytes widen to 16
+ * lanes once, and each of its 8 / bits codes per byte is summed in a register of its own: the
+ * 4-bit sums hold the even columns and the odd ones, interleaved back at the store, so that a
+ * code costs a shift (and a mask) rather than a shuffle. Unweighted bags add each value from a
+ * table of the row's 16 products s * q (vpermps): s is a float16 and q below 16, so s * q is
+ * exact in float32 and (acc + c) + s * q rounds once, as fmaf(s, q, acc + c) does; weighted
+ * bags take the FMA. Each row step prefetches the same bytes of the row RQ_NBIT_BAG_AHEAD ids
+ * later (in this bag or the next) and that row's scale and bias, so the memory reads of later
+ * rows overlap the arithmetic of this one. */
+#define RQ_NBIT_UNITS 10
+#define RQ_NBIT_SUMS 20
 #define RQ_NBIT_BAG_AHEAD 12
 
 /* The float32 scale and bias of a row (F16C). */
@@ -413,33 +420,29 @@ __attribute__((always_inline)) static inline void avx512_params(const rq_nbit_ta
     *bias = _mm_cvtss_f32(_mm_movehdup_ps(both));
 }
 
+/* Columns [col, col + units * 128 / bits) of one bag, `columns` of them stored (the rest, past
+ * the row's end, are summed from zero bytes and dropped); `last_bytes` of the last unit read. */
 __attribute__((always_inline)) static inline void avx512_bag_pass(
     const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
-    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, const int vectors,
-    __mmask16 lanes, const int bits, float *out)
+    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, int64_t columns,
+    const int units, int last_bytes, const int bits, const int products, float *out)
 {
-    const __m128i spread = bits == 4
-        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
-        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i shifts = bits == 4
-        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
-        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
-    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
-    const int64_t step = 2 * bits; /* bytes of 16 codes */
+    const int per = 8 / bits; /* sums per unit: codes per byte */
     const int64_t first = col * bits / 8;
-    const int last_count = __builtin_popcount(lanes);
-    const __mmask16 last_bytes = (__mmask16)((1u << ((last_count * bits + 7) / 8)) - 1u);
-    const int64_t span = step * (vectors - 1) + (last_count * bits + 7) / 8;
+    const int64_t span = 16 * (int64_t)(units - 1) + last_bytes;
+    const __mmask16 tail = (__mmask16)(last_bytes >= 16 ? 0xffffu : (1u << last_bytes) - 1u);
+    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const uint8_t *codes_base = t->codes;
     const int64_t stride = t->codes_stride, n_rows = t->n_rows;
-    __m512 acc[RQ_NBIT_PASS];
-    _Pragma("GCC unroll 32") for (int v = 0; v < vectors; v++) acc[v] = _mm512_setzero_ps();
+    __m512 acc[RQ_NBIT_SUMS];
+    _Pragma("GCC unroll 32") for (int v = 0; v < units * per; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t k = begin; k < end; k++) {
         const int64_t later = k + RQ_NBIT_BAG_AHEAD < n_ids ? k + RQ_NBIT_BAG_AHEAD : n_ids - 1;
         int64_t ahead = ids[later];
         ahead = (uint64_t)ahead < (uint64_t)n_rows ? ahead : 0;
         const uint8_t *soon = codes_base + ahead * stride + first;
-        _Pragma("GCC unroll 8") for (int line = 0; line < 4; line++)
+        _Pragma("GCC unroll 8") for (int line = 0; line < 3; line++)
             if (64 * line < span) rq_prefetch(soon + 64 * line);
         rq_prefetch(soon + span - 1);
         rq_prefetch(t->scales + ahead * t->param_stride);
@@ -453,55 +456,98 @@ __attribute__((always_inline)) static inline void avx512_bag_pass(
             g = g * weights[k];
         }
         const __m512 vf = _mm512_set1_ps(f), vg = _mm512_set1_ps(g);
+        const __m512 table = _mm512_mul_ps(vf, iota); /* exact: see above (products only) */
         const uint8_t *codes = codes_base + row * stride + first;
-        _Pragma("GCC unroll 32") for (int v = 0; v < vectors - 1; v++) {
-            uint64_t packed = 0;
-            memcpy(&packed, codes + step * v, (size_t)step);
-            const __m128i bytes = _mm_shuffle_epi8(_mm_cvtsi64_si128((long long)packed), spread);
-            const __m512 q = _mm512_cvtepi32_ps(
-                _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(bytes), shifts), mask));
-            acc[v] = _mm512_fmadd_ps(vf, q, _mm512_add_ps(acc[v], vg));
+        _Pragma("GCC unroll 32") for (int u = 0; u < units; u++) {
+            const __m128i bytes = u < units - 1
+                ? _mm_loadu_si128((const __m128i *)(codes + 16 * u))
+                : _mm_maskz_loadu_epi8(tail, codes + 16 * u);
+            const __m512i lanes = _mm512_cvtepu8_epi32(bytes);
+            _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
+                __m512i q = r == 0 ? lanes : _mm512_srli_epi32(lanes, r * bits);
+                if (r < per - 1 && !(products && bits == 4)) q = _mm512_and_si512(q, mask);
+                __m512 *sum = &acc[u * per + r];
+                if (products) /* vpermps reads the index's low 4 bits */
+                    *sum = _mm512_add_ps(_mm512_add_ps(*sum, vg),
+                                         _mm512_permutexvar_ps(q, table));
+                else
+                    *sum = _mm512_fmadd_ps(vf, _mm512_cvtepi32_ps(q), _mm512_add_ps(*sum, vg));
+            }
         }
-        const __m128i packed = _mm_maskz_loadu_epi8(last_bytes, codes + step * (vectors - 1));
-        const __m512 q = _mm512_cvtepi32_ps(_mm512_and_si512(
-            _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(packed, spread)), shifts),
-            mask));
-        acc[vectors - 1] = _mm512_fmadd_ps(vf, q, _mm512_add_ps(acc[vectors - 1], vg));
     }
-    _Pragma("GCC unroll 32") for (int v = 0; v < vectors - 1; v++)
-        _mm512_storeu_ps(out + col + 16 * v, acc[v]);
-    _mm512_mask_storeu_ps(out + col + 16 * (vectors - 1), lanes, acc[vectors - 1]);
+    /* back to column order: 4-bit sums hold columns 2i and 2i + 1; 2-bit ones 4i + r */
+    const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,
+                                           15, 31);
+    const __m512i pairs_low = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7,
+                                                22, 23);
+    const __m512i pairs_high = _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29,
+                                                 14, 15, 30, 31);
+    _Pragma("GCC unroll 32") for (int u = 0; u < units; u++) {
+        __m512 ordered[4];
+        if (bits == 4) {
+            ordered[0] = _mm512_permutex2var_ps(acc[2 * u], low, acc[2 * u + 1]);
+            ordered[1] = _mm512_permutex2var_ps(acc[2 * u], high, acc[2 * u + 1]);
+        } else {
+            const __m512 a = _mm512_permutex2var_ps(acc[4 * u], low, acc[4 * u + 1]);
+            const __m512 b = _mm512_permutex2var_ps(acc[4 * u], high, acc[4 * u + 1]);
+            const __m512 c = _mm512_permutex2var_ps(acc[4 * u + 2], low, acc[4 * u + 3]);
+            const __m512 d = _mm512_permutex2var_ps(acc[4 * u + 2], high, acc[4 * u + 3]);
+            ordered[0] = _mm512_permutex2var_ps(a, pairs_low, c);
+            ordered[1] = _mm512_permutex2var_ps(a, pairs_high, c);
+            ordered[2] = _mm512_permutex2var_ps(b, pairs_low, d);
+            ordered[3] = _mm512_permutex2var_ps(b, pairs_high, d);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
+            const int64_t at = (int64_t)(u * per + r) * 16;
+            const int64_t left = columns - at;
+            if (left >= 16)
+                _mm512_storeu_ps(out + col + at, ordered[r]);
+            else if (left > 0)
+                _mm512_mask_storeu_ps(out + col + at, (__mmask16)((1u << left) - 1u), ordered[r]);
+        }
+    }
 }
 
 #define RQ_NBIT_PASS_CASE(n) \
     case n: \
-        avx512_bag_pass(t, ids, n_ids, weights, padding_idx, begin, end, col, n, lanes, bits, \
-                        out); \
+        if (weights) \
+            avx512_bag_pass(t, ids, n_ids, weights, padding_idx, begin, end, col, columns, n, \
+                            last_bytes, bits, 0, out); \
+        else \
+            avx512_bag_pass(t, ids, n_ids, NULL, padding_idx, begin, end, col, columns, n, \
+                            last_bytes, bits, 1, out); \
         break;
 
 __attribute__((always_inline)) static inline void avx512_bag_bits(
     const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
     int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
 {
-    const int64_t dim = t->dim, total = (dim + 15) / 16;
-    const int64_t passes = (total + RQ_NBIT_PASS - 1) / RQ_NBIT_PASS;
+    const int64_t dim = t->dim, unit_columns = 128 / bits;
+    const int64_t total = (dim + unit_columns - 1) / unit_columns;
+    const int64_t most = RQ_NBIT_SUMS / (8 / bits);
+    const int64_t passes = (total + most - 1) / most;
     int64_t done = 0;
     for (int64_t p = 0; p < passes; p++) {
-        const int64_t vectors = total * (p + 1) / passes - total * p / passes;
-        const int64_t last = dim - 16 * (done + vectors - 1); /* columns in the last vector */
-        const __mmask16 lanes = (__mmask16)(last >= 16 ? 0xffffu : (1u << last) - 1u);
-        const int64_t col = 16 * done;
-        switch (vectors) {
+        const int64_t units = total * (p + 1) / passes - total * p / passes;
+        const int64_t col = unit_columns * done;
+        const int64_t columns = dim - col < unit_columns * units ? dim - col : unit_columns * units;
+        const int64_t last_columns = columns - unit_columns * (units - 1);
+        const int last_bytes = (int)((last_columns * bits + 7) / 8);
+        switch (units) {
             RQ_NBIT_PASS_CASE(1) RQ_NBIT_PASS_CASE(2) RQ_NBIT_PASS_CASE(3)
-            RQ_NBIT_PASS_CASE(4) RQ_NBIT_PASS_CASE(5) RQ_NBIT_PASS_CASE(6)
-            RQ_NBIT_PASS_CASE(7) RQ_NBIT_PASS_CASE(8) RQ_NBIT_PASS_CASE(9)
-            RQ_NBIT_PASS_CASE(10) RQ_NBIT_PASS_CASE(11) RQ_NBIT_PASS_CASE(12)
-            RQ_NBIT_PASS_CASE(13) RQ_NBIT_PASS_CASE(14) RQ_NBIT_PASS_CASE(15)
-            RQ_NBIT_PASS_CASE(16) RQ_NBIT_PASS_CASE(17) RQ_NBIT_PASS_CASE(18)
-            RQ_NBIT_PASS_CASE(19) RQ_NBIT_PASS_CASE(20)
-        default: break;
+            RQ_NBIT_PASS_CASE(4) RQ_NBIT_PASS_CASE(5)
+        default:
+            if (bits == 4) {
+                switch (units) {
+                    RQ_NBIT_PASS_CASE(6) RQ_NBIT_PASS_CASE(7) RQ_NBIT_PASS_CASE(8)
+                    RQ_NBIT_PASS_CASE(9) RQ_NBIT_PASS_CASE(10)
+                default: break;
+                }
+            }
+            break;
         }
-        done += vectors;
+        done += units;
     }
 }
 #undef RQ_NBIT_PASS_CASE

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.skipif(
     rq.backend_info()["backend"] != "c", reason="the C kernels of the compiled backend"
 )
 PATHS = _api.simd_paths() if rq.backend_info()["backend"] == "c" else []
-DIMS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 47, 63, 64, 65, 100, 300)
+# 320 and 640 columns fill one and two AVX-512 bag passes; 321, 700 and 1001 need more
+DIMS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 47, 63, 64, 65, 100, 300, 320, 321,
+        640, 700, 1001)
 # the variant each 8-bit path runs for N-bit rows
 NBIT_VARIANT = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512"}
 
@@ -127,3 +129,30 @@ def test_the_table_uses_the_c_kernels(monkeypatch):
     assert_same_bits(qe.take([5, 6]), reference.take_nbit(codes, scales, biases, 4, 33,
                                                           np.array([5, 6])))
     assert calls == ["nbit_bag", "nbit_take"]
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("dim", [7, 64, 300, 333])
+def test_fused_rows_and_separate_arrays_give_the_same_bits(simd_path, bits, dim):
+    """Tables hold FBGEMM's fused rows, their scales and biases strided views into them (an odd
+    stride for odd row widths: reads at any alignment); older files give separate arrays."""
+    from rowquant._nbit_arrays import fbgemm_nbit_rows, fused_views
+
+    rng = np.random.default_rng(dim + bits)
+    codes, scales, biases = nbit_table(rng, 50, dim, bits)
+    rows = fbgemm_nbit_rows(codes, scales, biases)
+    views = fused_views(rows, codes.shape[1])
+    assert views[1].strides == (rows.shape[1],) and np.shares_memory(views[1], rows)
+    ids = rng.integers(0, 50, 200).astype(np.int64)
+    bounds = np.arange(0, 201, 8, dtype=np.int64)
+    weights = rng.random(200).astype(np.float32)
+    for w in (None, weights):
+        expected = reference.pool_bags_nbit(codes, scales, biases, bits, dim, ids, bounds, w)
+        out = np.full((25, dim), np.nan, np.float32)
+        assert _backend.kernels.nbit_bag(*views, bits, dim, ids, bounds, w, 0, -1, out, 1) == -1
+        assert_same_bits(out, expected)
+    taken = np.empty((200, dim), np.float32)
+    assert _backend.kernels.nbit_take(*views, bits, dim, ids, taken, 1) == -1
+    assert_same_bits(taken, reference.dequantize_nbit(codes, scales, biases, bits, dim)[ids])
+    table = rq.quantize(reference.dequantize_nbit(codes, scales, biases, bits, dim), bits=bits)
+    assert table.scales.base is not None and table.scales.strides == (rows.shape[1],)
