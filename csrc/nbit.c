@@ -147,7 +147,7 @@ static void gather_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RQ_NBIT_X86 1
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
 /* 8 codes starting at value j (a multiple of 8: `bits` whole bytes) as floats. */
@@ -245,6 +245,154 @@ static void avx2_pool(const uint8_t *const *rows, const float *f, const float *g
         avx2_pool_bits(rows, f, g, n, 4, dim, out);
     else
         avx2_pool_bits(rows, f, g, n, 2, dim, out);
+}
+
+/* Bags on AVX2, as on AVX-512 (see avx512_bag_pass) with 8 lanes: units of 8 code bytes (16
+ * columns of 4-bit rows, 32 of 2-bit ones), up to RQ_NBIT_AVX2_SUMS sums in registers per pass,
+ * each code of a byte in a sum of its own, every value by the FMA (an 8-entry vpermps table
+ * cannot hold 16 products). */
+#define RQ_NBIT_AVX2_SUMS 10
+#define RQ_NBIT_AVX2_AHEAD 12
+
+__attribute__((always_inline)) static inline void avx2_bag_pass(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, int64_t columns,
+    const int units, int last_bytes, const int bits, const int fetch, float *out)
+{
+    const int per = 8 / bits;
+    const int64_t first = col * bits / 8;
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    const uint8_t *codes_base = t->codes;
+    const int64_t stride = t->codes_stride, n_rows = t->n_rows;
+    __m256 acc[RQ_NBIT_AVX2_SUMS];
+    _Pragma("GCC unroll 16") for (int v = 0; v < units * per; v++) acc[v] = _mm256_setzero_ps();
+    for (int64_t k = begin; k < end; k++) {
+        if (fetch) { /* the first pass prefetches whole rows, whose lines the others find */
+            const int64_t later = k + RQ_NBIT_AVX2_AHEAD < n_ids ? k + RQ_NBIT_AVX2_AHEAD
+                                                                 : n_ids - 1;
+            int64_t ahead = ids[later];
+            ahead = (uint64_t)ahead < (uint64_t)n_rows ? ahead : 0;
+            const uint8_t *soon = codes_base + ahead * stride;
+            const int64_t bytes = (t->dim * bits + 7) / 8;
+            for (int64_t at = 0; at < bytes; at += 64) rq_prefetch(soon + at);
+            rq_prefetch(soon + bytes - 1);
+            rq_prefetch(t->scales + ahead * t->param_stride);
+            rq_prefetch(t->biases + ahead * t->param_stride + 1);
+        }
+        const int64_t row = ids[k];
+        if (row == padding_idx || (uint64_t)row >= (uint64_t)n_rows) continue;
+        const __m128 both = _mm_cvtph_ps(_mm_insert_epi16(
+            _mm_cvtsi32_si128(rq_load_half(t->scales + row * t->param_stride)),
+            rq_load_half(t->biases + row * t->param_stride), 1));
+        float f = _mm_cvtss_f32(both), g = _mm_cvtss_f32(_mm_movehdup_ps(both));
+        if (weights) {
+            f = f * weights[k];
+            g = g * weights[k];
+        }
+        const __m256 vf = _mm256_set1_ps(f), vg = _mm256_set1_ps(g);
+        const uint8_t *codes = codes_base + row * stride + first;
+        _Pragma("GCC unroll 16") for (int u = 0; u < units; u++) {
+            __m128i bytes;
+            if (u < units - 1 || last_bytes == 8) {
+                bytes = _mm_loadl_epi64((const __m128i *)(codes + 8 * u));
+            } else {
+                uint64_t packed = 0;
+                if (u > 0) { /* the unit's 8 bytes ending at the row's last, shifted down */
+                    memcpy(&packed, codes + 8 * u + last_bytes - 8, 8);
+                    packed >>= 8 * (8 - last_bytes);
+                } else {
+                    for (int b = 0; b < last_bytes; b++) packed |= (uint64_t)codes[b] << (8 * b);
+                }
+                bytes = _mm_cvtsi64_si128((long long)packed);
+            }
+            const __m256i lanes = _mm256_cvtepu8_epi32(bytes);
+            _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
+                __m256i q = r == 0 ? lanes : _mm256_srli_epi32(lanes, r * bits);
+                if (r < per - 1) q = _mm256_and_si256(q, mask);
+                acc[u * per + r] = _mm256_fmadd_ps(vf, _mm256_cvtepi32_ps(q),
+                                                   _mm256_add_ps(acc[u * per + r], vg));
+            }
+        }
+    }
+    _Pragma("GCC unroll 16") for (int u = 0; u < units; u++) {
+        __m256 ordered[4];
+        if (bits == 4) { /* even columns, odd columns */
+            const __m256 lo = _mm256_unpacklo_ps(acc[2 * u], acc[2 * u + 1]);
+            const __m256 hi = _mm256_unpackhi_ps(acc[2 * u], acc[2 * u + 1]);
+            ordered[0] = _mm256_permute2f128_ps(lo, hi, 0x20);
+            ordered[1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+        } else { /* columns 4i + r in sum r */
+            const __m256 t0 = _mm256_unpacklo_ps(acc[4 * u], acc[4 * u + 1]);
+            const __m256 t1 = _mm256_unpackhi_ps(acc[4 * u], acc[4 * u + 1]);
+            const __m256 t2 = _mm256_unpacklo_ps(acc[4 * u + 2], acc[4 * u + 3]);
+            const __m256 t3 = _mm256_unpackhi_ps(acc[4 * u + 2], acc[4 * u + 3]);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            ordered[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
+            ordered[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+            ordered[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
+            ordered[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
+            const int64_t at = (int64_t)(u * per + r) * 8;
+            const int64_t left = columns - at;
+            if (left >= 8) {
+                _mm256_storeu_ps(out + col + at, ordered[r]);
+            } else if (left > 0) {
+                float spill[8];
+                _mm256_storeu_ps(spill, ordered[r]);
+                memcpy(out + col + at, spill, (size_t)left * sizeof(float));
+            }
+        }
+    }
+}
+
+#define RQ_NBIT_AVX2_CASE(n) \
+    case n: \
+        avx2_bag_pass(t, ids, n_ids, weights, padding_idx, begin, end, col, columns, n, \
+                      last_bytes, bits, p == 0, out); \
+        break;
+
+__attribute__((always_inline)) static inline void avx2_bag_bits(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
+{
+    const int64_t dim = t->dim, unit_columns = 64 / bits;
+    const int64_t total = (dim + unit_columns - 1) / unit_columns;
+    const int64_t most = RQ_NBIT_AVX2_SUMS / (8 / bits);
+    const int64_t passes = (total + most - 1) / most;
+    int64_t done = 0;
+    for (int64_t p = 0; p < passes; p++) {
+        const int64_t units = total * (p + 1) / passes - total * p / passes;
+        const int64_t col = unit_columns * done;
+        const int64_t columns = dim - col < unit_columns * units ? dim - col : unit_columns * units;
+        const int64_t last_columns = columns - unit_columns * (units - 1);
+        const int last_bytes = (int)((last_columns * bits + 7) / 8);
+        switch (units) {
+            RQ_NBIT_AVX2_CASE(1) RQ_NBIT_AVX2_CASE(2)
+        default:
+            if (bits == 4) {
+                switch (units) {
+                    RQ_NBIT_AVX2_CASE(3) RQ_NBIT_AVX2_CASE(4) RQ_NBIT_AVX2_CASE(5)
+                default: break;
+                }
+            }
+            break;
+        }
+        done += units;
+    }
+}
+#undef RQ_NBIT_AVX2_CASE
+
+static void avx2_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
+                     int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+                     int64_t end, float *out)
+{
+    (void)pool;
+    if (t->bits == 4)
+        avx2_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 4, out);
+    else
+        avx2_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 2, out);
 }
 #pragma GCC pop_options
 
@@ -595,6 +743,7 @@ static rq_nbit_bag_fn bag_kernel(rq_nbit_row_fn row)
 {
 #ifdef RQ_NBIT_X86
     if (row == avx512_row) return avx512_bag;
+    if (row == avx2_row) return avx2_bag;
 #endif
     (void)row;
     return gather_bag;
