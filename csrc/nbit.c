@@ -573,11 +573,15 @@ __attribute__((always_inline)) static inline void avx512_params(const rq_nbit_ta
 __attribute__((always_inline)) static inline void avx512_bag_pass(
     const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
     int64_t padding_idx, int64_t begin, int64_t end, int64_t col, int64_t columns,
-    const int units, int last_bytes, const int bits, const int products, float *out)
+    const int units, int last_bytes, const int bits, const int products, const int fused,
+    float *out)
 {
     const int per = 8 / bits; /* sums per unit: codes per byte */
     const int64_t first = col * bits / 8;
     const int64_t span = 16 * (int64_t)(units - 1) + last_bytes;
+    /* fused rows: a row's scale and bias are the 4 bytes after its codes */
+    const int64_t params_at = (t->dim * bits + 7) / 8;
+    const int64_t fetch_end = fused ? params_at + 3 : first + span - 1; /* last byte to fetch */
     const __mmask16 tail = (__mmask16)(last_bytes >= 16 ? 0xffffu : (1u << last_bytes) - 1u);
     const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -589,23 +593,36 @@ __attribute__((always_inline)) static inline void avx512_bag_pass(
         const int64_t later = k + RQ_NBIT_BAG_AHEAD < n_ids ? k + RQ_NBIT_BAG_AHEAD : n_ids - 1;
         int64_t ahead = ids[later];
         ahead = (uint64_t)ahead < (uint64_t)n_rows ? ahead : 0;
-        const uint8_t *soon = codes_base + ahead * stride + first;
+        const uint8_t *soon = codes_base + ahead * stride;
         _Pragma("GCC unroll 8") for (int line = 0; line < 3; line++)
-            if (64 * line < span) rq_prefetch(soon + 64 * line);
-        rq_prefetch(soon + span - 1);
-        rq_prefetch(t->scales + ahead * t->param_stride);
-        rq_prefetch(t->biases + ahead * t->param_stride + 1);
+            if (first + 64 * line < fetch_end) rq_prefetch(soon + first + 64 * line);
+        rq_prefetch(soon + fetch_end);
+        if (!fused) {
+            rq_prefetch(t->scales + ahead * t->param_stride);
+            rq_prefetch(t->biases + ahead * t->param_stride + 1);
+        }
         const int64_t row = ids[k];
         if (row == padding_idx || (uint64_t)row >= (uint64_t)n_rows) continue;
-        float f, g;
-        avx512_params(t, row, &f, &g);
-        if (weights) {
-            f = f * weights[k];
-            g = g * weights[k];
+        const uint8_t *row_codes = codes_base + row * stride;
+        __m512 vf, vg;
+        if (fused && !weights) { /* one load and one conversion for both */
+            uint32_t both_bits;
+            memcpy(&both_bits, row_codes + params_at, sizeof both_bits);
+            const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both_bits));
+            vf = _mm512_broadcastss_ps(both);
+            vg = _mm512_broadcastss_ps(_mm_movehdup_ps(both));
+        } else {
+            float f, g;
+            avx512_params(t, row, &f, &g);
+            if (weights) {
+                f = f * weights[k];
+                g = g * weights[k];
+            }
+            vf = _mm512_set1_ps(f);
+            vg = _mm512_set1_ps(g);
         }
-        const __m512 vf = _mm512_set1_ps(f), vg = _mm512_set1_ps(g);
         const __m512 table = _mm512_mul_ps(vf, iota); /* exact: see above (products only) */
-        const uint8_t *codes = codes_base + row * stride + first;
+        const uint8_t *codes = row_codes + first;
         _Pragma("GCC unroll 32") for (int u = 0; u < units; u++) {
             const __m128i bytes = u < units - 1
                 ? _mm_loadu_si128((const __m128i *)(codes + 16 * u))
@@ -661,10 +678,13 @@ __attribute__((always_inline)) static inline void avx512_bag_pass(
     case n: \
         if (weights) \
             avx512_bag_pass(t, ids, n_ids, weights, padding_idx, begin, end, col, columns, n, \
-                            last_bytes, bits, 0, out); \
+                            last_bytes, bits, 0, 0, out); \
+        else if (fused) \
+            avx512_bag_pass(t, ids, n_ids, NULL, padding_idx, begin, end, col, columns, n, \
+                            last_bytes, bits, 1, 1, out); \
         else \
             avx512_bag_pass(t, ids, n_ids, NULL, padding_idx, begin, end, col, columns, n, \
-                            last_bytes, bits, 1, out); \
+                            last_bytes, bits, 1, 0, out); \
         break;
 
 __attribute__((always_inline)) static inline void avx512_bag_bits(
@@ -674,6 +694,8 @@ __attribute__((always_inline)) static inline void avx512_bag_bits(
     const int64_t dim = t->dim, unit_columns = 128 / bits;
     const int64_t total = (dim + unit_columns - 1) / unit_columns;
     const int64_t most = RQ_NBIT_SUMS / (8 / bits);
+    const int fused = t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
+                      t->scales == t->codes + (dim * bits + 7) / 8;
     const int64_t passes = (total + most - 1) / most;
     int64_t done = 0;
     for (int64_t p = 0; p < passes; p++) {
