@@ -128,14 +128,22 @@ def seeds() -> dict[str, bytes]:
     files["rq4_keys_3x5.safetensors"] = nbit_keyed = keyed_bytes(
         rq.quantize(table(3, 5), bits=4, range_search=True, keys=["a", "bé", "c"]))
     nbit_valid = files["rq4_3x5.safetensors"]
-    nbit_codes_at = len(nbit_valid) - 3 * 3
-    files["rq4_padding_bits.safetensors"] = patched(nbit_valid, nbit_codes_at + 2, b"\xf0")
-    files["rq4_scale_inf.safetensors"] = patched(nbit_valid, nbit_codes_at - 12, b"\x00\x7c")
+    nbit_rows_at = len(nbit_valid) - 3 * 7  # fused rows: 3 code bytes, scale, bias
+    files["rq4_padding_bits.safetensors"] = patched(nbit_valid, nbit_rows_at + 2, b"\xf0")
+    files["rq4_scale_inf.safetensors"] = patched(nbit_valid, nbit_rows_at + 3, b"\x00\x7c")
     nbit_start = 8 + struct.unpack("<Q", nbit_valid[:8])[0]
     files["rq4_dim_mismatch.safetensors"] = (
         nbit_valid[:8] + nbit_valid[8:nbit_start].replace(b'"dim":"5"', b'"dim":"7"')
         + nbit_valid[nbit_start:])
     del nbit_keyed
+
+    # 8-bit tables with 16-bit scales (bfloat16, float16), then a bfloat16 scale made inf
+    for scale_dtype in ("bfloat16", "float16"):
+        files[f"rq_{scale_dtype}_4x6.safetensors"] = keyed_bytes(
+            rq.quantize(table(4, 6, seed=3), scale_dtype=scale_dtype))
+    bf16_valid = files["rq_bfloat16_4x6.safetensors"]
+    bf16_start = 8 + struct.unpack("<Q", bf16_valid[:8])[0]
+    files["rq_bfloat16_scale_inf.safetensors"] = patched(bf16_valid, bf16_start + 2, b"\x80\x7f")
 
     # word-vector files: GloVe text, word2vec text (CRLF), word2vec binary with a spaced word
     files["wv_glove.txt"] = "the 0.418 0.24968 -0.41242\nköln -1e-3 2 3.5\n, 0 0 0\n".encode()

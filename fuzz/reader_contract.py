@@ -123,17 +123,27 @@ def _check_nbit_table(qe, data: bytes, header, path: str, where: str) -> None:
     per = 8 // bits
     width = -(-dim // per)
     _require(header.metadata.get("dim") == str(dim), f"{where}: dim is not the file's")
-    tensors = {name: header.tensors[name] for name in ("scales", "biases", "codes")}
-    _require(tensors["codes"].shape == (rows, width), f"{where}: codes' shape")
-    stored = {name: np.frombuffer(data, "<f2", count=rows, offset=tensors[name].start)
-              for name in ("scales", "biases")}
-    codes = np.frombuffer(data, np.uint8, count=rows * width,
-                          offset=tensors["codes"].start).reshape(rows, width)
+    if "rows" in header.tensors:  # FBGEMM's fused rows: codes, then scale and bias
+        fused = header.tensors["rows"]
+        _require(fused.shape == (rows, width + 4), f"{where}: rows' shape")
+        block = np.frombuffer(data, np.uint8, count=rows * (width + 4),
+                              offset=fused.start).reshape(rows, width + 4)
+        codes = block[:, :width]
+        stored = {name: np.ascontiguousarray(block[:, width + at : width + at + 2]).view("<f2")
+                  .reshape(rows) for name, at in (("scales", 0), ("biases", 2))}
+    else:  # the first layout: three tensors
+        tensors = {name: header.tensors[name] for name in ("scales", "biases", "codes")}
+        _require(tensors["codes"].shape == (rows, width), f"{where}: codes' shape")
+        stored = {name: np.frombuffer(data, "<f2", count=rows, offset=tensors[name].start)
+                  for name in ("scales", "biases")}
+        codes = np.frombuffer(data, np.uint8, count=rows * width,
+                              offset=tensors["codes"].start).reshape(rows, width)
     _require(np.array_equal(qe.codes, codes), f"{where}: codes differ from the file's bytes")
     for name in ("scales", "biases"):
         array = getattr(qe, name)
         _require(array.dtype == np.float16 and not array.flags.writeable, f"{where}: {name}")
-        _require(np.array_equal(array.view(np.uint16), stored[name].view("<u2")),
+        _require(np.array_equal(np.ascontiguousarray(array).view(np.uint16),
+                                stored[name].view("<u2")),
                  f"{where}: {name} differ from the file's bytes")
         _require(bool(np.all(np.isfinite(array))), f"{where}: accepted a non-finite {name[:-1]}")
     _check_keys(qe, data, header, path, where)
@@ -162,33 +172,43 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
         _check_nbit_table(qe, data, header, path, where)
         return
     scales_tensor, codes_tensor = header.tensors["scales"], header.tensors["codes"]
+    # float32 scales, or 16-bit ones (schemes rowwise-symmetric-u8-bf16 / -f16), decoded here
+    stored_dtype, size, scale_dtype = {"F32": ("<f4", 4, np.float32),
+                                       "BF16": ("<u2", 2, np.uint16),
+                                       "F16": ("<f2", 2, np.float16)}[scales_tensor.dtype]
     _require(qe.codes.dtype == np.uint8 and qe.codes.shape == (rows, dim), f"{where}: codes")
-    _require(qe.scales.dtype == np.float32 and qe.scales.shape == (rows,), f"{where}: scales")
+    _require(qe.scales.dtype == scale_dtype and qe.scales.shape == (rows,), f"{where}: scales")
     _require(codes_tensor.shape == (rows, dim) and scales_tensor.shape == (rows,),
              f"{where}: shape {qe.shape} is not the header's")
-    _require(8 + 4 * rows + rows * dim <= len(data), f"{where}: {qe.shape} does not fit the file")
+    _require(8 + size * rows + rows * dim <= len(data),
+             f"{where}: {qe.shape} does not fit the file")
     _require(not qe.codes.flags.writeable and not qe.scales.flags.writeable,
              f"{where}: the table's arrays are writable")
-    stored_scales = np.frombuffer(data, "<f4", count=rows, offset=scales_tensor.start)
+    stored_scales = np.frombuffer(data, stored_dtype, count=rows, offset=scales_tensor.start)
     stored_codes = np.frombuffer(data, np.uint8, count=rows * dim, offset=codes_tensor.start)
-    _require(np.array_equal(qe.scales.view(np.uint32), stored_scales.view("<u4")),
+    _require(np.array_equal(np.ascontiguousarray(qe.scales).view(np.uint8),
+                            np.ascontiguousarray(stored_scales).view(np.uint8)),
              f"{where}: scales differ from the file's bytes")
     _require(np.array_equal(qe.codes.reshape(-1), stored_codes),
              f"{where}: codes differ from the file's bytes")
-    _require(bool(np.all((qe.scales >= 0) & np.isfinite(qe.scales))),
+    if scales_tensor.dtype == "BF16":
+        scale_values = (stored_scales.astype(np.uint32) << 16).view(np.float32)
+    else:
+        scale_values = stored_scales.astype(np.float32)
+    _require(bool(np.all((scale_values >= 0) & np.isfinite(scale_values))),
              f"{where}: accepted a negative or non-finite scale")
 
     _check_keys(qe, data, header, path, where)
     _check_norms(qe, data, header, where)
     ids = np.arange(rows)
-    expected = _expected_rows(qe.codes, qe.scales)
+    expected = _expected_rows(qe.codes, scale_values)
     taken = qe.take(ids)
     _require(taken.dtype == np.float32 and taken.shape == (rows, dim), f"{where}: take's shape")
     _require(np.array_equal(taken.view(np.uint32), expected.view(np.uint32)),
              f"{where}: take differs from float32((codes - 128) * scales)")
     # finite scales give finite rows unless a product leaves float32's range (codes far from
     # 128 times scales near float32's maximum: no quantized table has those)
-    magnitude = np.abs(qe.codes.astype(np.float64) - 128) * qe.scales.astype(np.float64)[:, None]
+    magnitude = np.abs(qe.codes.astype(np.float64) - 128) * scale_values.astype(np.float64)[:, None]
     representable = magnitude <= np.finfo(np.float32).max
     _require(bool(np.all(np.isfinite(taken) | ~representable)), f"{where}: take gave inf or NaN")
     _require(np.array_equal(qe.dequantize().view(np.uint32), expected.view(np.uint32)),
@@ -210,7 +230,7 @@ def _check_table(qe, data: bytes, header, path: str, mmap: bool) -> None:
                 continue  # infinities, or partial sums that may overflow: order decides
             # the bag arithmetic's bound (tests/helpers.py, bag_error_bound): relative to the
             # rows' scales, as the kernels sum unshifted codes and take 128 * sum(scales) once
-            steps = float(np.abs(qe.scales[ids[begin:end]].astype(np.float64)).sum())
+            steps = float(np.abs(scale_values[ids[begin:end]].astype(np.float64)).sum())
             tolerance = 512 * (len(part) + 1) * 2.0**-24 * steps + 1e-30
             _require(bool(np.all(np.abs(pooled[b] - total) <= tolerance)),
                      f"{where}: bag {b} (mode={mode}) differs from the float64 sum")
@@ -224,7 +244,7 @@ def _check_norms(qe, data: bytes, header, where: str) -> None:
     norms = qe.norms()
     _require(norms.dtype == np.float32 and norms.shape == (rows,), f"{where}: norms' shape")
     _require(bool(np.all(norms >= 0)), f"{where}: a negative or NaN norm")
-    expected = _expected_rows(qe.codes, qe.scales).astype(np.float64)
+    expected = _expected_rows(qe.codes, qe.scale_values()).astype(np.float64)
     if "norms" in header.tensors:
         stored = np.frombuffer(data, "<f4", count=rows, offset=header.tensors["norms"].start)
         _require(np.array_equal(norms.view(np.uint32), stored.view("<u4")),

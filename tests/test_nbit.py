@@ -355,8 +355,40 @@ def test_file_round_trip(pair, tmp_path, mmap):
     assert same_bits(back.bag([[1, 2, 3]]), qe.bag([[1, 2, 3]]))
     header = json.loads(path.read_bytes()[8 : 8 + struct.unpack("<Q", path.read_bytes()[:8])[0]])
     assert header["__metadata__"]["dim"] == "7"
-    assert header["scales"]["dtype"] == "F16" and header["biases"]["dtype"] == "F16"
-    assert header["codes"]["shape"] == [40, qe.codes.shape[1]]
+    # FBGEMM's fused rows, byte for byte what to_fbgemm gives, mapped as they are
+    assert set(header) == {"__metadata__", "rows", "key_offsets", "keys"}
+    assert header["rows"]["dtype"] == "U8"
+    assert header["rows"]["shape"] == [40, qe.codes.shape[1] + 4]
+    start = 8 + struct.unpack("<Q", path.read_bytes()[:8])[0] + header["rows"]["data_offsets"][0]
+    assert start % 64 == 0
+    data = np.frombuffer(path.read_bytes(), np.uint8, count=40 * (qe.codes.shape[1] + 4),
+                         offset=start)
+    assert np.array_equal(data.reshape(40, -1), rq.to_fbgemm(qe))
+    if mmap:
+        assert back.scales.strides == (qe.codes.shape[1] + 4,)  # views into the mapped rows
+
+
+def test_first_layout_files_still_read(pair, tmp_path):
+    """Files of the first N-bit layout (scales, biases and codes tensors) read unchanged."""
+    qe, dense = pair
+    codes, scales, biases = np.array(qe.codes), np.array(qe.scales), np.array(qe.biases)
+    header = {
+        "__metadata__": {"format": "rowquant", "version": "1", "scheme": qe.scheme.name,
+                         "dim": str(qe.shape[1])},
+        "scales": {"dtype": "F16", "shape": [40], "data_offsets": [0, 80]},
+        "biases": {"dtype": "F16", "shape": [40], "data_offsets": [80, 160]},
+        "codes": {"dtype": "U8", "shape": list(codes.shape),
+                  "data_offsets": [160, 160 + codes.size]},
+    }
+    text = json.dumps(header).encode()
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + scales.astype("<f2").tobytes()
+                     + biases.astype("<f2").tobytes() + codes.tobytes())
+    for mmap in (True, False):
+        back = rq.load(path, mmap=mmap)
+        assert same_bits(back.dequantize(), dense)
+        assert same_bits(back.bag([1, 2, 3, 0, 39], [0, 3]), qe.bag([1, 2, 3, 0, 39], [0, 3]))
+        assert same_bits(back.take([5, 1]), qe.take([5, 1]))
 
 
 def _nbit_file(tmp_path, change, last_byte=0x0F):
@@ -393,7 +425,7 @@ def test_hand_made_file_reads(tmp_path):
     (lambda h: h["__metadata__"].update(bias="128"), "per-row biases"),
     (lambda h: h.pop("biases") and h["codes"].update(data_offsets=[4, 8]) or h.update(
         pad={"dtype": "U8", "shape": [4], "data_offsets": [8, 12]}),
-     "scales, biases and codes"),
+     "holds the tensor rows"),
     (lambda h: h["scales"].update(dtype="BF16"), "scales must be F16"),
     (lambda h: h["codes"].update(dtype="I8"), "codes must be U8"),
 ])

@@ -72,6 +72,7 @@ class StoredTable:
     biases: np.ndarray | None = None
     dim: int | None = None
     scheme: Any = None
+    rows: np.ndarray | None = None  # their fused rows, when the file holds them so
 
 
 def table_header(rows: int, dim: int, key_bytes: int | None = None,

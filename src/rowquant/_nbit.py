@@ -122,8 +122,7 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
     def from_stored(cls, stored: Any) -> NBitEmbedding:
         """The table of a file read by :func:`rowquant._nbit_format.read_nbit_table` (checked)."""
         return cls._from_nbit(stored.codes, stored.scales, stored.biases, stored.dim,
-                              stored.scheme, stored.keys, stored.metadata,
-                              getattr(stored, "rows", None))
+                              stored.scheme, stored.keys, stored.metadata, stored.rows)
 
     def _set_nbit(self, codes: np.ndarray, scales: np.ndarray, biases: np.ndarray, dim: int,
                   scheme: Scheme, keys: Keys | None, metadata: dict[str, str],
@@ -281,8 +280,10 @@ class NBitEmbedding(QuantizedEmbedding, scheme_kind="affine"):
         an error (N-bit tables have no norms)."""
         if norms:
             raise self._not_here("norms")
-        _nbit_format.write_nbit_table(path, self._codes, self._scales, self._biases, self._dim,
-                                      self._scheme, self._keys, self._file_metadata(metadata))
+        rows = self._rows if self._rows is not None else fbgemm_nbit_rows(
+            self._codes, self._scales, self._biases)
+        _nbit_format.write_nbit_table(path, rows, self._dim, self._scheme, self._keys,
+                                      self._file_metadata(metadata))
 
     def to_fbgemm(self) -> np.ndarray:
         """FBGEMM's fused N-bit rows: uint8 ``(N, P + 4)``, each row its P code bytes, then the

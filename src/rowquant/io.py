@@ -54,7 +54,7 @@ from ._chunks import rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
 from ._keys import check_metadata
 from ._nbit import NBitEmbedding
-from ._nbit_arrays import quantize_nbit, scheme_for_bits
+from ._nbit_arrays import fbgemm_nbit_rows, quantize_nbit, scheme_for_bits
 from ._scheme import SYMMETRIC_SCHEMES
 from ._sources import open_source
 from .table import QuantizedEmbedding
@@ -424,24 +424,23 @@ def _quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: st
         step = rows_per_chunk(chunk_rows, dim)
         header = _nbit_format.nbit_header(rows, width, dim, scheme,
                              None if keys is None else keys.utf8.shape[0], metadata)
-        scales_at, biases_at = len(header), len(header) + 2 * rows
-        codes_at = len(header) + 4 * rows
+        rows_at, row_bytes = len(header), width + 4
+        end = rows_at + rows * row_bytes
         errors = ErrorAccumulator(rows, dim) if report else None
         update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
         try:
             with _atomic.atomic_output(dst) as fd:
                 _atomic.write_all(fd, header, 0)
-                os.ftruncate(fd, codes_at + rows * width)
+                os.ftruncate(fd, end)
                 if keys is not None:
-                    _format.write_keys(fd, codes_at + rows * width, keys)
+                    _format.write_keys(fd, end, keys)
                 for start in range(0, rows, step):
                     stop = min(rows, start + step)
                     values, stored = source.rows_float32(start, stop)
                     codes, scales, biases = quantize_nbit(values, scheme.bits, bool(range_search),
                                                           stored, source.label, start)
-                    _atomic.write_all(fd, np.ascontiguousarray(scales, "<f2"), scales_at + 2 * start)
-                    _atomic.write_all(fd, np.ascontiguousarray(biases, "<f2"), biases_at + 2 * start)
-                    _atomic.write_all(fd, codes, codes_at + start * width)
+                    _atomic.write_all(fd, fbgemm_nbit_rows(codes, scales, biases),
+                                      rows_at + start * row_bytes)
                     if errors is not None:
                         dequantized = reference.dequantize_nbit(codes, scales, biases,
                                                                 scheme.bits, dim)
@@ -452,7 +451,7 @@ def _quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: st
                     update(stop)
         finally:
             close()
-        output_bytes = codes_at + rows * width
+        output_bytes = end
         if keys is not None:
             output_bytes += keys.offsets.nbytes + keys.utf8.nbytes
         return QuantizeSummary(
