@@ -144,6 +144,33 @@ static void gather_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64
     if (n) pool(rows, f, g, n, t->bits, t->dim, out);
 }
 
+/* One pass of a SIMD bag over a row: `units` units of unit_bytes code bytes from column col,
+ * `columns` of them real (the rest, past the row's end, read as zeros and not stored), and the
+ * bytes of the last unit that are the row's. */
+typedef struct rq_nbit_pass {
+    int64_t units, col, columns;
+    int last_bytes;
+} rq_nbit_pass;
+
+/* Pass p of a row split into passes of at most `sums` sums (8 / bits per unit) of near-equal
+ * sizes; *passes receives their count. */
+static inline rq_nbit_pass rq_nbit_plan(int64_t dim, int bits, int64_t unit_bytes, int sums,
+                                        int64_t p, int64_t *passes)
+{
+    const int64_t unit_columns = unit_bytes * 8 / bits;
+    const int64_t total = (dim + unit_columns - 1) / unit_columns;
+    const int64_t most = sums / (8 / bits);
+    *passes = (total + most - 1) / most;
+    rq_nbit_pass pass;
+    const int64_t done = total * p / *passes;
+    pass.units = total * (p + 1) / *passes - done;
+    pass.col = unit_columns * done;
+    pass.columns = dim - pass.col < unit_columns * pass.units ? dim - pass.col
+                                                              : unit_columns * pass.units;
+    pass.last_bytes = (int)(((pass.columns - unit_columns * (pass.units - 1)) * bits + 7) / 8);
+    return pass;
+}
+
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RQ_NBIT_X86 1
 #pragma GCC push_options
@@ -357,29 +384,22 @@ __attribute__((always_inline)) static inline void avx2_bag_bits(
     const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
     int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
 {
-    const int64_t dim = t->dim, unit_columns = 64 / bits;
-    const int64_t total = (dim + unit_columns - 1) / unit_columns;
-    const int64_t most = RQ_NBIT_AVX2_SUMS / (8 / bits);
-    const int64_t passes = (total + most - 1) / most;
-    int64_t done = 0;
+    int64_t passes = 1;
     for (int64_t p = 0; p < passes; p++) {
-        const int64_t units = total * (p + 1) / passes - total * p / passes;
-        const int64_t col = unit_columns * done;
-        const int64_t columns = dim - col < unit_columns * units ? dim - col : unit_columns * units;
-        const int64_t last_columns = columns - unit_columns * (units - 1);
-        const int last_bytes = (int)((last_columns * bits + 7) / 8);
-        switch (units) {
+        const rq_nbit_pass pass = rq_nbit_plan(t->dim, bits, 8, RQ_NBIT_AVX2_SUMS, p, &passes);
+        const int64_t col = pass.col, columns = pass.columns;
+        const int last_bytes = pass.last_bytes;
+        switch (pass.units) {
             RQ_NBIT_AVX2_CASE(1) RQ_NBIT_AVX2_CASE(2)
         default:
             if (bits == 4) {
-                switch (units) {
+                switch (pass.units) {
                     RQ_NBIT_AVX2_CASE(3) RQ_NBIT_AVX2_CASE(4) RQ_NBIT_AVX2_CASE(5)
                 default: break;
                 }
             }
             break;
         }
-        done += units;
     }
 }
 #undef RQ_NBIT_AVX2_CASE
@@ -691,25 +711,20 @@ __attribute__((always_inline)) static inline void avx512_bag_bits(
     const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
     int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
 {
-    const int64_t dim = t->dim, unit_columns = 128 / bits;
-    const int64_t total = (dim + unit_columns - 1) / unit_columns;
-    const int64_t most = RQ_NBIT_SUMS / (8 / bits);
+    const int64_t dim = t->dim;
     const int fused = t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
                       t->scales == t->codes + (dim * bits + 7) / 8;
-    const int64_t passes = (total + most - 1) / most;
-    int64_t done = 0;
+    int64_t passes = 1;
     for (int64_t p = 0; p < passes; p++) {
-        const int64_t units = total * (p + 1) / passes - total * p / passes;
-        const int64_t col = unit_columns * done;
-        const int64_t columns = dim - col < unit_columns * units ? dim - col : unit_columns * units;
-        const int64_t last_columns = columns - unit_columns * (units - 1);
-        const int last_bytes = (int)((last_columns * bits + 7) / 8);
-        switch (units) {
+        const rq_nbit_pass pass = rq_nbit_plan(dim, bits, 16, RQ_NBIT_SUMS, p, &passes);
+        const int64_t col = pass.col, columns = pass.columns;
+        const int last_bytes = pass.last_bytes;
+        switch (pass.units) {
             RQ_NBIT_PASS_CASE(1) RQ_NBIT_PASS_CASE(2) RQ_NBIT_PASS_CASE(3)
             RQ_NBIT_PASS_CASE(4) RQ_NBIT_PASS_CASE(5)
         default:
             if (bits == 4) {
-                switch (units) {
+                switch (pass.units) {
                     RQ_NBIT_PASS_CASE(6) RQ_NBIT_PASS_CASE(7) RQ_NBIT_PASS_CASE(8)
                     RQ_NBIT_PASS_CASE(9) RQ_NBIT_PASS_CASE(10)
                 default: break;
@@ -717,7 +732,6 @@ __attribute__((always_inline)) static inline void avx512_bag_bits(
             }
             break;
         }
-        done += units;
     }
 }
 #undef RQ_NBIT_PASS_CASE
