@@ -1,8 +1,7 @@
 /* 4-bit and 2-bit rows (the schemes rowwise-affine-u4-f16 and rowwise-affine-u2-f16): FBGEMM's
  * N-bit layout, a row's values packed 8 / bits to a byte (value j in byte j * bits / 8, at bit
- * (j * bits) % 8, low bits first), with one float16 scale s and one float16 bias c per row in
- * arrays of their own. rowquant.reference defines the arithmetic and every path here gives
- * its bits:
+ * (j * bits) % 8, low bits first), with one float16 scale s and one float16 bias c per row.
+ * rowquant.reference defines the arithmetic and every path here gives its bits:
  *     dequantized   x = s * q + c            (the product is exact: one rounding, an FMA)
  *     bag term      acc = fmaf(f, q, acc + g)  with f = s, g = c, or f = s * w, g = c * w
  *                                            (float32 multiplies) for a weight w; acc + g is
@@ -12,7 +11,8 @@
  * Three variants, chosen from the 8-bit kernels' variant in use (dispatch.c), so that
  * ROWQUANT_SIMD and rowquant.use_simd switch these too: scalar, AVX2 (8 values per step: the
  * bytes of a step spread to 32-bit lanes with one shuffle, shifted by per-lane counts and
- * masked) and AVX-512 (16 values per step, the row's tail masked). Max bags take the scalar
+ * masked) and AVX-512 (16 values per step, the row's tail masked); their bags pool a bag in
+ * register passes of their own (avx2_bag_pass, avx512_bag_pass). Max bags take the scalar
  * loop on every variant (rare, and one copy to test). The float16 scale and bias of a row are
  * widened exactly, once per row (rq_half_to_float, or F16C's vcvtph2ps on the SIMD variants).
  * A row's scale and bias sit param_stride bytes apart from the next row's: in arrays of their
@@ -610,9 +610,9 @@ __attribute__((always_inline)) static inline void avx512_bag_pass(
     __m512 acc[RQ_NBIT_SUMS];
     _Pragma("GCC unroll 32") for (int v = 0; v < units * per; v++) acc[v] = _mm512_setzero_ps();
     for (int64_t k = begin; k < end; k++) {
+        /* a prefetch never faults: an id another thread made invalid only wastes it */
         const int64_t later = k + RQ_NBIT_BAG_AHEAD < n_ids ? k + RQ_NBIT_BAG_AHEAD : n_ids - 1;
-        int64_t ahead = ids[later];
-        ahead = (uint64_t)ahead < (uint64_t)n_rows ? ahead : 0;
+        const int64_t ahead = ids[later];
         const uint8_t *soon = codes_base + ahead * stride;
         _Pragma("GCC unroll 8") for (int line = 0; line < 3; line++)
             if (first + 64 * line < fetch_end) rq_prefetch(soon + first + 64 * line);
