@@ -100,6 +100,13 @@ typedef void (*rq_nbit_bag_fn)(const rq_nbit_table *t, rq_nbit_pool_fn pool, con
                                int64_t n_ids, const float *weights, int64_t padding_idx,
                                int64_t begin, int64_t end, float *out);
 
+/* Two bags at once (ids[begin_a..end_a) and ids[begin_b..end_b)), as two calls of the bag kernel
+ * would sum them; returns 0, having written nothing, for tables it does not take. */
+typedef int (*rq_nbit_pair_fn)(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids,
+                               const float *weights, int64_t padding_idx, int64_t begin_a,
+                               int64_t end_a, int64_t begin_b, int64_t end_b, float *out_a,
+                               float *out_b);
+
 /* Ids ahead whose rows a bag prefetches (codes, scale and bias: three lines at least). */
 #define RQ_NBIT_AHEAD 16
 
@@ -588,78 +595,82 @@ __attribute__((always_inline)) static inline void avx512_params(const rq_nbit_ta
     *bias = _mm_cvtss_f32(_mm_movehdup_ps(both));
 }
 
-/* Columns [col, col + units * 128 / bits) of one bag, `columns` of them stored (the rest, past
- * the row's end, are summed from zero bytes and dropped); `last_bytes` of the last unit read. */
-__attribute__((always_inline)) static inline void avx512_bag_pass(
-    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
-    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, int64_t columns,
-    const int units, int last_bytes, const int bits, const int products, const int fused,
-    float *out)
+/* Prefetch the bytes of row ids[pos] (or of the last id) that a pass reads: from byte first to
+ * byte fetch_end of the row (fused rows: through its scale and bias), and the scale and bias
+ * of arrays of their own. A prefetch never faults: an id another thread made invalid only
+ * wastes it. */
+__attribute__((always_inline)) static inline void avx512_fetch(const rq_nbit_table *t,
+                                                              const int64_t *ids, int64_t n_ids,
+                                                              int64_t pos, int64_t first,
+                                                              int64_t fetch_end, const int fused)
+{
+    const int64_t ahead = ids[pos < n_ids ? pos : n_ids - 1];
+    const uint8_t *soon = t->codes + ahead * t->codes_stride;
+    _Pragma("GCC unroll 8") for (int line = 0; line < 3; line++)
+        if (first + 64 * line < fetch_end) rq_prefetch(soon + first + 64 * line);
+    rq_prefetch(soon + fetch_end);
+    if (!fused) {
+        rq_prefetch(t->scales + ahead * t->param_stride);
+        rq_prefetch(t->biases + ahead * t->param_stride + 1);
+    }
+}
+
+/* Add row ids[k] (unless it is padding_idx, or not a row: changed by another thread) to the
+ * sums of a pass: `units` units of 16 code bytes from byte first, the last one `tail` bytes. */
+__attribute__((always_inline)) static inline void avx512_add_row(
+    const rq_nbit_table *t, const int64_t *ids, int64_t k, const float *weights,
+    int64_t padding_idx, int64_t first, int64_t params_at, __mmask16 tail, const int units,
+    const int bits, const int products, const int fused, __m512 *acc)
 {
     const int per = 8 / bits; /* sums per unit: codes per byte */
-    const int64_t first = col * bits / 8;
-    const int64_t span = 16 * (int64_t)(units - 1) + last_bytes;
-    /* fused rows: a row's scale and bias are the 4 bytes after its codes */
-    const int64_t params_at = (t->dim * bits + 7) / 8;
-    const int64_t fetch_end = fused ? params_at + 3 : first + span - 1; /* last byte to fetch */
-    const __mmask16 tail = (__mmask16)(last_bytes >= 16 ? 0xffffu : (1u << last_bytes) - 1u);
     const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const uint8_t *codes_base = t->codes;
-    const int64_t stride = t->codes_stride, n_rows = t->n_rows;
-    __m512 acc[RQ_NBIT_SUMS];
-    _Pragma("GCC unroll 32") for (int v = 0; v < units * per; v++) acc[v] = _mm512_setzero_ps();
-    for (int64_t k = begin; k < end; k++) {
-        /* a prefetch never faults: an id another thread made invalid only wastes it */
-        const int64_t later = k + RQ_NBIT_BAG_AHEAD < n_ids ? k + RQ_NBIT_BAG_AHEAD : n_ids - 1;
-        const int64_t ahead = ids[later];
-        const uint8_t *soon = codes_base + ahead * stride;
-        _Pragma("GCC unroll 8") for (int line = 0; line < 3; line++)
-            if (first + 64 * line < fetch_end) rq_prefetch(soon + first + 64 * line);
-        rq_prefetch(soon + fetch_end);
-        if (!fused) {
-            rq_prefetch(t->scales + ahead * t->param_stride);
-            rq_prefetch(t->biases + ahead * t->param_stride + 1);
+    const int64_t row = ids[k];
+    if (row == padding_idx || (uint64_t)row >= (uint64_t)t->n_rows) return;
+    const uint8_t *row_codes = t->codes + row * t->codes_stride;
+    __m512 vf, vg;
+    if (fused && !weights) { /* one load and one conversion for both */
+        uint32_t both_bits;
+        memcpy(&both_bits, row_codes + params_at, sizeof both_bits);
+        const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both_bits));
+        vf = _mm512_broadcastss_ps(both);
+        vg = _mm512_broadcastss_ps(_mm_movehdup_ps(both));
+    } else {
+        float f, g;
+        avx512_params(t, row, &f, &g);
+        if (weights) {
+            f = f * weights[k];
+            g = g * weights[k];
         }
-        const int64_t row = ids[k];
-        if (row == padding_idx || (uint64_t)row >= (uint64_t)n_rows) continue;
-        const uint8_t *row_codes = codes_base + row * stride;
-        __m512 vf, vg;
-        if (fused && !weights) { /* one load and one conversion for both */
-            uint32_t both_bits;
-            memcpy(&both_bits, row_codes + params_at, sizeof both_bits);
-            const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)both_bits));
-            vf = _mm512_broadcastss_ps(both);
-            vg = _mm512_broadcastss_ps(_mm_movehdup_ps(both));
-        } else {
-            float f, g;
-            avx512_params(t, row, &f, &g);
-            if (weights) {
-                f = f * weights[k];
-                g = g * weights[k];
-            }
-            vf = _mm512_set1_ps(f);
-            vg = _mm512_set1_ps(g);
-        }
-        const __m512 table = _mm512_mul_ps(vf, iota); /* exact: see above (products only) */
-        const uint8_t *codes = row_codes + first;
-        _Pragma("GCC unroll 32") for (int u = 0; u < units; u++) {
-            const __m128i bytes = u < units - 1
-                ? _mm_loadu_si128((const __m128i *)(codes + 16 * u))
-                : _mm_maskz_loadu_epi8(tail, codes + 16 * u);
-            const __m512i lanes = _mm512_cvtepu8_epi32(bytes);
-            _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
-                __m512i q = r == 0 ? lanes : _mm512_srli_epi32(lanes, r * bits);
-                if (r < per - 1 && !(products && bits == 4)) q = _mm512_and_si512(q, mask);
-                __m512 *sum = &acc[u * per + r];
-                if (products) /* vpermps reads the index's low 4 bits */
-                    *sum = _mm512_add_ps(_mm512_add_ps(*sum, vg),
-                                         _mm512_permutexvar_ps(q, table));
-                else
-                    *sum = _mm512_fmadd_ps(vf, _mm512_cvtepi32_ps(q), _mm512_add_ps(*sum, vg));
-            }
+        vf = _mm512_set1_ps(f);
+        vg = _mm512_set1_ps(g);
+    }
+    const __m512 table = _mm512_mul_ps(vf, iota); /* exact: see above (products only) */
+    const uint8_t *codes = row_codes + first;
+    _Pragma("GCC unroll 32") for (int u = 0; u < units; u++) {
+        const __m128i bytes = u < units - 1 || tail == 0xffff
+            ? _mm_loadu_si128((const __m128i *)(codes + 16 * u))
+            : _mm_maskz_loadu_epi8(tail, codes + 16 * u);
+        const __m512i lanes = _mm512_cvtepu8_epi32(bytes);
+        _Pragma("GCC unroll 4") for (int r = 0; r < per; r++) {
+            __m512i q = r == 0 ? lanes : _mm512_srli_epi32(lanes, r * bits);
+            if (r < per - 1 && !(products && bits == 4)) q = _mm512_and_si512(q, mask);
+            __m512 *sum = &acc[u * per + r];
+            if (products) /* vpermps reads the index's low 4 bits */
+                *sum = _mm512_add_ps(_mm512_add_ps(*sum, vg), _mm512_permutexvar_ps(q, table));
+            else
+                *sum = _mm512_fmadd_ps(vf, _mm512_cvtepi32_ps(q), _mm512_add_ps(*sum, vg));
         }
     }
+}
+
+/* Store the sums of a pass, columns [col, col + columns) of out, in column order. */
+__attribute__((always_inline)) static inline void avx512_store_sums(const __m512 *acc,
+                                                                   const int units,
+                                                                   const int bits, int64_t col,
+                                                                   int64_t columns, float *out)
+{
+    const int per = 8 / bits;
     /* back to column order: 4-bit sums hold columns 2i and 2i + 1; 2-bit ones 4i + r */
     const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,
@@ -692,6 +703,75 @@ __attribute__((always_inline)) static inline void avx512_bag_pass(
                 _mm512_mask_storeu_ps(out + col + at, (__mmask16)((1u << left) - 1u), ordered[r]);
         }
     }
+}
+
+/* Columns [col, col + units * 128 / bits) of one bag, `columns` of them stored (the rest, past
+ * the row's end, are summed from zero bytes and dropped); `last_bytes` of the last unit read. */
+__attribute__((always_inline)) static inline void avx512_bag_pass(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin, int64_t end, int64_t col, int64_t columns,
+    const int units, int last_bytes, const int bits, const int products, const int fused,
+    float *out)
+{
+    const int64_t first = col * bits / 8;
+    /* fused rows: a row's scale and bias are the 4 bytes after its codes */
+    const int64_t params_at = (t->dim * bits + 7) / 8;
+    const int64_t fetch_end = fused ? params_at + 3 : first + 16 * (int64_t)(units - 1) + last_bytes - 1;
+    const __mmask16 tail = (__mmask16)(last_bytes >= 16 ? 0xffffu : (1u << last_bytes) - 1u);
+    __m512 acc[RQ_NBIT_SUMS];
+    _Pragma("GCC unroll 32") for (int v = 0; v < units * (8 / bits); v++)
+        acc[v] = _mm512_setzero_ps();
+    for (int64_t k = begin; k < end; k++) {
+        avx512_fetch(t, ids, n_ids, k + RQ_NBIT_BAG_AHEAD, first, fetch_end, fused);
+        avx512_add_row(t, ids, k, weights, padding_idx, first, params_at, tail, units, bits,
+                       products, fused, acc);
+    }
+    avx512_store_sums(acc, units, bits, col, columns, out);
+}
+
+/* Two bags of one pass each at once, their rows taken in turns (a row of the first, then one
+ * of the second), so that the two bags' chains of dependent additions overlap: rows up to
+ * RQ_NBIT_PAIR_SUMS sums wide, whose bags are otherwise latency-bound. Each bag's rows are
+ * still added in id order, so the bits are those of avx512_bag_pass. */
+#define RQ_NBIT_PAIR_SUMS 12
+
+__attribute__((always_inline)) static inline void avx512_bag_pair(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin_a, int64_t end_a, int64_t begin_b, int64_t end_b,
+    int64_t columns, const int units, int last_bytes, const int bits, const int products,
+    const int fused, float *out_a, float *out_b)
+{
+    const int64_t params_at = (t->dim * bits + 7) / 8;
+    const int64_t fetch_end = fused ? params_at + 3 : 16 * (int64_t)(units - 1) + last_bytes - 1;
+    const __mmask16 tail = (__mmask16)(last_bytes >= 16 ? 0xffffu : (1u << last_bytes) - 1u);
+    __m512 acc_a[RQ_NBIT_PAIR_SUMS], acc_b[RQ_NBIT_PAIR_SUMS];
+    _Pragma("GCC unroll 32") for (int v = 0; v < units * (8 / bits); v++) {
+        acc_a[v] = _mm512_setzero_ps();
+        acc_b[v] = _mm512_setzero_ps();
+    }
+    const int64_t both = end_a - begin_a < end_b - begin_b ? end_a - begin_a : end_b - begin_b;
+    /* the rows ahead, two a step: they run ahead of both bags, into the next pair */
+    int64_t ahead = begin_b + RQ_NBIT_BAG_AHEAD;
+    for (int64_t i = 0; i < both; i++, ahead += 2) {
+        avx512_fetch(t, ids, n_ids, ahead, 0, fetch_end, fused);
+        avx512_fetch(t, ids, n_ids, ahead + 1, 0, fetch_end, fused);
+        avx512_add_row(t, ids, begin_a + i, weights, padding_idx, 0, params_at, tail, units,
+                       bits, products, fused, acc_a);
+        avx512_add_row(t, ids, begin_b + i, weights, padding_idx, 0, params_at, tail, units,
+                       bits, products, fused, acc_b);
+    }
+    for (int64_t k = begin_a + both; k < end_a; k++) {
+        avx512_fetch(t, ids, n_ids, k + RQ_NBIT_BAG_AHEAD, 0, fetch_end, fused);
+        avx512_add_row(t, ids, k, weights, padding_idx, 0, params_at, tail, units, bits,
+                       products, fused, acc_a);
+    }
+    for (int64_t k = begin_b + both; k < end_b; k++) {
+        avx512_fetch(t, ids, n_ids, k + RQ_NBIT_BAG_AHEAD, 0, fetch_end, fused);
+        avx512_add_row(t, ids, k, weights, padding_idx, 0, params_at, tail, units, bits,
+                       products, fused, acc_b);
+    }
+    avx512_store_sums(acc_a, units, bits, 0, columns, out_a);
+    avx512_store_sums(acc_b, units, bits, 0, columns, out_b);
 }
 
 #define RQ_NBIT_PASS_CASE(n) \
@@ -735,6 +815,56 @@ __attribute__((always_inline)) static inline void avx512_bag_bits(
     }
 }
 #undef RQ_NBIT_PASS_CASE
+
+#define RQ_NBIT_PAIR_CASE(n) \
+    case n: \
+        if (weights) \
+            avx512_bag_pair(t, ids, n_ids, weights, padding_idx, begin_a, end_a, begin_b, end_b, \
+                            pass.columns, n, pass.last_bytes, bits, 0, 0, out_a, out_b); \
+        else if (fused) \
+            avx512_bag_pair(t, ids, n_ids, NULL, padding_idx, begin_a, end_a, begin_b, end_b, \
+                            pass.columns, n, pass.last_bytes, bits, 1, 1, out_a, out_b); \
+        else \
+            avx512_bag_pair(t, ids, n_ids, NULL, padding_idx, begin_a, end_a, begin_b, end_b, \
+                            pass.columns, n, pass.last_bytes, bits, 1, 0, out_a, out_b); \
+        return 1;
+
+__attribute__((always_inline)) static inline int avx512_bag2_bits(
+    const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights,
+    int64_t padding_idx, int64_t begin_a, int64_t end_a, int64_t begin_b, int64_t end_b,
+    const int bits, float *out_a, float *out_b)
+{
+    int64_t passes = 1;
+    const rq_nbit_pass pass = rq_nbit_plan(t->dim, bits, 16, RQ_NBIT_SUMS, 0, &passes);
+    if (passes != 1 || pass.units * (8 / bits) > RQ_NBIT_PAIR_SUMS) return 0;
+    const int fused = t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
+                      t->scales == t->codes + (t->dim * bits + 7) / 8;
+    switch (pass.units) {
+        RQ_NBIT_PAIR_CASE(1) RQ_NBIT_PAIR_CASE(2) RQ_NBIT_PAIR_CASE(3)
+    default:
+        if (bits == 4) {
+            switch (pass.units) {
+                RQ_NBIT_PAIR_CASE(4) RQ_NBIT_PAIR_CASE(5) RQ_NBIT_PAIR_CASE(6)
+            default: break;
+            }
+        }
+        break;
+    }
+    return 0;
+}
+#undef RQ_NBIT_PAIR_CASE
+
+/* Two bags at once where their rows are narrow enough (avx512_bag_pair); 0 when not. */
+static int avx512_bag2(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids,
+                       const float *weights, int64_t padding_idx, int64_t begin_a, int64_t end_a,
+                       int64_t begin_b, int64_t end_b, float *out_a, float *out_b)
+{
+    if (t->bits == 4)
+        return avx512_bag2_bits(t, ids, n_ids, weights, padding_idx, begin_a, end_a, begin_b,
+                                end_b, 4, out_a, out_b);
+    return avx512_bag2_bits(t, ids, n_ids, weights, padding_idx, begin_a, end_a, begin_b, end_b,
+                            2, out_a, out_b);
+}
 
 static void avx512_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
                        int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
@@ -783,6 +913,16 @@ static rq_nbit_bag_fn bag_kernel(rq_nbit_row_fn row)
 #endif
     (void)row;
     return gather_bag;
+}
+
+/* The two-bag kernel of the same variant, or NULL. */
+static rq_nbit_pair_fn pair_kernel(rq_nbit_row_fn row)
+{
+#ifdef RQ_NBIT_X86
+    if (row == avx512_row) return avx512_bag2;
+#endif
+    (void)row;
+    return NULL;
 }
 
 const char *rq_nbit_kernel_name(void)
@@ -876,6 +1016,7 @@ int rq_nbit_take(const uint8_t *codes, int64_t codes_stride, const uint8_t *scal
 struct bag_job {
     const rq_nbit_table *table;
     rq_nbit_bag_fn bag;
+    rq_nbit_pair_fn pair; /* NULL for variants without */
     rq_nbit_pool_fn pool;
     const int64_t *ids;
     int64_t n_ids;
@@ -906,6 +1047,20 @@ static void max_bag(const rq_nbit_table *t, const int64_t *ids, int64_t begin, i
     }
 }
 
+/* A mean bag's sum divided by its count of ids that are rows and not padding_idx. */
+static void finish_mean(const struct bag_job *job, int64_t b)
+{
+    const rq_nbit_table *t = job->table;
+    int64_t count = 0;
+    for (int64_t k = job->bounds[b]; k < job->bounds[b + 1]; k++)
+        count += job->ids[k] != job->padding_idx && (uint64_t)job->ids[k] < (uint64_t)t->n_rows;
+    if (count > 0) {
+        float *out = job->out + b * job->out_stride;
+        const float divisor = (float)count;
+        for (int64_t j = 0; j < t->dim; j++) out[j] = out[j] / divisor;
+    }
+}
+
 static void bag_part(void *context, int member, int members)
 {
     const struct bag_job *job = context;
@@ -921,15 +1076,20 @@ static void bag_part(void *context, int member, int members)
             max_bag(t, job->ids, begin, end, job->padding_idx, out);
             continue;
         }
-        job->bag(t, job->pool, job->ids, stop, job->weights, job->padding_idx, begin, end, out);
-        if (job->mode != RQ_BAG_MEAN) continue;
-        int64_t count = 0;
-        for (int64_t k = begin; k < end; k++)
-            count += job->ids[k] != job->padding_idx && (uint64_t)job->ids[k] < (uint64_t)t->n_rows;
-        if (count > 0) {
-            const float divisor = (float)count;
-            for (int64_t j = 0; j < t->dim; j++) out[j] = out[j] / divisor;
+        if (job->pair && b + 1 < last) { /* this bag and the next at once, where it can */
+            float *next = out + job->out_stride;
+            if (job->pair(t, job->ids, stop, job->weights, job->padding_idx, begin, end, end,
+                          job->bounds[b + 2], out, next)) {
+                if (job->mode == RQ_BAG_MEAN) {
+                    finish_mean(job, b);
+                    finish_mean(job, b + 1);
+                }
+                b++;
+                continue;
+            }
         }
+        job->bag(t, job->pool, job->ids, stop, job->weights, job->padding_idx, begin, end, out);
+        if (job->mode == RQ_BAG_MEAN) finish_mean(job, b);
     }
 }
 
@@ -945,7 +1105,8 @@ int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint8_t *scale
     if (*bad >= 0) return RQ_ID_RANGE;
     if (n_bags == 0 || dim == 0) return RQ_OK;
     struct bag_job job = {
-        .table = &table, .bag = bag_kernel(row_kernel()), .pool = pool_kernel(row_kernel()),
+        .table = &table, .bag = bag_kernel(row_kernel()), .pair = pair_kernel(row_kernel()),
+        .pool = pool_kernel(row_kernel()),
         .ids = ids, .n_ids = n_ids,
         .bounds = bounds,
         .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
