@@ -81,12 +81,8 @@ static void scalar_row(const uint8_t *row, int bits, int64_t dim, float f, float
 typedef void (*rq_nbit_row_fn)(const uint8_t *row, int bits, int64_t dim, float f, float g,
                                float *out, int write);
 
-/* Bag terms of n rows in order: out[j] = fmaf(f[k], q_kj, out[j] + g[k]) for k = 0..n. Each
- * column's chain over the rows is what the contract fixes, so SIMD variants walk the columns in
- * blocks that keep their sums in registers across the rows, and the columns in any order. */
-typedef void (*rq_nbit_pool_fn)(const uint8_t *const *rows, const float *f, const float *g,
-                                int64_t n, int bits, int64_t dim, float *out);
-
+/* Bag terms of n rows in order: out[j] = fmaf(f[k], q_kj, out[j] + g[k]) for k = 0..n (each
+ * column's chain over the rows in id order is what the contract fixes). */
 static void scalar_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
                         int bits, int64_t dim, float *out)
 {
@@ -96,8 +92,7 @@ static void scalar_pool(const uint8_t *const *rows, const float *f, const float 
 /* The sum of one bag, ids[begin..end) skipping padding_idx, into out (zeros on entry), weighted
  * when weights is not NULL; ids are rows of the table (checked by the caller; an id changed
  * since by another thread to one outside the table is skipped, never read). */
-typedef void (*rq_nbit_bag_fn)(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
-                               int64_t n_ids, const float *weights, int64_t padding_idx,
+typedef void (*rq_nbit_bag_fn)(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights, int64_t padding_idx,
                                int64_t begin, int64_t end, float *out);
 
 /* Two bags at once (ids[begin_a..end_a) and ids[begin_b..end_b)), as two calls of the bag kernel
@@ -124,10 +119,8 @@ static inline void prefetch_row(const rq_nbit_table *t, const int64_t *ids, int6
     __builtin_prefetch(t->biases + row * t->param_stride + 1);
 }
 
-/* A bag's rows gathered RQ_NBIT_CHUNK at a time, then pooled by `pool` in order: the scalar
- * and AVX2 variants. */
-static void gather_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
-                       int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+/* A bag's rows gathered RQ_NBIT_CHUNK at a time, then pooled in order: the scalar variant. */
+static void gather_bag(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
                        int64_t end, float *out)
 {
     const uint8_t *rows[RQ_NBIT_CHUNK];
@@ -144,11 +137,11 @@ static void gather_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64
             g[n] = g[n] * weights[k];
         }
         if (++n == RQ_NBIT_CHUNK) {
-            pool(rows, f, g, n, t->bits, t->dim, out);
+            scalar_pool(rows, f, g, n, t->bits, t->dim, out);
             n = 0;
         }
     }
-    if (n) pool(rows, f, g, n, t->bits, t->dim, out);
+    if (n) scalar_pool(rows, f, g, n, t->bits, t->dim, out);
 }
 
 /* One pass of a SIMD bag over a row: `units` units of unit_bytes code bytes from column col,
@@ -229,56 +222,6 @@ static void avx2_row(const uint8_t *row, int bits, int64_t dim, float f, float g
         avx2_row_bits(row, 4, dim, f, g, out, write);
     else
         avx2_row_bits(row, 2, dim, f, g, out, write);
-}
-
-/* Columns j..j + 8 * NV of the bag, their sums in NV registers across the rows. */
-__attribute__((always_inline)) static inline void avx2_block(const uint8_t *const *rows,
-                                                            const float *f, const float *g,
-                                                            int64_t n, const int bits, int64_t j,
-                                                            float *out, const int nv)
-{
-    const __m128i spread = bits == 4 ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0)
-                                     : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m256i shifts = bits == 4 ? _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)
-                                     : _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
-    __m256 acc[4];
-    for (int v = 0; v < nv; v++) acc[v] = _mm256_loadu_ps(out + j + 8 * v);
-    for (int64_t k = 0; k < n; k++) {
-        const __m256 vf = _mm256_set1_ps(f[k]), vg = _mm256_set1_ps(g[k]);
-        for (int v = 0; v < nv; v++)
-            acc[v] = _mm256_fmadd_ps(vf, avx2_codes8(rows[k], bits, j + 8 * v, spread, shifts, mask),
-                                     _mm256_add_ps(acc[v], vg));
-    }
-    for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + j + 8 * v, acc[v]);
-}
-
-__attribute__((always_inline)) static inline void avx2_pool_bits(const uint8_t *const *rows,
-                                                                const float *f, const float *g,
-                                                                int64_t n, const int bits,
-                                                                int64_t dim, float *out)
-{
-    const int64_t full = dim & ~(int64_t)7;
-    int64_t j = 0;
-    for (; j + 32 <= full; j += 32) avx2_block(rows, f, g, n, bits, j, out, 4);
-    switch ((full - j) / 8) {
-    case 3: avx2_block(rows, f, g, n, bits, j, out, 3); break;
-    case 2: avx2_block(rows, f, g, n, bits, j, out, 2); break;
-    case 1: avx2_block(rows, f, g, n, bits, j, out, 1); break;
-    default: break;
-    }
-    for (j = full; j < dim; j++)
-        for (int64_t k = 0; k < n; k++)
-            out[j] = __builtin_fmaf(f[k], (float)rq_nbit_code(rows[k], bits, j), out[j] + g[k]);
-}
-
-static void avx2_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
-                      int bits, int64_t dim, float *out)
-{
-    if (bits == 4)
-        avx2_pool_bits(rows, f, g, n, 4, dim, out);
-    else
-        avx2_pool_bits(rows, f, g, n, 2, dim, out);
 }
 
 /* Bags on AVX2, as on AVX-512 (see avx512_bag_pass) with 8 lanes: units of 8 code bytes (16
@@ -411,11 +354,9 @@ __attribute__((always_inline)) static inline void avx2_bag_bits(
 }
 #undef RQ_NBIT_AVX2_CASE
 
-static void avx2_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
-                     int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+static void avx2_bag(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
                      int64_t end, float *out)
 {
-    (void)pool;
     if (t->bits == 4)
         avx2_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 4, out);
     else
@@ -486,85 +427,6 @@ static void avx512_row(const uint8_t *row, int bits, int64_t dim, float f, float
         avx512_row_bits(row, 4, dim, f, g, out, write);
     else
         avx512_row_bits(row, 2, dim, f, g, out, write);
-}
-
-/* Columns j..j + 16 * NV of the bag (whole steps), their sums in NV registers across rows. */
-__attribute__((always_inline)) static inline void avx512_block(const uint8_t *const *rows,
-                                                              const float *f, const float *g,
-                                                              int64_t n, const int bits,
-                                                              int64_t j, float *out, const int nv)
-{
-    const __m128i spread = bits == 4
-        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
-        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i shifts = bits == 4
-        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
-        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
-    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
-    __m512 acc[4];
-    for (int v = 0; v < nv; v++) acc[v] = _mm512_loadu_ps(out + j + 16 * v);
-    for (int64_t k = 0; k < n; k++) {
-        const __m512 vf = _mm512_set1_ps(f[k]), vg = _mm512_set1_ps(g[k]);
-        for (int v = 0; v < nv; v++)
-            acc[v] = _mm512_fmadd_ps(
-                vf, avx512_codes16(rows[k], bits, j + 16 * v, 16, spread, shifts, mask),
-                _mm512_add_ps(acc[v], vg));
-    }
-    for (int v = 0; v < nv; v++) _mm512_storeu_ps(out + j + 16 * v, acc[v]);
-}
-
-/* The last count < 16 columns from j: codes read by a masked byte load (no byte past the
- * row's), sums masked. */
-__attribute__((always_inline)) static inline void avx512_tail(const uint8_t *const *rows,
-                                                             const float *f, const float *g,
-                                                             int64_t n, const int bits,
-                                                             int64_t j, int64_t count, float *out)
-{
-    const __m128i spread = bits == 4
-        ? _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
-        : _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i shifts = bits == 4
-        ? _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4)
-        : _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
-    const __m512i mask = _mm512_set1_epi32((1 << bits) - 1);
-    const __mmask16 lanes = (__mmask16)((1u << count) - 1u);
-    const __mmask16 bytes = (__mmask16)((1u << ((count * bits + 7) / 8)) - 1u);
-    __m512 acc = _mm512_maskz_loadu_ps(lanes, out + j);
-    for (int64_t k = 0; k < n; k++) {
-        const __m128i packed = _mm_maskz_loadu_epi8(bytes, rows[k] + j * bits / 8);
-        const __m512i codes = _mm512_and_si512(
-            _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(packed, spread)), shifts),
-            mask);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(f[k]), _mm512_cvtepi32_ps(codes),
-                              _mm512_add_ps(acc, _mm512_set1_ps(g[k])));
-    }
-    _mm512_mask_storeu_ps(out + j, lanes, acc);
-}
-
-__attribute__((always_inline)) static inline void avx512_pool_bits(const uint8_t *const *rows,
-                                                                  const float *f, const float *g,
-                                                                  int64_t n, const int bits,
-                                                                  int64_t dim, float *out)
-{
-    const int64_t full = dim & ~(int64_t)15;
-    int64_t j = 0;
-    for (; j + 64 <= full; j += 64) avx512_block(rows, f, g, n, bits, j, out, 4);
-    switch ((full - j) / 16) {
-    case 3: avx512_block(rows, f, g, n, bits, j, out, 3); break;
-    case 2: avx512_block(rows, f, g, n, bits, j, out, 2); break;
-    case 1: avx512_block(rows, f, g, n, bits, j, out, 1); break;
-    default: break;
-    }
-    if (full < dim) avx512_tail(rows, f, g, n, bits, full, dim - full, out);
-}
-
-static void avx512_pool(const uint8_t *const *rows, const float *f, const float *g, int64_t n,
-                        int bits, int64_t dim, float *out)
-{
-    if (bits == 4)
-        avx512_pool_bits(rows, f, g, n, 4, dim, out);
-    else
-        avx512_pool_bits(rows, f, g, n, 2, dim, out);
 }
 
 /* Bags on AVX-512 pool each bag's rows in id order in passes over up to RQ_NBIT_UNITS units of
@@ -866,11 +728,9 @@ static int avx512_bag2(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids
                             2, out_a, out_b);
 }
 
-static void avx512_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64_t *ids,
-                       int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
+static void avx512_bag(const rq_nbit_table *t, const int64_t *ids, int64_t n_ids, const float *weights, int64_t padding_idx, int64_t begin,
                        int64_t end, float *out)
 {
-    (void)pool;
     if (t->bits == 4)
         avx512_bag_bits(t, ids, n_ids, weights, padding_idx, begin, end, 4, out);
     else
@@ -879,61 +739,36 @@ static void avx512_bag(const rq_nbit_table *t, rq_nbit_pool_fn pool, const int64
 #pragma GCC pop_options
 #endif
 
-/* The row kernel of the variant the 8-bit kernels use (scalar when none is selected yet). */
-static rq_nbit_row_fn row_kernel(void)
+/* The kernels of one instruction set. */
+typedef struct rq_nbit_variant {
+    const char *name;
+    rq_nbit_row_fn row;   /* one row: dequantize, take */
+    rq_nbit_bag_fn bag;   /* one bag's sum */
+    rq_nbit_pair_fn pair; /* two bags' sums at once, or NULL */
+} rq_nbit_variant;
+
+static const rq_nbit_variant scalar_variant = {"scalar", scalar_row, gather_bag, NULL};
+#ifdef RQ_NBIT_X86
+static const rq_nbit_variant avx2_variant = {"avx2", avx2_row, avx2_bag, NULL};
+static const rq_nbit_variant avx512_variant = {"avx512", avx512_row, avx512_bag, avx512_bag2};
+#endif
+
+/* The variant of the 8-bit kernels in use (scalar when none is selected yet). */
+static const rq_nbit_variant *variant(void)
 {
     if (!rq_active) rq_simd_select(NULL);
     const char *name = rq_active ? rq_active->name : "scalar";
 #ifdef RQ_NBIT_X86
-    if (strncmp(name, "avx512", 6) == 0) return avx512_row;
-    if (strcmp(name, "avx2") == 0) return avx2_row;
+    if (strncmp(name, "avx512", 6) == 0) return &avx512_variant;
+    if (strcmp(name, "avx2") == 0) return &avx2_variant;
 #endif
     (void)name;
-    return scalar_row;
-}
-
-/* The bag kernel of the same variant as row_kernel(). */
-static rq_nbit_pool_fn pool_kernel(rq_nbit_row_fn row)
-{
-#ifdef RQ_NBIT_X86
-    if (row == avx512_row) return avx512_pool;
-    if (row == avx2_row) return avx2_pool;
-#endif
-    (void)row;
-    return scalar_pool;
-}
-
-/* The whole-bag kernel of the same variant: AVX-512 pools a bag in passes of its own, the
- * others gather rows for their pool kernel. */
-static rq_nbit_bag_fn bag_kernel(rq_nbit_row_fn row)
-{
-#ifdef RQ_NBIT_X86
-    if (row == avx512_row) return avx512_bag;
-    if (row == avx2_row) return avx2_bag;
-#endif
-    (void)row;
-    return gather_bag;
-}
-
-/* The two-bag kernel of the same variant, or NULL. */
-static rq_nbit_pair_fn pair_kernel(rq_nbit_row_fn row)
-{
-#ifdef RQ_NBIT_X86
-    if (row == avx512_row) return avx512_bag2;
-#endif
-    (void)row;
-    return NULL;
+    return &scalar_variant;
 }
 
 const char *rq_nbit_kernel_name(void)
 {
-    const rq_nbit_row_fn kernel = row_kernel();
-#ifdef RQ_NBIT_X86
-    if (kernel == avx512_row) return "avx512";
-    if (kernel == avx2_row) return "avx2";
-#endif
-    (void)kernel;
-    return "scalar";
+    return variant()->name;
 }
 
 static int team_size(int n_threads, int64_t bytes)
@@ -980,7 +815,7 @@ static int run_rows(const rq_nbit_table *table, const int64_t *ids, int64_t n_ou
                     int64_t out_stride, int n_threads)
 {
     struct rows_job job = {
-        .table = table, .kernel = row_kernel(), .ids = ids, .n_out = n_out, .out = out,
+        .table = table, .kernel = variant()->row, .ids = ids, .n_out = n_out, .out = out,
         .out_stride = out_stride,
     };
     const int64_t bytes = n_out * table->dim * 4;
@@ -1017,7 +852,6 @@ struct bag_job {
     const rq_nbit_table *table;
     rq_nbit_bag_fn bag;
     rq_nbit_pair_fn pair; /* NULL for variants without */
-    rq_nbit_pool_fn pool;
     const int64_t *ids;
     int64_t n_ids;
     const int64_t *bounds;
@@ -1088,7 +922,7 @@ static void bag_part(void *context, int member, int members)
                 continue;
             }
         }
-        job->bag(t, job->pool, job->ids, stop, job->weights, job->padding_idx, begin, end, out);
+        job->bag(t, job->ids, stop, job->weights, job->padding_idx, begin, end, out);
         if (job->mode == RQ_BAG_MEAN) finish_mean(job, b);
     }
 }
@@ -1105,8 +939,7 @@ int rq_nbit_bag(const uint8_t *codes, int64_t codes_stride, const uint8_t *scale
     if (*bad >= 0) return RQ_ID_RANGE;
     if (n_bags == 0 || dim == 0) return RQ_OK;
     struct bag_job job = {
-        .table = &table, .bag = bag_kernel(row_kernel()), .pair = pair_kernel(row_kernel()),
-        .pool = pool_kernel(row_kernel()),
+        .table = &table, .bag = variant()->bag, .pair = variant()->pair,
         .ids = ids, .n_ids = n_ids,
         .bounds = bounds,
         .n_bags = n_bags, .weights = mode == RQ_BAG_MAX ? NULL : weights, .mode = mode,
