@@ -72,7 +72,7 @@ def _read_tensor(file, tensor: _safetensors.Tensor) -> np.ndarray:
 def nbit_header(rows: int, width: int, dim: int, scheme: Scheme, key_bytes: int | None = None,
                 metadata: dict[str, str] | None = None) -> bytes:
     """The header bytes of an N-bit table's file (see the module's notes)."""
-    tensors = {"rows": ("U8", (rows, width + 4))}
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {"rows": ("U8", (rows, width + 4))}
     if key_bytes is not None:
         tensors["key_offsets"] = ("I64", (rows + 1,))
         tensors["keys"] = ("U8", (key_bytes,))
