@@ -51,6 +51,14 @@ static inline uint16_t rq_load_half(const uint8_t *p)
     return bits;
 }
 
+/* Whether the table is FBGEMM's fused rows: each row's scale and bias the 4 bytes after its
+ * codes. */
+static inline int rq_nbit_fused(const rq_nbit_table *t)
+{
+    return t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
+           t->scales == t->codes + (t->dim * t->bits + 7) / 8;
+}
+
 /* Row row's scale and bias as float32. */
 static inline void rq_nbit_params(const rq_nbit_table *t, int64_t row, float *scale, float *bias)
 {
@@ -654,8 +662,7 @@ __attribute__((always_inline)) static inline void avx512_bag_bits(
     int64_t padding_idx, int64_t begin, int64_t end, const int bits, float *out)
 {
     const int64_t dim = t->dim;
-    const int fused = t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
-                      t->scales == t->codes + (dim * bits + 7) / 8;
+    const int fused = rq_nbit_fused(t);
     int64_t passes = 1;
     for (int64_t p = 0; p < passes; p++) {
         const rq_nbit_pass pass = rq_nbit_plan(dim, bits, 16, RQ_NBIT_SUMS, p, &passes);
@@ -699,8 +706,7 @@ __attribute__((always_inline)) static inline int avx512_bag2_bits(
     int64_t passes = 1;
     const rq_nbit_pass pass = rq_nbit_plan(t->dim, bits, 16, RQ_NBIT_SUMS, 0, &passes);
     if (passes != 1 || pass.units * (8 / bits) > RQ_NBIT_PAIR_SUMS) return 0;
-    const int fused = t->param_stride == t->codes_stride && t->biases == t->scales + 2 &&
-                      t->scales == t->codes + (t->dim * bits + 7) / 8;
+    const int fused = rq_nbit_fused(t);
     switch (pass.units) {
         RQ_NBIT_PAIR_CASE(1) RQ_NBIT_PAIR_CASE(2) RQ_NBIT_PAIR_CASE(3)
     default:

@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,28 +84,15 @@ ROWWISE_U8 = Scheme(
 )
 """Botha et al. 2017, section 2.2: uint8 codes, one float32 scale per row, bias 128."""
 
-ROWWISE_U8_BF16 = Scheme(
-    name="rowwise-symmetric-u8-bf16",
-    bits=8,
-    bias=128,
-    levels=127,
-    code_dtype=np.dtype(np.uint8),
-    scale_dtype=np.dtype(np.uint16),
-    scale_format="bfloat16",
-)
+# the paper's scheme with its scales stored in 16 bits: only the scales' storage differs
+ROWWISE_U8_BF16 = replace(ROWWISE_U8, name="rowwise-symmetric-u8-bf16",
+                          scale_dtype=np.dtype(np.uint16), scale_format="bfloat16")
 """The paper's codes with a bfloat16 scale per row (the top half of a float32), as CLD3 stores
 its tables: the scale rounded first, the codes computed against it (see
 :func:`rowquant.reference.quantize_rows_16`); codes 0 to 255."""
 
-ROWWISE_U8_F16 = Scheme(
-    name="rowwise-symmetric-u8-f16",
-    bits=8,
-    bias=128,
-    levels=127,
-    code_dtype=np.dtype(np.uint8),
-    scale_dtype=np.dtype(np.float16),
-    scale_format="float16",
-)
+ROWWISE_U8_F16 = replace(ROWWISE_U8, name="rowwise-symmetric-u8-f16",
+                         scale_dtype=np.dtype(np.float16), scale_format="float16")
 """The paper's codes with an IEEE float16 scale per row (rows up to 127 * 65504 in
 magnitude)."""
 
