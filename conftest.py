@@ -12,6 +12,8 @@ if importlib.util.find_spec("torch") is None:
                        "src/rowquant/_torch_onnx.py"]
 if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
     collect_ignore.append("src/rowquant/_onnx.py")
+if importlib.util.find_spec("dask") is None:
+    collect_ignore.append("src/rowquant/dask.py")
 if importlib.util.find_spec("tokenizers") is None:  # the encoder's examples build tokenizers
     collect_ignore.append("src/rowquant/encoder.py")
 

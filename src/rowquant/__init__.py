@@ -41,9 +41,9 @@ from ._interop import from_fbgemm, from_torch_quantized, to_fbgemm, to_torch_qua
 from . import _gensim
 from .io import QuantizeSummary, load, quantize_file, read_vectors, save
 from .report import ErrorReport, error_report
-from ._keys import Keys, check_metadata, keys_for_rows
 from .table import QuantizedEmbedding
-from . import _api, _checks, _nbit, _threads
+from ._quantize import quantize_table
+from ._shards import ShardedTable
 from .encoder import StaticEncoder
 from .cld3 import from_cld3_arrays, to_cld3_arrays
 
@@ -53,6 +53,7 @@ __all__ = [
     "ErrorReport",
     "QuantizeSummary",
     "QuantizedEmbedding",
+    "ShardedTable",
     "StaticEncoder",
     "backend_info",
     "from_cld3_arrays",
@@ -185,24 +186,9 @@ def quantize(
     >>> words["queen"]
     array([0., 2.], dtype=float32)
     """
-    # the keys and metadata are checked before the table is quantized, their count after it
-    checked_keys = Keys.from_strings(keys) if keys is not None else None
-    checked_metadata = check_metadata(metadata)
-    if not (isinstance(bits, int) and bits == 8):
-        _api.no_scale_options(scale_dtype, scale_rounding)
-        return _nbit.quantize_table(E, bits, range_search, checked_keys, checked_metadata)
-    if range_search:
-        raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
-    scale_dtype, scale_rounding = _api.scale_options(scale_dtype, scale_rounding)
-    if scale_dtype == "float32":
-        codes, scales = quantize_rows(E, threads=threads)
-    else:
-        _threads.resolve_threads(threads)  # checked, though numpy quantizes on one thread
-        values = _checks.float_matrix(E)
-        codes, scales = _api.quantize_scales16(values, scale_dtype, scale_rounding, E)
-    return QuantizedEmbedding._from_checked(
-        codes, scales, keys_for_rows(checked_keys, codes.shape[0]), checked_metadata
-    )
+    return quantize_table(E, bits=bits, range_search=range_search, scale_dtype=scale_dtype,
+                          scale_rounding=scale_rounding, keys=keys, metadata=metadata,
+                          threads=threads)
 
 
 def from_gensim(

@@ -179,6 +179,20 @@ class ErrorAccumulator:
             both_zero = (squared_exact == 0) & (squared_approx == 0)
             self.row_cosine[rows] = np.where(both_zero, 1.0, np.clip(cosine, -1.0, 1.0))
 
+    def absorb(self, start: int, part: ErrorAccumulator) -> None:
+        """Add the measures of ``part``, an accumulator of the rows ``start ..`` (filled
+        elsewhere: a Dask task's block), as :meth:`update` of those rows would."""
+        if part.dim != self.dim or start < 0 or start + part.rows > self.rows:
+            raise ValueError(f"rows {start}..{start + part.rows} of width {part.dim} do not fit "
+                             f"a table of {self.rows}x{self.dim}")
+        rows = slice(start, start + part.rows)
+        self.row_max_error[rows] = part.row_max_error
+        self.row_cosine[rows] = part.row_cosine
+        self.scales[rows] = part.scales
+        self.abs_sum += part.abs_sum
+        self.squared_error += part.squared_error
+        self.squared_original += part.squared_original
+
     def finish(self, keys: Sequence[str] | None = None) -> ErrorReport:
         """The report; with ``keys`` (the table's, one per row), the worst rows' keys too."""
         values = self.rows * self.dim

@@ -222,6 +222,8 @@ examples:
   rowquant quantize huge.npy -o huge.safetensors --chunk-rows 100000 --threads 2
   rowquant quantize glove.npy -o glove4.safetensors --bits 4 --range-search
   rowquant quantize glove.npy -o glove-bf16.safetensors --scale-dtype bfloat16
+  rowquant quantize parts/ -o table/ --workers 2 --rows-per-shard 4000000
+                          a folder of .npy files, on 2 worker processes, into shards
 
 INPUT is a .npy file (float16/32/64), a .safetensors file (a 2-D F16, BF16, F32 or F64
 tensor; --tensor picks one when there are several), or a word-vector file: GloVe text,
@@ -229,6 +231,10 @@ word2vec or fastText text (.vec, a header line 'N D' first) or word2vec binary (
 format is recognised by the content; --format names it when that is not enough (a GloVe file
 whose first line is two numbers). Word-vector files keep their words as the table's keys, and
 a fault in one (a line with too few values, a word given twice) is reported with its line.
+A folder INPUT holds .npy or .safetensors files whose rows follow one another in name order;
+a Zarr array's folder is read as Zarr. Those, --workers and --rows-per-shard run on Dask
+(pip install 'rowquant[dask]'): --workers N starts a local cluster of N processes, each
+reading, quantizing and (into shards) writing its own blocks of rows.
 It is read in chunks, so tables larger than memory work. OUTPUT is written atomically: on any failure nothing is left at OUTPUT, and a file
 already there stays as it was. A file replaced keeps its permissions; a symlink is written
 through to its target; a device, named pipe or socket is refused. A run killed mid-write leaves
@@ -259,7 +265,8 @@ def _add_quantize(commands, common) -> None:
     )
     parser.add_argument(
         "input", metavar="INPUT",
-        help="a .npy, .safetensors, GloVe, word2vec or fastText text, or word2vec binary file",
+        help="a .npy, .safetensors, GloVe, word2vec or fastText text, or word2vec binary file; "
+        "or a folder of .npy and .safetensors files, or a Zarr array (with Dask)",
     )
     parser.add_argument(
         "-o",
@@ -307,6 +314,16 @@ def _add_quantize(commands, common) -> None:
         "zero, as CLD3 does",
     )
     parser.add_argument(
+        "--workers", type=_positive_int, metavar="N",
+        help="quantize on a local Dask cluster of N worker processes (pip install "
+        "'rowquant[dask]'); OUTPUT not ending in .safetensors is then a folder of shards",
+    )
+    parser.add_argument(
+        "--rows-per-shard", type=_positive_int, metavar="N",
+        help="write OUTPUT as a folder of shards of N rows each and their index, which "
+        "'rq.load(OUTPUT)' opens as one table (with Dask)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary"
     )
     parser.set_defaults(run=_run_quantize)
@@ -328,6 +345,8 @@ def _run_quantize(args) -> int:
         range_search=args.range_search,
         scale_dtype=args.scale_dtype,
         scale_rounding=args.scale_rounding,
+        workers=args.workers,
+        rows_per_shard=args.rows_per_shard,
     )
     if args.quiet:
         return 0
@@ -447,7 +466,7 @@ def _describe_file(path: str) -> dict:
         ],
     }
     if description["rowquant"]:
-        table = io.load(path)
+        table = io.load_table(path)
         rows, dim = table.shape
         scales = table.scale_values()
         description.update(

@@ -380,7 +380,7 @@ class StaticEncoder:
         """
         folder = Path(folder)
         config = _read_config(folder, TABLE_FILE)
-        table = io.load(folder / TABLE_FILE, mmap=mmap)
+        table = io.load_table(folder / TABLE_FILE, mmap=mmap)
         extra = _read_tensors(folder / MODEL_FILE, {"weights", "mapping"}) \
             if (folder / MODEL_FILE).is_file() else {}
         return cls(table, _read_tokenizer(folder), **_settings(config),

@@ -41,7 +41,6 @@ True
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,14 +48,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _api, _atomic, _format, _nbit_format, reference
+from . import _api, _atomic, _format, _nbit_format, _shards, reference
 from ._chunks import rows_per_chunk
 from ._error_report import ErrorAccumulator, ErrorReport
 from ._keys import check_metadata
-from ._nbit import NBitEmbedding
 from ._nbit_arrays import fbgemm_nbit_rows, quantize_nbit, scheme_for_bits
 from ._scheme import SYMMETRIC_SCHEMES
 from ._sources import open_source
+from ._open import load_table
+from ._progress import progress_callback
+from ._shards import ShardedTable
 from .table import QuantizedEmbedding
 
 __all__ = ["QuantizeSummary", "load", "quantize_file", "read_vectors", "save"]
@@ -121,12 +122,17 @@ def save(
     table.save(path, metadata=metadata, norms=norms)
 
 
-def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbedding:
-    """Open a table written by :func:`save` or :func:`quantize_file`.
+def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbedding | ShardedTable:
+    """Open a table written by :func:`save` or :func:`quantize_file`, or a sharded one.
 
     Parameters
     ----------
     path : str or os.PathLike
+        A rowquant file; or a folder of shards with their index, or the index itself
+        (``*.safetensors.index.json``, written by ``rowquant.dask``'s ``to_safetensors_shards``
+        or ``quantize_file(..., workers=N)`` into a folder), opened as one
+        :class:`~rowquant.ShardedTable`: every shard is checked against the index first, and a
+        missing or truncated one is named in a ValueError.
     mmap : bool, default True
         Map the file into memory: ``codes`` and ``scales`` are zero-copy read-only views of it,
         opening takes milliseconds whatever the size, and only the rows that lookups touch are
@@ -164,13 +170,9 @@ def load(path, *, mmap: bool = True, validate: bool = True) -> QuantizedEmbeddin
     >>> np.array_equal(rq.load(path, mmap=False).codes, qe.codes)
     True
     """
-    if _nbit_format.is_nbit_file(path):  # 4-bit and 2-bit rows
-        stored = _nbit_format.read_nbit_table(path, mmap=mmap, validate=validate)
-        return NBitEmbedding.from_stored(stored)
-    stored = _format.read_table(path, mmap=mmap, validate=validate)
-    return QuantizedEmbedding._from_checked(
-        stored.codes, stored.scales, stored.keys, stored.metadata, stored.norms
-    )
+    if _shards.is_sharded(path):
+        return _shards.load_sharded(path, mmap=mmap, validate=validate)
+    return load_table(path, mmap=mmap, validate=validate)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -196,28 +198,6 @@ class QuantizeSummary:
     keys: bool = False  # whether the table got words (a word-vector source) as keys
 
 
-def _progress_callback(progress, total: int, description: str):
-    """(update(done), close()) for progress=None/False, True (a tqdm bar on stderr) or a
-    callable taking (rows_done, rows_total)."""
-    if progress is None or progress is False:
-        return (lambda done: None), (lambda: None)
-    if progress is True:
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
-        bar = tqdm(total=total, unit="rows", unit_scale=True, desc=description, file=sys.stderr,
-                   dynamic_ncols=True, leave=False)
-        last = [0]
-
-        def update(done):
-            bar.update(done - last[0])
-            last[0] = done
-
-        return update, bar.close
-    if callable(progress):
-        return (lambda done: progress(done, total)), (lambda: None)
-    raise TypeError(f"progress must be None, a bool or a callable, got {type(progress).__name__}")
-
-
 def quantize_file(
     src,
     dst,
@@ -233,6 +213,8 @@ def quantize_file(
     range_search: bool = False,
     scale_dtype: str = "float32",
     scale_rounding: str = "nearest",
+    workers: int | None = None,
+    rows_per_shard: int | None = None,
 ) -> QuantizeSummary:
     """Quantize the float table in ``src`` into a rowquant file ``dst``, chunk by chunk.
 
@@ -284,6 +266,17 @@ def quantize_file(
         How 8-bit rows store their scales, and ``scale_rounding`` how 16-bit ones are rounded
         (``"nearest"`` or ``"truncate"``), as :func:`rowquant.quantize` takes them.
     scale_rounding : {"nearest", "truncate"}, default "nearest"
+    workers : int, optional
+        Quantize on a local Dask cluster of this many worker processes (``pip install
+        'rowquant[dask]'``; see :mod:`rowquant.dask`), each reading, quantizing and, into a
+        folder, writing its own blocks of rows. Without it, a folder or Zarr ``src`` is
+        quantized on this process's threads.
+    rows_per_shard : int, optional
+        Write ``dst`` as a folder of shards of this many rows and their index (what
+        :func:`load` opens as one :class:`~rowquant.ShardedTable`); so does a ``dst`` that does
+        not end in ``.safetensors`` when ``src`` is a folder or a Zarr array, or with
+        ``workers``. A folder or Zarr ``src``: its ``.npy`` and safetensors files' rows one
+        after the other (in name order), or the Zarr array's.
 
     Returns
     -------
@@ -334,6 +327,10 @@ def quantize_file(
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise ValueError(f"the output {os.fspath(dst)} is the input file; choose another path")
     checked_metadata = check_metadata(metadata)
+    if workers is not None or rows_per_shard is not None or os.path.isdir(src):
+        return _quantize_file_dask(src, dst, workers, rows_per_shard, tensor, chunk_rows,
+                                   progress, threads, report, format, checked_metadata, bits,
+                                   range_search, scale_dtype, scale_rounding, started)
     if not (isinstance(bits, int) and bits == 8):  # 4-bit and 2-bit rows
         _api.no_scale_options(scale_dtype, scale_rounding)
         return _quantize_file_nbit(src, dst, bits, range_search, tensor, chunk_rows, progress,
@@ -355,7 +352,7 @@ def quantize_file(
         codes = np.empty((min(step, rows), dim), dtype=np.uint8)
         scales = np.empty(min(step, rows), dtype=scheme.scale_dtype)
         errors = ErrorAccumulator(rows, dim) if report else None
-        update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
+        update, close = progress_callback(progress, rows, os.path.basename(os.fspath(src)))
         try:
             with _atomic.atomic_output(dst) as fd:
                 _atomic.write_all(fd, header, 0)
@@ -406,6 +403,40 @@ def quantize_file(
         )
 
 
+def _quantize_file_dask(src, dst, workers: int | None, rows_per_shard: int | None,
+                        tensor: str | None, chunk_rows: int | None, progress, threads: int | None,
+                        report: bool, format: str | None, metadata: dict[str, str], bits: object,
+                        range_search: object, scale_dtype: str, scale_rounding: str,
+                        started: float) -> QuantizeSummary:
+    """:func:`rowquant.quantize_file` of a folder or Zarr array, or with workers or shards:
+    the blocks quantized by Dask (:func:`rowquant.dask.quantize_file_on_workers`)."""
+    if format is not None:
+        raise ValueError("format= (word-vector files) is read without workers= or shards")
+    if isinstance(bits, int) and bits == 8:
+        if range_search:
+            raise ValueError("range_search=True applies to bits=4 or bits=2, not to 8-bit rows")
+        scale_dtype, scale_rounding = _api.scale_options(scale_dtype, scale_rounding)
+        options: dict[str, object] = {"scale_dtype": scale_dtype, "scale_rounding": scale_rounding}
+    else:
+        _api.no_scale_options(scale_dtype, scale_rounding)
+        scheme_for_bits(bits)
+        options = {"bits": bits, "range_search": range_search}
+    try:
+        from . import dask as rq_dask
+    except ImportError as error:
+        raise ImportError(f"quantize_file with workers=, shards or a folder needs Dask "
+                          f"(pip install 'rowquant[dask]'): {error}") from None
+    rows, dim, dtype, source_bytes, output_bytes, errors, output = \
+        rq_dask.quantize_file_on_workers(
+            src, dst, workers=workers, tensor=tensor, chunk_rows=chunk_rows,
+            rows_per_shard=rows_per_shard, progress=progress, threads=threads, report=report,
+            metadata=metadata, options=options)
+    return QuantizeSummary(source=os.fspath(src), output=output, tensor=tensor, rows=rows,
+                           dim=dim, source_dtype=dtype, source_bytes=source_bytes,
+                           output_bytes=output_bytes, seconds=time.perf_counter() - started,
+                           report=errors, keys=False)
+
+
 def _quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: str | None,
                        chunk_rows: int | None, progress, report: bool, format: str | None,
                        metadata: dict[str, str], started: float):
@@ -427,7 +458,7 @@ def _quantize_file_nbit(src, dst, bits: object, range_search: object, tensor: st
         rows_at, row_bytes = len(header), width + 4
         end = rows_at + rows * row_bytes
         errors = ErrorAccumulator(rows, dim) if report else None
-        update, close = _progress_callback(progress, rows, os.path.basename(os.fspath(src)))
+        update, close = progress_callback(progress, rows, os.path.basename(os.fspath(src)))
         try:
             with _atomic.atomic_output(dst) as fd:
                 _atomic.write_all(fd, header, 0)

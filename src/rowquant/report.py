@@ -75,7 +75,7 @@ def error_report(original, table, *, tensor=None, chunk_rows=None, worst: int = 
     0.25
     """
     if isinstance(table, (str, os.PathLike)):
-        table = io.load(table)
+        table = io.load_table(table)
     if not isinstance(table, QuantizedEmbedding):
         raise TypeError(f"table must be a QuantizedEmbedding or a path, got {type(table).__name__}")
     if isinstance(original, (str, os.PathLike)):
@@ -173,7 +173,7 @@ def compare_schemes(original, *, tensor=None, schemes=None, format=None, progres
                 progress(label)
             path = os.path.join(folder, "table.safetensors")
             io.quantize_file(source, path, tensor=tensor, format=format, **arguments)
-            table = io.load(path)
+            table = io.load_table(path)
             report = error_report(source, table, tensor=tensor, format=format)
             rows = max(1, table.shape[0])
             row_bytes = (table.codes.nbytes + table.scales.nbytes

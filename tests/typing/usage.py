@@ -47,7 +47,15 @@ def settings() -> str:
 def files(path: str, E: NDArray[np.float32]) -> rq.QuantizedEmbedding:
     rq.quantize(E).save(path)
     rq.save(path, rq.quantize(E))
-    return rq.load(path, mmap=True)
+    table = rq.load(path, mmap=True)  # a file: one table; a folder: a ShardedTable
+    assert isinstance(table, rq.QuantizedEmbedding)
+    return table
+
+
+def shards(folder: str, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+    table = rq.load(folder)
+    rows: NDArray[np.float32] = table.take(ids)  # both kinds serve lookups
+    return table.bag(ids.reshape(-1, 4)) + rows[:1]
 
 
 def words(E: NDArray[np.float32], vocabulary: list[str]) -> NDArray[np.float32]:
