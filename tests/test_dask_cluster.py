@@ -52,6 +52,19 @@ def client():
         yield connected
 
 
+def killer(client, killed):
+    """A progress callback that kills one worker process (SIGKILL) when the first shard is
+    done, noting its pid in ``killed``."""
+
+    def kill_one(done, total):
+        if not killed:
+            pid = next(iter(client.run(os.getpid).values()))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    return kill_one
+
+
 def expected_shards(x, rows_per_shard, **options):
     E = x.compute(scheduler="sync")
     return E, [rq.quantize(E[a : a + rows_per_shard], **options)
@@ -85,14 +98,8 @@ def test_workers_write_the_bytes_of_quantize(client, tmp_path, options):
 def test_a_worker_killed_mid_run_is_replaced_and_the_files_are_complete(client, tmp_path):
     x = generated(6000, 16, 500, pause=0.4)
     killed = []
-
-    def kill_one(done, total):
-        if not killed:
-            pid = next(iter(client.run(os.getpid).values()))
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    written = rqdask.quantize(x).to_safetensors_shards(tmp_path, progress=kill_one)
+    written = rqdask.quantize(x).to_safetensors_shards(tmp_path,
+                                                        progress=killer(client, killed))
     assert killed and written.shards == 12
     E, parts = expected_shards(x, 500)
     sharded = rq.load(tmp_path)
@@ -108,16 +115,8 @@ def test_with_no_retries_a_killed_worker_is_a_clear_error_and_no_index(tmp_path)
     x = generated(6000, 16, 500, pause=0.4)
     with cluster(**{"distributed.scheduler.allowed-failures": 0}) as local, \
             distributed.Client(local) as connected:
-        killed = []
-
-        def kill_one(done, total):
-            if not killed:
-                pid = next(iter(connected.run(os.getpid).values()))
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-
         with pytest.raises(distributed.KilledWorker):
-            rqdask.quantize(x).to_safetensors_shards(tmp_path, progress=kill_one)
+            rqdask.quantize(x).to_safetensors_shards(tmp_path, progress=killer(connected, []))
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".index.json")]
     with pytest.raises(ValueError, match="without a sharded table's index"):
         rq.load(tmp_path)

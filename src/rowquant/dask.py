@@ -49,7 +49,7 @@ from . import _checks, _shards
 from ._error_report import ErrorAccumulator, ErrorReport
 from ._keys import check_metadata
 from ._nbit import NBitEmbedding
-from ._quantize import quantize_table
+from ._quantize import quantize as quantize_table
 from .table import QuantizedEmbedding
 
 __all__ = ["DaskQuantized", "ShardsWritten", "error_report", "from_files", "quantize"]
