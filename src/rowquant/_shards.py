@@ -45,13 +45,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _atomic, _checks, _threads
+from . import _atomic, _checks
 from ._open import load_table
 from ._nbit import NBitEmbedding
 from ._nbit_arrays import fused_views
@@ -232,6 +231,9 @@ class ShardedTable:
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._rows = int(self.starts[-1])
         self._dim = first.shape[1]
+        # the shards' common size if all but the last have it (and the last no more), else 0
+        self._even = int(sizes[0]) if sizes[0] > 0 and (sizes[:-1] == sizes[0]).all() \
+            and sizes[-1] <= sizes[0] else 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -263,14 +265,18 @@ class ShardedTable:
         return array
 
     def _shard_of(self, flat: np.ndarray) -> np.ndarray:
+        """The shard of each id: a division when the shards but the last are of one size (as
+        writers make them), else a binary search of the first rows."""
+        if self._even:
+            return flat // self._even
         return np.searchsorted(self.starts, flat, side="right") - 1
 
-    def _compact(self, ids: ArrayLike, threads: int | None
-                 ) -> tuple[QuantizedEmbedding, np.ndarray, np.ndarray]:
+    def _compact(self, ids: ArrayLike) -> tuple[QuantizedEmbedding, np.ndarray, np.ndarray]:
         """The table of the rows ``ids`` name, copied out of the shards (only those rows are
-        read; the shards on threads of their own for many ids), the ids renumbered into it,
-        and the table's rows' numbers in the whole table. The ids are grouped by shard once
-        (a stable radix sort of their shard numbers); a row named twice is copied twice."""
+        read), the ids renumbered into it, and the table's rows' numbers in the whole table.
+        The ids are grouped by shard once (a stable radix sort of their shard numbers); a row
+        named twice is copied twice. The kernels then run on the copy with the caller's
+        threads."""
         array = self._checked_ids(ids)
         flat = array.reshape(-1).astype(np.int64, copy=False)
         shard_of = self._shard_of(flat).astype(np.int16 if len(self.shards) < 2**15 else np.int64)
@@ -282,19 +288,10 @@ class ShardedTable:
         outputs = [np.empty((len(wanted),) + source.shape[1:], source.dtype)
                    for source in row_arrays(self.shards[0])]
 
-        def copy(part: tuple[int, int, int]) -> None:
-            shard, begin, end = part
+        for shard, begin, end in parts:  # one thread: numpy's take holds the GIL
             local = wanted[begin:end] - self.starts[shard]
             for source, output in zip(row_arrays(self.shards[shard]), outputs):
-                np.take(source, local, axis=0, out=output[begin:end])
-
-        workers = min(len(parts), _threads.resolve_threads(threads))
-        if workers > 1 and len(wanted) >= 16384:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(copy, parts))
-        else:
-            for part in parts:
-                copy(part)
+                np.take(source, local, axis=0, out=output[begin:end], mode="clip")  # checked
         renumbered = np.empty(len(order), np.int64)
         renumbered[order] = np.arange(len(order))
         return table_of(outputs, self.shards[0]), renumbered.reshape(array.shape), wanted
@@ -328,7 +325,7 @@ class ShardedTable:
         single = self._single_shard(ids)
         if single is not None:
             return single[0].take(single[1], out, threads=threads)
-        compact, renumbered, _ = self._compact(ids, threads)
+        compact, renumbered, _ = self._compact(ids)
         return compact.take(renumbered, out, threads=threads)
 
     def bag(self, ids: ArrayLike, offsets: ArrayLike | None = None, *,
@@ -353,7 +350,7 @@ class ShardedTable:
             return single[0].bag(single[1], offsets, padding_idx=padding_idx, threads=threads,
                                  **kwargs)
         padding = _checks.padding_row(padding_idx, self._rows)
-        compact, renumbered, rows = self._compact(ids, threads)
+        compact, renumbered, rows = self._compact(ids)
         if padding is not None:  # a row of the compact table that holds it, if an id names it
             found = np.flatnonzero(rows == padding)
             if len(found):  # every other copy of the padding row becomes this one
