@@ -216,6 +216,16 @@ def test_every_lookup_equals_the_widened_table_and_the_reference(simd_path, thre
             assert_same_bits(got_scores, want_scores)
 
 
+def test_numpy_indexing_reads_16_bit_scales_as_their_values():
+    # qe[rows, columns] dequantizes element by element: once read bfloat16's uint16 bits as
+    # numbers (values 10^6 times too large) and computed float16 scales in float16
+    for scale_dtype, table, wide in tables():
+        full = wide.dequantize()
+        for key in ((slice(None), slice(0, 5)), (3, slice(2, 7)), ([0, 4, 2], 1),
+                    (np.arange(len(table)) % 3 == 0, -1)):
+            assert_same_bits(table[key], full[key])
+
+
 @pytest.mark.skipif(not C_BACKEND, reason="the numpy backend widens per call")
 def test_a_lookup_does_not_copy_the_scales():
     rows = 1 << 20

@@ -773,4 +773,5 @@ class QuantizedEmbedding:
         which (row, column) each result element comes from, then dequantize just those."""
         grid = np.broadcast_to(np.arange(len(self))[:, None], self.shape)[key]
         columns = np.broadcast_to(np.arange(self.shape[1]), self.shape)[key]
-        return reference.dequantize_codes(self._codes[grid, columns], self._scales[grid])
+        # the scales widened to float32: 16-bit ones are float16, or bfloat16's uint16 bits
+        return reference.dequantize_codes(self._codes[grid, columns], self.scale_values()[grid])
