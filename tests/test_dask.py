@@ -142,7 +142,14 @@ def test_lookups_across_shards_equal_one_table(tmp_path, options):
     assert np.array_equal(sharded.bag(ids.reshape(250, 20)), one.bag(ids.reshape(250, 20)))
     assert np.array_equal(sharded[1999], one[1999]) and np.array_equal(sharded[-1], one[-1])
     assert np.array_equal(sharded[250:610:3], one[250:610:3])
-    assert np.array_equal(sharded[[5, 1500]], one[[5, 1500]])
+    assert np.array_equal(sharded[[5, 1500, -2]], one[[5, 1500, -2]])
+    mask = np.arange(2000) % 7 == 3
+    assert np.array_equal(sharded[mask], one[mask])
+    assert np.array_equal(sharded[:, :8], one[:, :8])
+    assert np.array_equal(sharded[17, 3:9], one[17, 3:9])
+    assert np.array_equal(sharded[[4, 1999], 2], one[[4, 1999], 2])
+    assert np.array_equal(sharded.bag(ids.reshape(250, 20), mode="max"),
+                          one.bag(ids.reshape(250, 20), mode="max"))
     assert np.array_equal(sharded.dequantize(), one.dequantize())
     assert sharded.take([]).shape == (0, 33)
     for threads in (1, 2):

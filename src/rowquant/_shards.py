@@ -359,7 +359,15 @@ class ShardedTable:
         return compact.bag(renumbered, offsets, padding_idx=padding, threads=threads, **kwargs)
 
     def __getitem__(self, key: Any) -> NDArray[np.float32]:
-        """``table[i]``, ``table[[i, j]]``, ``table[a:b]``: rows, as for a table."""
+        """numpy indexing on the dequantized table, as for a table: ``table[i]`` (negative from
+        the end), ``table[[i, j]]``, ``table[a:b]``, ``table[mask]``, ``table[rows, columns]``;
+        only the rows named are read."""
+        if isinstance(key, tuple):
+            if not key:
+                return self[:]
+            rows = self[key[0]]
+            single = np.ndim(rows) == 1
+            return rows[key[1:]] if single else rows[(slice(None),) + key[1:]]
         if isinstance(key, slice):
             return self.take(np.arange(self._rows)[key])
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
@@ -367,7 +375,15 @@ class ShardedTable:
             if not 0 <= row < self._rows:
                 raise IndexError(f"row {key} is out of range for a table of {self._rows} rows")
             return self.take(np.array([row]))[0]
-        return self.take(key)
+        array = np.asarray(key)
+        if array.dtype == np.bool_:
+            if array.shape != (self._rows,):
+                raise IndexError(f"a boolean index must have shape ({self._rows},), got "
+                                 f"{array.shape}")
+            return self.take(np.flatnonzero(array))
+        if array.dtype.kind in "iu":  # negative rows count from the end, as numpy's
+            array = np.where(array < 0, array + self._rows, array)
+        return self.take(array)
 
     def dequantize(self, out: NDArray[np.float32] | None = None, *,
                    threads: int | None = None) -> NDArray[np.float32]:
