@@ -293,7 +293,9 @@ class DaskQuantized:
         folder : str or os.PathLike
             Created if missing. Files named like the shards and index are replaced.
         rows_per_shard : int, optional
-            Rows per shard (the last may have fewer); default one shard per block of ``x``.
+            Rows per shard (the last may have fewer); default one shard per block of ``x``. A
+            worker holds a shard's quantized rows while it writes them (68 bytes a row at
+            D = 64), so this bounds its memory with the blocks' size.
         prefix : str, default "table"
             Shards are ``{prefix}-00001-of-00004.safetensors``, the index
             ``{prefix}.safetensors.index.json``.
