@@ -326,3 +326,26 @@ def test_a_table_of_one_shard(tmp_path):
     assert np.array_equal(loaded.take(ids), one.take(ids))
     assert np.array_equal(loaded.bag(ids, padding_idx=int(ids[0, 0]), mode="mean"),
                           one.bag(ids, padding_idx=int(ids[0, 0]), mode="mean"))
+
+
+def test_a_rerun_replaces_the_table_and_a_failed_one_leaves_none(tmp_path):
+    E = table(600, 8)
+    rqdask.quantize(da.from_array(E, chunks=(100, 8))).to_safetensors_shards(
+        tmp_path, scheduler="sync")
+    (tmp_path / "notes.txt").write_text("kept")
+    # fewer shards: the six of the first run that the new index does not name are removed
+    rqdask.quantize(da.from_array(E, chunks=(200, 8))).to_safetensors_shards(
+        tmp_path, scheduler="sync")
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"] + [
+        f"table-0000{n}-of-00003.safetensors" for n in (1, 2, 3)] + [
+        "table.safetensors.index.json"]
+    assert np.array_equal(rq.load(tmp_path).dequantize(), rq.quantize(E).dequantize())
+    # a rerun that fails after writing some shards of the same names leaves no index, so the
+    # folder never loads as a mix of the two runs' shards
+    bad = E.copy()
+    bad[450, 0] = np.nan
+    with pytest.raises(ValueError, match="row 450"):
+        rqdask.quantize(da.from_array(bad * 2, chunks=(200, 8))).to_safetensors_shards(
+            tmp_path, scheduler="sync")
+    with pytest.raises(ValueError, match="without a sharded table's index"):
+        rq.load(tmp_path)

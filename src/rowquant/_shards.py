@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,8 +57,8 @@ from ._nbit import NBitEmbedding
 from ._nbit_arrays import fused_views
 from .table import QuantizedEmbedding
 
-__all__ = ["ShardedTable", "index_name", "is_sharded", "load_sharded", "shard_name",
-           "write_index", "write_shards"]
+__all__ = ["ShardedTable", "index_name", "is_sharded", "load_sharded", "remove_index",
+           "remove_stale_shards", "shard_name", "write_index", "write_shards"]
 
 FORMAT = "rowquant-shards"
 VERSION = 1
@@ -103,6 +104,26 @@ def write_index(folder: Any, prefix: str, shards: Sequence[Mapping[str, Any]], d
     return path
 
 
+def remove_index(folder: Any, prefix: str) -> None:
+    """Delete the index of the table ``prefix`` in ``folder``, if there is one."""
+    try:
+        os.remove(os.path.join(os.fspath(folder), index_name(prefix)))
+    except FileNotFoundError:
+        pass
+
+
+def remove_stale_shards(folder: Any, prefix: str, keep: Sequence[str]) -> list[str]:
+    """Delete the shard files of ``prefix`` in ``folder`` (``{prefix}-NNNNN-of-NNNNN``) other
+    than ``keep``, the current index's: what a run with another shard count left. Returns
+    their names."""
+    pattern = re.compile(re.escape(prefix) + r"-\d{5,}-of-\d{5,}\.safetensors")
+    stale = sorted(name for name in os.listdir(os.fspath(folder))
+                   if pattern.fullmatch(name) and name not in set(keep))
+    for name in stale:
+        os.remove(os.path.join(os.fspath(folder), name))
+    return stale
+
+
 def write_shards(folder: Any, tables: Sequence[QuantizedEmbedding], *, prefix: str = "table",
                  metadata: Mapping[str, str] | None = None) -> str:
     """Write ``tables`` (blocks of rows, in order, of one scheme and width) as the shards of
@@ -111,13 +132,16 @@ def write_shards(folder: Any, tables: Sequence[QuantizedEmbedding], *, prefix: s
     cluster's workers."""
     if not tables:
         raise ValueError("a sharded table needs at least one shard")
+    remove_index(folder, prefix)
     entries = []
     for number, table in enumerate(tables):
         name = shard_name(prefix, number, len(tables))
         path = os.path.join(os.fspath(folder), name)
         table.save(path, metadata=metadata)
         entries.append({"file": name, "rows": len(table), "bytes": os.path.getsize(path)})
-    return write_index(folder, prefix, entries, tables[0].shape[1], tables[0].scheme.name)
+    index = write_index(folder, prefix, entries, tables[0].shape[1], tables[0].scheme.name)
+    remove_stale_shards(folder, prefix, [entry["file"] for entry in entries])
+    return index
 
 
 def _index_path(path: str) -> str:

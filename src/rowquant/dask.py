@@ -291,7 +291,9 @@ class DaskQuantized:
         Parameters
         ----------
         folder : str or os.PathLike
-            Created if missing. Files named like the shards and index are replaced.
+            Created if missing. A table of the same ``prefix`` already there is replaced: its
+            index is deleted first (a failed run leaves no table rather than a mix), and once
+            the new index is written, shards of the old one that the new does not name.
         rows_per_shard : int, optional
             Rows per shard (the last may have fewer); default one shard per block of ``x``. A
             worker holds a shard's quantized rows while it writes them (68 bytes a row at
@@ -320,6 +322,9 @@ class DaskQuantized:
             raise ValueError(f"prefix must be a file name prefix, got {prefix!r}")
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
+        # a table already here stops loading before any of its shards is replaced, so that a
+        # run that fails midway cannot leave its index naming a mix of old and new shards
+        _shards.remove_index(folder, prefix)
         rows, x = self._aligned(rows_per_shard)
         row_blocks = rows.to_delayed().ravel()
         x_blocks = x.to_delayed().ravel() if report else [None] * len(row_blocks)
@@ -339,6 +344,7 @@ class DaskQuantized:
                 errors.absorb(start, entry.pop("errors"))
                 start += entry["rows"]
         index = _shards.write_index(folder, prefix, entries, self.shape[1], self.scheme.name)
+        _shards.remove_stale_shards(folder, prefix, [entry["file"] for entry in entries])
         return ShardsWritten(
             index=index, shards=count, rows=self.shape[0], dim=self.shape[1],
             bytes=sum(entry["bytes"] for entry in entries),
