@@ -133,14 +133,16 @@ def write_shards(folder: Any, tables: Sequence[QuantizedEmbedding], *, prefix: s
     if not tables:
         raise ValueError("a sharded table needs at least one shard")
     remove_index(folder, prefix)
-    entries = []
+    entries: list[dict[str, Any]] = []
+    names = []
     for number, table in enumerate(tables):
         name = shard_name(prefix, number, len(tables))
+        names.append(name)
         path = os.path.join(os.fspath(folder), name)
         table.save(path, metadata=metadata)
         entries.append({"file": name, "rows": len(table), "bytes": os.path.getsize(path)})
     index = write_index(folder, prefix, entries, tables[0].shape[1], tables[0].scheme.name)
-    remove_stale_shards(folder, prefix, [entry["file"] for entry in entries])
+    remove_stale_shards(folder, prefix, names)
     return index
 
 
