@@ -243,6 +243,21 @@ class ShardedTable:
 
     ``shards`` are the shards' tables (memory-mapped when loaded with ``mmap=True``) and
     ``starts`` their first rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import rowquant as rq
+    >>> E = np.arange(12, dtype=np.float32).reshape(6, 2)
+    >>> table = rq.ShardedTable([rq.quantize(E[:4]), rq.quantize(E[4:])])
+    >>> table.take([5, 0])   # rows of two shards, as one table of all the rows gives them
+    array([[ 9.96063, 11.     ],
+           [ 0.     ,  1.     ]], dtype=float32)
+    >>> np.array_equal(table.take([5, 0]), rq.quantize(E).take([5, 0]))
+    True
+    >>> bags = table.bag([[0, 5], [1, 4]], mode="mean")
+    >>> np.array_equal(bags, rq.quantize(E).bag([[0, 5], [1, 4]], mode="mean"))
+    True
     """
 
     def __init__(self, shards: Sequence[QuantizedEmbedding]):
@@ -333,21 +348,7 @@ class ShardedTable:
     def take(self, ids: ArrayLike, out: NDArray[np.float32] | None = None, *,
              threads: int | None = None) -> NDArray[np.float32]:
         """Dequantized rows ``ids``, shape ``ids.shape + (D,)``, as
-        :meth:`QuantizedEmbedding.take` gives them.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import rowquant as rq
-        >>> from rowquant._shards import ShardedTable
-        >>> E = np.arange(12, dtype=np.float32).reshape(6, 2)
-        >>> table = ShardedTable([rq.quantize(E[:4]), rq.quantize(E[4:])])
-        >>> table.take([5, 0])   # rows of two shards, as one table of all the rows gives them
-        array([[ 9.96063, 11.     ],
-               [ 0.     ,  1.     ]], dtype=float32)
-        >>> np.array_equal(table.take([5, 0]), rq.quantize(E).take([5, 0]))
-        True
-        """
+        :meth:`QuantizedEmbedding.take` gives them (example: the class's)."""
         single = self._single_shard(ids)
         if single is not None:
             return single[0].take(single[1], out, threads=threads)
@@ -358,19 +359,7 @@ class ShardedTable:
             padding_idx: int | None = None, threads: int | None = None,
             **kwargs: Any) -> NDArray[np.float32]:
         """Pooled rows of bags, as :meth:`QuantizedEmbedding.bag` (same arguments), bit for bit
-        the bags of one table of all the rows.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import rowquant as rq
-        >>> from rowquant._shards import ShardedTable
-        >>> E = np.arange(12, dtype=np.float32).reshape(6, 2)
-        >>> table = ShardedTable([rq.quantize(E[:4]), rq.quantize(E[4:])])
-        >>> bags = table.bag([[0, 5], [1, 4]], mode="mean")
-        >>> np.array_equal(bags, rq.quantize(E).bag([[0, 5], [1, 4]], mode="mean"))
-        True
-        """
+        the bags of one table of all the rows (example: the class's)."""
         single = self._single_shard(ids)
         if single is not None:
             return single[0].bag(single[1], offsets, padding_idx=padding_idx, threads=threads,
